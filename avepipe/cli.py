@@ -1,0 +1,44 @@
+"""The ``avepipe`` command: a click group whose sub-commands live in ``avepipe.commands``."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+from avepipe import __version__
+
+# (module, attribute) of each sub-command, imported lazily so `avepipe --help`
+# stays fast and one area's import error cannot hide the others.
+_COMMANDS = {
+    "extract": ("avepipe.commands.extract", "extract"),
+    "cache": ("avepipe.commands.cache", "cache"),
+    "synth": ("avepipe.commands.synth", "synth"),
+    "train": ("avepipe.commands.train", "train"),
+    "evaluate": ("avepipe.commands.evaluate", "evaluate"),
+    "import-checkpoint": ("avepipe.commands.import_checkpoint", "import_checkpoint"),
+    "localize": ("avepipe.commands.localize", "localize"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name, (mod, _) in _COMMANDS.items() if importlib.util.find_spec(mod))
+
+    def get_command(self, ctx, name):
+        if name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[name]
+        if importlib.util.find_spec(module) is None:
+            return None
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="avepipe")
+def main():
+    """Audio-visual event localisation: extract features, train PSP/CPSP, localise events."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What made a cache: the extractor identity that training and localisation must match.
+
+Two caches whose ``ExtractorConfig`` differ in any identity field hold features
+from different functions of the video, so mixing them silently changes results.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+PIPELINE_VERSION = "1"
+
+# Fields that describe storage or bookkeeping, not the feature function.
+_NOT_IDENTITY = frozenset()
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Identity of the feature extractor, recorded in every cache and checkpoint."""
+
+    visual_backbone: str = "vgg19-pool5"
+    visual_preset: str = "torchvision"          # "torchvision" or "ave" (Keras/Caffe)
+    visual_weights: str = "random:0"            # "sha256:<hex>" of the weights file, or "random:<seed>"
+    audio_backbone: str = "vggish-torch"        # "vggish-torch" or "vggish-tfhub"
+    audio_weights: str = "random:0"             # "sha256:<hex>", "tfhub:google/vggish/1" or "random:<seed>"
+    fps: int = 16
+    sample_rate: int = 16000
+    frame_size: int = 224
+    segments: int | None = None                 # fixed T, or None for ceil(duration)
+    pipeline_version: str = PIPELINE_VERSION
+
+    @property
+    def is_random(self) -> bool:
+        """True when either backbone was randomly initialised (smoke tests, demos)."""
+        return self.visual_weights.startswith("random") or self.audio_weights.startswith("random")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExtractorConfig":
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown extractor fields {sorted(unknown)} (made by a newer avepipe?)")
+        return cls(**data)
+
+    def differences(self, other: "ExtractorConfig") -> list[str]:
+        """Human-readable list of identity fields in which two configs differ."""
+        out = []
+        for f in fields(self):
+            if f.name in _NOT_IDENTITY:
+                continue
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if mine != theirs:
+                out.append(f"{f.name}: {mine!r} vs {theirs!r}")
+        return out

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 PIPELINE_VERSION = "1"
 
 # Fields that describe storage or bookkeeping, not the feature function.
-_NOT_IDENTITY = frozenset()
+_NOT_IDENTITY: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,24 @@ class ExtractorConfig:
             if mine != theirs:
                 out.append(f"{f.name}: {mine!r} vs {theirs!r}")
         return out
+
+
+# md5 of keras-applications' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`
+# (the `file_hash` Keras itself checks); a file with this hash is the canonical one.
+KERAS_VGG19_NOTOP_MD5 = "253f8cb515780f3b799900260a226db6"
+
+# The released AVE features: Keras VGG-19 (canonical ImageNet notop weights) with
+# Caffe preprocessing, and the official TensorFlow VGGish, 16 frames per second,
+# 10 one-second segments. `--preset ave` with the canonical files records exactly
+# this, so self-extracted and imported AVE caches can be trained on side by side.
+AVE_RELEASED = ExtractorConfig(
+    visual_backbone="vgg19-pool5",
+    visual_preset="ave",
+    visual_weights=f"keras-md5:{KERAS_VGG19_NOTOP_MD5}",
+    audio_backbone="vggish-tfhub",
+    audio_weights="tfhub:google/vggish/1",
+    fps=16,
+    sample_rate=16000,
+    frame_size=224,
+    segments=10,
+)

@@ -1,0 +1,204 @@
+"""The PSP family: fully supervised PSP, weakly supervised PSP and CPSP.
+
+Attribute names equal the authors' (``fa``, ``fv``, ``attention``, ``lstm_a_v``,
+``psp``, ``L1``, ``L2``, ``linear_v``, ``W3``) so their state-dicts load directly.
+Every network works for any number of segments T.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models import losses
+from models.avga import AVGA
+from models.encoders import AudioVisualLSTM
+from models.outputs import ModelOutput
+from models.psp import PSP
+
+TAU_FULLY = 0.099
+TAU_WEAKLY = 0.095
+
+
+def _xavier(*layers: nn.Linear) -> None:
+    for layer in layers:
+        nn.init.xavier_uniform_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def _two_linear(in_dim: int, mid_dim: int, out_dim: int) -> nn.Sequential:
+    """Linear -> Linear, no bias, no activation (the authors' ``fa``/``fv``)."""
+    stack = nn.Sequential(nn.Linear(in_dim, mid_dim, bias=False), nn.Linear(mid_dim, out_dim, bias=False))
+    _xavier(*stack)
+    return stack
+
+
+def _argmax_with_confidence(scores: Tensor) -> tuple[Tensor, Tensor]:
+    probabilities = F.softmax(scores, dim=-1)
+    confidence, labels = probabilities.max(dim=-1)
+    return labels, confidence
+
+
+class _PSPNetBase(nn.Module):
+    """Shared interface: config, tau, prediction from per-segment scores."""
+
+    model_name = "psp"
+    setting = "fully"
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.background = num_classes
+
+    @property
+    def tau(self) -> float:
+        return self.psp.tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self.psp.tau = value
+
+    @property
+    def config(self) -> dict:
+        return {"model": self.model_name, "setting": self.setting, "tau": self.tau, "num_classes": self.num_classes}
+
+    def segment_scores(self, out: ModelOutput) -> Tensor:
+        """Per-segment class scores [B,T,C+1] (logits), averaged by localize over overlapping windows."""
+        return out.logits
+
+    def predict_from_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-segment argmax class and its softmax probability."""
+        return _argmax_with_confidence(scores)
+
+    def predict(self, out: ModelOutput) -> tuple[Tensor, Tensor]:
+        return self.predict_from_scores(self.segment_scores(out))
+
+
+class _FullyEncoder(_PSPNetBase):
+    """fa -> AVGA -> fv -> Bi-LSTMs -> PSP (with v_fc/a_fc and re-normalisation)."""
+
+    def __init__(self, tau: float, num_classes: int):
+        super().__init__(num_classes)
+        self.fa = _two_linear(128, 256, 128)
+        self.attention = AVGA(audio_dim=128)
+        self.fv = _two_linear(512, 256, 128)
+        self.lstm_a_v = AudioVisualLSTM(128, 128, 128)
+        self.psp = PSP(256, tau=tau, fully=True)
+
+    def encode(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        audio_emb = self.fa(audio)
+        attended, attention = self.attention(audio_emb, visual)
+        a_l, v_l = self.lstm_a_v(audio_emb, self.fv(attended))
+        fusion, v_f, a_f, gamma_va, gamma_av = self.psp(a_l, v_l)
+        return ModelOutput(similarity=(F.normalize(v_f, dim=-1) * F.normalize(a_f, dim=-1)).sum(dim=-1), fusion=fusion,
+                           audio_feat=a_f, visual_feat=v_f, gamma_va=gamma_va, gamma_av=gamma_av,
+                           attention=attention)
+
+
+class FullyPSPNet(_FullyEncoder):
+    """Fully supervised PSP: per-segment 29-way classifier + AV-pair similarity (AVPS)."""
+
+    def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, avps_weight: float = 100.0):
+        super().__init__(tau, num_classes)
+        self.L1 = nn.Linear(256, 64, bias=False)
+        self.L2 = nn.Linear(64, num_classes + 1, bias=False)
+        _xavier(self.L1, self.L2)
+        self.avps_weight = avps_weight
+
+    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        out = self.encode(audio, visual)
+        out.logits = self.L2(F.relu(self.L1(out.fusion)))
+        return out
+
+    def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
+        ce = losses.segment_cross_entropy(out.logits, segment_labels)
+        avps = losses.avps_loss(out.similarity, segment_labels != self.background)
+        return {"loss": ce + self.avps_weight * avps, "ce": ce, "avps": avps}
+
+
+class WeaklyPSPNet(_PSPNetBase):
+    """Weakly supervised PSP (authors' code): raw audio into AVGA, linear_v, no v_fc/a_fc, W3 weighting."""
+
+    setting = "weakly"
+
+    def __init__(self, tau: float = TAU_WEAKLY, num_classes: int = 28):
+        super().__init__(num_classes)
+        self.attention = AVGA(audio_dim=128)
+        self.linear_v = nn.Linear(512, 128)
+        self.lstm_a_v = AudioVisualLSTM(128, 128, 128)
+        self.psp = PSP(256, tau=tau, fully=False)
+        self.L1 = nn.Linear(256, 64, bias=False)
+        self.L2 = nn.Linear(64, num_classes + 1, bias=False)
+        self.W3 = nn.Linear(num_classes + 1, 1, bias=False)
+        _xavier(self.linear_v, self.L1, self.L2, self.W3)
+
+    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        attended, attention = self.attention(audio, visual)
+        a_l, v_l = self.lstm_a_v(audio, self.linear_v(attended))
+        fusion, v_f, a_f, gamma_va, gamma_av = self.psp(a_l, v_l)
+        score = self.L2(F.relu(self.L1(fusion)))
+        score = score * torch.sigmoid(F.relu(self.W3(score)))
+        return ModelOutput(logits=score, video_prob=F.softmax(score.mean(dim=1), dim=-1), fusion=fusion,
+                           audio_feat=a_f, visual_feat=v_f, gamma_va=gamma_va, gamma_av=gamma_av,
+                           attention=attention)
+
+    def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
+        """BCE against the spec's video label, mean_t one-hot(segment labels); ``video_labels`` is not used
+        because the released video-level labels never set the background column."""
+        target = losses.weak_video_target(segment_labels, self.num_classes + 1)
+        bce = losses.weak_bce_loss(out.video_prob, target)
+        return {"loss": bce, "bce": bce}
+
+
+class CPSPNet(_FullyEncoder):
+    """CPSP: the fully supervised encoder with an event/background head and a video category head."""
+
+    model_name = "cpsp"
+
+    def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, avps_weight: float = 100.0,
+                 psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0):
+        super().__init__(tau, num_classes)
+        self.event_head = nn.Linear(256, 1)
+        self.category_head = nn.Linear(256, num_classes)
+        _xavier(self.event_head, self.category_head)
+        self.avps_weight = avps_weight
+        self.psa_segment_weight = psa_segment_weight
+        self.psa_video_weight = psa_video_weight
+
+    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        out = self.encode(audio, visual)
+        out.event_logits = self.event_head(out.fusion).squeeze(-1)
+        out.category_logits = self.category_head(out.fusion.mean(dim=1))
+        return out
+
+    def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
+        is_event = segment_labels != self.background
+        event = F.binary_cross_entropy_with_logits(out.event_logits, is_event.float())
+        has_event = video_labels[:, : self.num_classes].sum(dim=1) > 0
+        categories = torch.where(has_event, video_labels[:, : self.num_classes].argmax(dim=1),
+                                 torch.full_like(has_event, -1, dtype=torch.long))
+        category = (F.cross_entropy(out.category_logits[has_event], categories[has_event])
+                    if has_event.any() else out.category_logits.sum() * 0.0)
+        avps = losses.avps_loss(out.similarity, is_event)
+        psa_s = losses.psa_segment_loss(out.fusion, is_event)
+        psa_v = losses.psa_video_loss(out.fusion, categories)
+        total = (event + category + self.avps_weight * avps + self.psa_segment_weight * psa_s
+                 + self.psa_video_weight * psa_v)
+        return {"loss": total, "event": event, "category": category, "avps": avps, "psa_s": psa_s, "psa_v": psa_v}
+
+    def segment_scores(self, out: ModelOutput) -> Tensor:
+        """[B,T,1+C]: sigmoid(event logit), then the video's category probabilities repeated per segment
+        (both average meaningfully over overlapping windows)."""
+        event = torch.sigmoid(out.event_logits).unsqueeze(-1)
+        category = F.softmax(out.category_logits, dim=-1).unsqueeze(1).expand(-1, event.shape[1], -1)
+        return torch.cat([event, category], dim=-1)
+
+    def predict_from_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Category if P(event) > 0.5 else background; confidence P(event)*P(category) or 1-P(event)."""
+        event, category = scores[..., 0], scores[..., 1:]
+        category_prob, category_label = category.max(dim=-1)
+        is_event = event > 0.5
+        labels = torch.where(is_event, category_label, torch.full_like(category_label, self.background))
+        confidence = torch.where(is_event, event * category_prob, 1.0 - event)
+        return labels, confidence

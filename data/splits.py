@@ -1,0 +1,126 @@
+"""Train/validation/test splits: the official AVE ``*_order.h5`` files, or a seeded random split.
+
+An order file holds one int64 dataset ``order``: row indices into the annotation
+file (row i = ``Annotations.video_ids[i]``). Splits are returned as lists of video
+keys, in row order, keyed by ``"train"``, ``"val"``, ``"test"``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from avepipe.errors import UserError
+from data.annotations import BACKGROUND, Annotations
+
+SPLIT_NAMES = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def order_path(directory: str | Path, split: str) -> Path:
+    return Path(directory) / f"{split}_order.h5"
+
+
+def read_order_file(path: str | Path, num_rows: int | None = None) -> np.ndarray:
+    """The int64 row indices of one ``*_order.h5`` file, checked against ``num_rows``."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            if "order" not in handle:
+                raise UserError(f"{path}: no dataset 'order' (found: {', '.join(handle) or 'nothing'})")
+            order = np.asarray(handle["order"][()]).reshape(-1)
+    except FileNotFoundError:
+        raise UserError(f"{path}: split file not found") from None
+    except OSError as err:
+        raise UserError(f"{path}: not a readable HDF5 file ({err})") from None
+    if order.size and not np.issubdtype(order.dtype, np.integer):
+        if not np.all(order == np.round(order)):
+            raise UserError(f"{path}: 'order' holds non-integer values")
+    order = order.astype(np.int64)
+    if num_rows is not None and order.size and (order.min() < 0 or order.max() >= num_rows):
+        raise UserError(f"{path}: row index {int(order.max() if order.max() >= num_rows else order.min())} "
+                        f"outside the annotation file's {num_rows} rows")
+    if np.unique(order).size != order.size:
+        raise UserError(f"{path}: 'order' lists a row more than once")
+    return order
+
+
+def write_order_file(path: str | Path, rows: Sequence[int]) -> Path:
+    """Write row indices as the official layout does: dataset ``order``, int64 ``[N]``."""
+    path = Path(path)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("order", data=np.asarray(rows, dtype=np.int64).reshape(-1))
+    return path
+
+
+def load_official_splits(directory: str | Path, annotations: Annotations) -> dict[str, list[str]]:
+    """``train/val/test_order.h5`` in ``directory`` as lists of video keys; the splits must be disjoint."""
+    ids = annotations.video_ids
+    splits = {name: [ids[i] for i in read_order_file(order_path(directory, name), len(ids))]
+              for name in SPLIT_NAMES}
+    _check_disjoint(splits, directory)
+    return splits
+
+
+def write_splits(directory: str | Path, annotations: Annotations, splits: Mapping[str, Sequence[str]]) -> list[Path]:
+    """Write ``<name>_order.h5`` for each split (row indices of ``annotations``)."""
+    row = {key: i for i, key in enumerate(annotations.video_ids)}
+    paths = []
+    for name, keys in splits.items():
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise UserError(f"split {name!r}: video {missing[0]!r} is not in {annotations.source}")
+        paths.append(write_order_file(order_path(directory, name), [row[k] for k in keys]))
+    return paths
+
+
+def random_split(annotations: Annotations, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
+                 stratify: bool = True) -> dict[str, list[str]]:
+    """A seeded split into train/val/test with sizes ``fractions`` of the videos.
+
+    Stratified by each video's first event class (background-only videos form
+    their own stratum): every stratum is shuffled, each video gets its quantile
+    within its stratum, and the globally quantile-sorted list is cut at the
+    fractions, so each class is spread over the splits in proportion even when
+    it has only a handful of videos. Keys come back in annotation-row order.
+    """
+    if len(fractions) != len(SPLIT_NAMES) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise UserError(f"split fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
+    ids = annotations.video_ids
+    rng = np.random.default_rng(seed)
+    strata: dict[str, list[int]] = {}
+    for row, key in enumerate(ids):
+        events = annotations.events(key)
+        strata.setdefault(events[0].label if (events and stratify) else BACKGROUND, []).append(row)
+    quantile = np.empty(len(ids))
+    for rows in strata.values():
+        shuffled = rng.permutation(rows)
+        quantile[shuffled] = (np.arange(len(rows)) + rng.random()) / len(rows)
+    ranked = np.argsort(quantile, kind="stable")
+    counts = _split_sizes(len(ids), fractions)
+    bounds = np.cumsum([0, *counts])
+    return {name: [ids[r] for r in np.sort(ranked[bounds[i]:bounds[i + 1]])] for i, name in enumerate(SPLIT_NAMES)}
+
+
+def _split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+    """Sizes summing to n; a non-zero fraction gets at least one video when n allows it."""
+    val, test = (int(round(n * f)) for f in fractions[1:])
+    if n >= 3:
+        val = max(val, 1 if fractions[1] > 0 else 0)
+        test = max(test, 1 if fractions[2] > 0 else 0)
+    train = n - val - test
+    if train < 0 or (fractions[0] > 0 and train == 0 and n >= 3):
+        raise UserError(f"{n} videos are too few for split fractions {tuple(fractions)}")
+    return [train, val, test]
+
+
+def _check_disjoint(splits: Mapping[str, Sequence[str]], where: object) -> None:
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = set(splits[a]) & set(splits[b])
+            if common:
+                raise UserError(f"{where}: splits {a!r} and {b!r} share {len(common)} video(s), "
+                                f"e.g. {sorted(common)[0]!r}")

@@ -1,0 +1,215 @@
+"""On-disk layout of a feature cache, shared by the writer and the reader.
+
+A cache ``CACHE`` (e.g. ``feats.h5``) is:
+
+- ``CACHE.parts/v-<sha256(id)[:32]>.h5``: one small HDF5 file per finished
+  video. Parts are created under a temporary name, fsynced and renamed
+  (``os.replace``), so a part exists whole or not at all, and the parts
+  directory is the truth about which videos are done. Hashing the id gives a
+  safe file name for any id (spaces, non-ASCII, slashes) and lets several
+  writers (shards) share the directory without coordination.
+- ``CACHE``: a small HDF5 *index* (provenance attributes, a per-video summary
+  and ``/videos/<id>`` external links into the parts) that plain h5py users can
+  open. It is rewritten atomically, so it may lag behind the parts but is never
+  half-written.
+- ``CACHE.errors.json``: the inputs that failed in the last run.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from avepipe.errors import UserError
+
+FORMAT = "avepipe-feature-cache"
+FORMAT_VERSION = 1
+PART_RE = re.compile(r"^v-[0-9a-f]{32}\.h5$")
+TMP_PREFIX = ".tmp-"
+DTYPES = ("float16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """What the index keeps per video, so listing a cache needs no part opens."""
+
+    video_id: str
+    segments: int
+    has_audio: bool
+    has_video: bool
+
+
+def parts_dir(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".parts")
+
+
+def errors_path(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".errors.json")
+
+
+def part_name(video_id: str) -> str:
+    return "v-" + hashlib.sha256(video_id.encode("utf-8")).hexdigest()[:32] + ".h5"
+
+
+def link_name(video_id: str) -> str:
+    """HDF5 link name for an id: ``%``, ``/`` and a bare ``.`` are %-escaped (HDF5 reserves them)."""
+    name = video_id.replace("%", "%25").replace("/", "%2F")
+    return "%2E" if name == "." else name
+
+
+def temp_name(final_name: str) -> str:
+    """A writer-unique temporary name; readers ignore it, later writers clean it up."""
+    return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{final_name}"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temp path next to ``final``; on success fsync it and rename it into place.
+
+    After the block returns, ``final`` is durable (file data and directory entry
+    fsynced); if the process dies inside, ``final`` is untouched.
+    """
+    tmp = final.with_name(temp_name(final.name))
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Delete temp files left by dead processes of this host (kill -9 mid-write)."""
+    if not directory.is_dir():
+        return
+    host = socket.gethostname()
+    for entry in os.scandir(directory):
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        rest = entry.name[len(TMP_PREFIX):]
+        if not rest.startswith(host + "-"):
+            continue
+        pid_text = rest[len(host) + 1:].split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_part_summary(path: Path) -> PartSummary:
+    try:
+        with h5py.File(path, "r") as f:
+            a = f.attrs
+            return PartSummary(str(a["video_id"]), int(a["segments"]), bool(a["has_audio"]), bool(a["has_video"]))
+    except (OSError, KeyError) as exc:
+        raise UserError(f"{path}: unreadable cache part ({exc}); delete it and rerun to redo that video") from exc
+
+
+def list_part_names(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return [e.name for e in os.scandir(directory) if PART_RE.match(e.name)]
+
+
+def scan_parts(directory: Path, known: dict[str, PartSummary]) -> dict[str, PartSummary]:
+    """Map part file name -> summary for every finished part; only parts not in ``known`` are opened."""
+    return {name: known[name] if name in known else read_part_summary(directory / name)
+            for name in list_part_names(directory)}
+
+
+@dataclass
+class IndexContents:
+    extractor_json: str
+    dtype: dict[str, str]
+    summaries: dict[str, PartSummary]
+
+
+def read_index(cache: Path) -> IndexContents | None:
+    """The index file's contents, or None when there is no index yet."""
+    if not cache.exists():
+        return None
+    try:
+        with h5py.File(cache, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise UserError(f"{cache}: not an avepipe feature cache (no format attribute {FORMAT!r})")
+            ids = f["ids"].asstr()[()] if len(f["ids"]) else []
+            parts = f["parts"].asstr()[()] if len(f["parts"]) else []
+            segs, has_a, has_v = f["segments"][()], f["has_audio"][()], f["has_video"][()]
+            summaries = {str(p): PartSummary(str(i), int(s), bool(a), bool(v))
+                         for p, i, s, a, v in zip(parts, ids, segs, has_a, has_v)}
+            return IndexContents(str(f.attrs["extractor"]), json.loads(f.attrs["dtype"]), summaries)
+    except OSError as exc:
+        raise UserError(f"{cache}: cannot open as HDF5 ({exc})") from exc
+    except KeyError as exc:
+        raise UserError(f"{cache}: not an avepipe feature cache (missing {exc})") from exc
+
+
+def write_index(cache: Path, extractor_json: str, dtype: dict[str, str],
+                summaries: dict[str, PartSummary], version: str) -> None:
+    """Atomically replace the index with one listing ``summaries`` (sorted by id)."""
+    items = sorted(summaries.items(), key=lambda kv: kv[1].video_id)
+    rel = parts_dir(cache).name
+    text = h5py.string_dtype("utf-8")
+    with atomic_file(cache) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["extractor"] = extractor_json
+            f.attrs["dtype"] = json.dumps(dtype, sort_keys=True)
+            f.attrs["avepipe_version"] = version
+            f.create_dataset("ids", data=[s.video_id for _, s in items], dtype=text)
+            f.create_dataset("parts", data=[p for p, _ in items], dtype=text)
+            f.create_dataset("segments", data=np.array([s.segments for _, s in items], dtype=np.int32))
+            f.create_dataset("has_audio", data=np.array([s.has_audio for _, s in items], dtype=bool))
+            f.create_dataset("has_video", data=np.array([s.has_video for _, s in items], dtype=bool))
+            videos = f.create_group("videos")
+            for part, s in items:
+                videos[link_name(s.video_id)] = h5py.ExternalLink(f"{rel}/{part}", "/")
+
+
+def stored_provenance(cache: Path) -> tuple[str, dict[str, str]] | None:
+    """(extractor JSON, dtype) of an existing cache: from the index, else from any part."""
+    index = read_index(cache)
+    if index is not None:
+        return index.extractor_json, index.dtype
+    for name in list_part_names(parts_dir(cache)):
+        path = parts_dir(cache) / name
+        try:
+            with h5py.File(path, "r") as f:
+                return str(f.attrs["extractor"]), json.loads(f.attrs["dtype"])
+        except (OSError, KeyError) as exc:
+            raise UserError(f"{path}: unreadable cache part ({exc})") from exc
+    return None

@@ -1,0 +1,135 @@
+"""Checkpoints as data only: ``model.safetensors`` + ``config.json``; never unpickled.
+
+Also converts the PSP authors' released ``.pth`` state-dicts (loaded with
+``weights_only=True``, which refuses code) into our networks.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from avepipe import __version__
+from avepipe.errors import UserError
+from extract.provenance import ExtractorConfig
+from models import build_model
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "avepipe-checkpoint/1"
+
+
+@dataclass
+class CheckpointInfo:
+    """Everything a checkpoint records besides the weights."""
+
+    model_config: dict
+    class_names: list[str]
+    extractor: ExtractorConfig
+    extra: dict
+
+
+def save_checkpoint(directory: str | Path, model: nn.Module, class_names: list[str],
+                    extractor: ExtractorConfig, extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
+
+    ``class_names`` are the event classes followed by the background class (C+1 names).
+    """
+    expected = model.config["num_classes"] + 1
+    if len(class_names) != expected:
+        raise ValueError(f"{len(class_names)} class names for a model with {expected} outputs "
+                         "(event classes followed by background)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    config = {
+        "format": FORMAT,
+        "avepipe_version": __version__,
+        "model": model.config,
+        "class_names": list(class_names),
+        "extractor": json.loads(extractor.to_json()),
+        "extra": extra or {},
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return directory
+
+
+def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
+    """Parse ``config.json`` only (cheap: for checking provenance before loading weights)."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: not found (is {directory} an avepipe checkpoint directory?)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        return CheckpointInfo(model_config=dict(config["model"]), class_names=list(config["class_names"]),
+                              extractor=ExtractorConfig.from_json(json.dumps(config["extractor"])),
+                              extra=dict(config.get("extra") or {}))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a valid avepipe checkpoint config ({exc})") from None
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model from ``config.json`` and load ``model.safetensors`` (eval mode, on ``device``)."""
+    info = read_checkpoint_info(directory)
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise UserError(f"{weights}: not found")
+    try:
+        model = build_model(**info.model_config)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{Path(directory) / CONFIG_FILE}: bad model config ({exc})") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{weights}: not a safetensors file ({exc})") from None
+    _check_state(state, model, weights)
+    model.load_state_dict(state)
+    return model.to(device).eval(), info
+
+
+def _check_state(state: dict[str, torch.Tensor], model: nn.Module, source: Path) -> None:
+    """UserError naming the first missing or mis-shaped key (expected vs got)."""
+    for name, reference in model.state_dict().items():
+        if name not in state:
+            raise UserError(f"{source}: missing key {name!r} (expected shape {tuple(reference.shape)})")
+        if tuple(state[name].shape) != tuple(reference.shape):
+            raise UserError(f"{source}: key {name!r} has shape {tuple(state[name].shape)}, "
+                            f"expected {tuple(reference.shape)}")
+
+
+def _unwrap_authors_state(loaded: object, path: Path) -> dict[str, torch.Tensor]:
+    """Accept a bare state-dict, one wrapped in {'state_dict': ...}, and DataParallel 'module.' prefixes."""
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path}: expected a state-dict (a dict of tensors), found {type(loaded).__name__}")
+    state = {}
+    for key, value in loaded.items():
+        if isinstance(value, torch.Tensor):
+            state[key[len("module."):] if key.startswith("module.") else key] = value
+    return state
+
+
+def import_authors_state_dict(path: str | Path, setting: str) -> nn.Module:
+    """A PSP network (published tau for ``setting``) holding the authors' released weights.
+
+    Keys our network does not have are ignored; a missing or mis-shaped key is a UserError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a non-.pth or code-carrying file
+        raise UserError(f"{path}: cannot be read as a weights-only PyTorch state-dict ({exc})") from None
+    state = _unwrap_authors_state(loaded, path)
+    model = build_model("psp", setting)
+    _check_state(state, model, path)
+    model.load_state_dict({name: state[name].to(torch.float32) for name in model.state_dict()})
+    return model.eval()

@@ -1,0 +1,318 @@
+"""PyAV decoding: the sampled video frames as 224x224 RGB, and the audio as 16 kHz mono.
+
+Video frames are timed by their PTS relative to the stream start, resized and
+converted by FFmpeg's scaler (``VideoFrame.to_ndarray(width=, height=, format="rgb24")``)
+so no full-resolution RGB copy is ever made in Python, and turned upright by the
+display-matrix rotation. Decoding streams: only frames that some sampling target
+selects are kept, so memory grows with the number of selected frames, not with
+the length of the video.
+
+Bad files raise a ``DecodeError`` subclass whose message is one line fit for the
+user's summary.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from extract.sampling import target_time
+
+
+class DecodeError(Exception):
+    """A file that cannot be extracted; ``str(error)`` is the one-line reason."""
+
+
+class EmptyFileError(DecodeError):
+    pass
+
+
+class NotMediaError(DecodeError):
+    pass
+
+
+class TruncatedFileError(DecodeError):
+    pass
+
+
+class NoVideoStreamError(DecodeError):
+    pass
+
+
+# Leading bytes of the containers FFmpeg is usually given. A file that starts like
+# one of these but cannot be opened is damaged (typically truncated), not "not media".
+_MEDIA_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),  # MP4 / MOV
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
+    (0, b"RIFF"), (0, b"OggS"), (0, b"FLV"), (0, b"\x00\x00\x01\xba"),  # AVI/WAV, Ogg, FLV, MPEG-PS
+    (0, b"\x30\x26\xb2\x75"),  # ASF / WMV
+)
+
+
+@dataclass
+class ProbeInfo:
+    """What a container holds, read from its headers without decoding."""
+
+    duration: float | None
+    has_video: bool
+    has_audio: bool
+    fps: float | None
+    width: int | None
+    height: int | None
+
+
+@dataclass
+class DecodedVideo:
+    """The frames some target on the 1/fps grid selects, in presentation order.
+
+    ``frames[i]`` (uint8 ``[224, 224, 3]`` RGB, upright) was displayed from
+    ``pts[i]`` seconds after the stream start. Every frame that ``frame_for_targets``
+    would pick from the full frame list is here, so sampling ``pts`` gives the same answer.
+    """
+
+    frames: np.ndarray
+    pts: np.ndarray
+    start: float
+    duration: float
+    source_fps: float
+    decoded_frames: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    """``av.open`` with the failure explained: empty, not media, or damaged."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise EmptyFileError("empty file (0 bytes)")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as error:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+        if any(head[offset:offset + len(magic)] == magic for offset, magic in _MEDIA_SIGNATURES):
+            raise TruncatedFileError(
+                f"damaged or truncated media file, FFmpeg cannot open it ({_short(error)})"
+            ) from None
+        raise NotMediaError(f"not a media file FFmpeg can read ({_short(error)})") from None
+
+
+def _short(error: Exception) -> str:
+    """The FFmpeg message without the file path PyAV appends (the summary names the file already)."""
+    text = getattr(error, "strerror", None) or str(error)
+    return str(text).splitlines()[0]
+
+
+def probe(path: str | Path) -> ProbeInfo:
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        return ProbeInfo(
+            duration=_duration(container, video),
+            has_video=video is not None,
+            has_audio=bool(container.streams.audio),
+            fps=float(video.average_rate) if video is not None and video.average_rate else None,
+            width=video.codec_context.width if video is not None else None,
+            height=video.codec_context.height if video is not None else None,
+        )
+
+
+def _duration(container, stream) -> float | None:
+    """Seconds, from the stream header when it has one, else the container's."""
+    if stream is not None and stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _stream_start(stream) -> float | None:
+    if stream.start_time is None or stream.time_base is None:
+        return None
+    return float(stream.start_time * stream.time_base)
+
+
+class _CorruptCounter:
+    def __init__(self) -> None:
+        self.packets = 0
+
+
+def _decoded_frames(container, stream, corrupt: _CorruptCounter) -> Iterator:
+    """Decode ``stream`` in order, stepping over packets the decoder rejects.
+
+    FFmpeg can usually resynchronise at the next packet (the next key frame for
+    video), so one bad packet costs a few frames, not the file. A demuxer error
+    ends the stream: nothing after it can be located reliably.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError:
+            corrupt.packets += 1
+            return
+        if packet.is_corrupt:
+            corrupt.packets += 1
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            corrupt.packets += 1
+            continue
+        yield from frames
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Turn a frame upright: rotate it counter-clockwise by its display-matrix ``rotation``.
+
+    PyAV's ``VideoFrame.rotation`` is the angle (degrees, counter-clockwise) by which
+    the display matrix rotates the stored picture for presentation (FFmpeg's
+    ``av_display_rotation_get``); ``np.rot90(k=1)`` is one counter-clockwise quarter
+    turn. Only multiples of 90 degrees occur in practice; others are rounded.
+    Mirroring flags of the display matrix are not applied (PyAV does not expose them).
+    """
+    quarter_turns = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, k=quarter_turns)) if quarter_turns else image
+
+
+def _to_rgb(frame, size: int) -> np.ndarray:
+    rgb = frame.to_ndarray(width=size, height=size, format="rgb24")
+    return upright(rgb, frame.rotation or 0)
+
+
+def decode_video(
+    path: str | Path, fps: int = 16, size: int = 224, max_time: float | None = None
+) -> DecodedVideo:
+    """Decode the first video stream, keeping each frame selected by a target t + k/fps once.
+
+    A frame is selected when a grid target falls in [its PTS, the next frame's PTS),
+    the first frame also takes targets before it, and the last frame is always kept
+    (it is held to the end of the video). Frames are converted only when kept.
+    Decoding stops at ``max_time`` seconds (a fixed ``--segments`` count) if given.
+    """
+    with _open(path) as container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise NoVideoStreamError(f"no video stream (contains: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        corrupt = _CorruptCounter()
+        start = _stream_start(stream)
+        kept_frames: list[np.ndarray] = []
+        kept_pts: list[float] = []
+        pending = None        # (frame, pts seconds) of the previous frame, not yet known to be needed
+        next_target = 0       # index of the first grid target not yet given a frame
+        last_end = 0.0
+        decoded = 0
+        fallback_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
+        for frame in _decoded_frames(container, stream, corrupt):
+            if frame.pts is None:  # raw streams without timestamps: continue from the last frame
+                seconds = (pending[1] + fallback_step) if pending else 0.0
+            else:
+                if start is None:
+                    start = float(frame.pts * frame.time_base)
+                seconds = float(frame.pts * frame.time_base) - start
+            if pending is not None and seconds < pending[1]:
+                continue  # out-of-order timestamp: the frame shown then is already known
+            decoded += 1
+            duration_of_frame = float(frame.duration * frame.time_base) if frame.duration else fallback_step
+            last_end = max(last_end, seconds + duration_of_frame)
+            if pending is not None and target_time(next_target, fps) < seconds:
+                kept_frames.append(_to_rgb(pending[0], size))
+                kept_pts.append(pending[1])
+                while target_time(next_target, fps) < seconds:
+                    next_target += 1
+            pending = (frame, seconds)
+            if max_time is not None and target_time(next_target, fps) >= max_time:
+                break
+        if pending is not None:
+            kept_frames.append(_to_rgb(pending[0], size))
+            kept_pts.append(pending[1])
+        if not kept_frames:
+            raise TruncatedFileError("no decodable video frames (truncated or damaged file)")
+
+        duration = _duration(container, stream) or last_end
+        notes = []
+        if corrupt.packets:
+            notes.append(f"decoded past {corrupt.packets} corrupt packet(s)")
+        if max_time is None and last_end < duration - 1.0:
+            notes.append(f"video frames end at {last_end:.2f} s of {duration:.2f} s (truncated?); last frame held")
+        source_fps = float(stream.average_rate) if stream.average_rate else decoded / max(last_end, 1e-9)
+        return DecodedVideo(
+            frames=np.stack(kept_frames),
+            pts=np.asarray(kept_pts, dtype=np.float64),
+            start=start or 0.0,
+            duration=float(duration),
+            source_fps=source_fps,
+            decoded_frames=decoded,
+            notes=notes,
+        )
+
+
+@dataclass
+class DecodedAudio:
+    waveform: np.ndarray        # float32 mono at ``sample_rate``, sample 0 = ``start`` seconds
+    sample_rate: int
+    notes: list[str] = field(default_factory=list)
+
+
+def decode_audio(
+    path: str | Path, sample_rate: int = 16000, start: float | None = None
+) -> np.ndarray | None:
+    """Mono float32 waveform at ``sample_rate``, or None when the file has no audio stream.
+
+    See ``decode_audio_with_notes``; this is the plain form of it.
+    """
+    audio = decode_audio_with_notes(path, sample_rate, start)
+    return None if audio is None else audio.waveform
+
+
+def decode_audio_with_notes(
+    path: str | Path, sample_rate: int = 16000, start: float | None = None
+) -> DecodedAudio | None:
+    """Decode the first audio stream, mix to mono by the mean of the channels, resample.
+
+    FFmpeg's own down-mix is not a mean (stereo -> mono is (L+R)/sqrt(2); 5.1 adds
+    the centre at full gain and drops LFE), so channels are first converted to
+    planar float at the source rate, averaged here, and only the mono signal goes
+    through PyAV's resampler. ``start`` (seconds, in the file's timeline) is where
+    sample 0 should be, normally the video stream's start time; the waveform is
+    padded with silence or trimmed so the two stay in sync.
+    """
+    with _open(path) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        corrupt = _CorruptCounter()
+        to_planar = None
+        to_target = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        first_time = None
+        for frame in _decoded_frames(container, stream, corrupt):
+            if first_time is None and frame.pts is not None:
+                first_time = float(frame.pts * frame.time_base)
+            if to_planar is None:
+                to_planar = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
+                source_rate = frame.sample_rate
+            for planar in to_planar.resample(frame):
+                chunks.extend(_resample_mono(to_target, planar.to_ndarray().mean(axis=0), source_rate))
+        if to_planar is not None:
+            for planar in to_planar.resample(None):
+                chunks.extend(_resample_mono(to_target, planar.to_ndarray().mean(axis=0), source_rate))
+        chunks.extend(frame.to_ndarray()[0] for frame in to_target.resample(None))
+        waveform = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+    if start is not None and first_time is not None:
+        shift = int(round((first_time - start) * sample_rate))
+        waveform = np.concatenate([np.zeros(shift, np.float32), waveform]) if shift > 0 else waveform[-shift:]
+    notes = [f"decoded past {corrupt.packets} corrupt audio packet(s)"] if corrupt.packets else []
+    return DecodedAudio(waveform=waveform, sample_rate=sample_rate, notes=notes)
+
+
+def _resample_mono(resampler: av.AudioResampler, mono: np.ndarray, rate: int) -> list[np.ndarray]:
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono[None, :], dtype=np.float32), format="flt", layout="mono")
+    frame.sample_rate = rate
+    return [out.to_ndarray()[0] for out in resampler.resample(frame)]

@@ -58,8 +58,9 @@ class FeatureCache:
     def __contains__(self, video_id: object) -> bool:
         return video_id in self._part_of
 
-    def segments(self, video_id: str) -> int:
-        return self._summaries[self._part_path(video_id).name].segments
+    def summary(self, video_id: str) -> layout.PartSummary:
+        """Segments and has_audio/has_video of a video, from the index (no part opened)."""
+        return self._summaries[self._part_path(video_id).name]
 
     def read(self, video_id: str) -> VideoFeatures:
         """The whole record, arrays as float32 (the ``VideoFeatures`` contract)."""

@@ -1,0 +1,87 @@
+"""The documented JSON schema of ``avepipe localize --json`` (JSON Schema, draft 2020-12 subset).
+
+Kept as a Python dict so it ships with the package without package-data
+configuration; ``python -m avepipe.localize_schema`` prints it as JSON.
+"""
+from __future__ import annotations
+
+import json
+
+SCHEMA_ID = "avepipe.localize/1"
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_MATRIX = {"type": "array", "items": {"type": "array", "items": _NUMBER_OR_NULL}}
+
+SEGMENT = {
+    "type": "object",
+    "required": ["second", "start", "end", "label", "confidence"],
+    "additionalProperties": False,
+    "properties": {
+        "second": {"type": "integer", "minimum": 0},
+        "start": {"type": "number", "minimum": 0},
+        "end": {"type": "number", "minimum": 0},
+        "label": {"type": "string"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "probabilities": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0,
+                                                                    "maximum": 1}},
+    },
+}
+
+INTERVAL = {
+    "type": "object",
+    "required": ["start", "end", "label", "mean_confidence"],
+    "additionalProperties": False,
+    "properties": {
+        "start": {"type": "number", "minimum": 0},
+        "end": {"type": "number", "minimum": 0},
+        "label": {"type": "string"},
+        "mean_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+
+VIDEO = {
+    "type": "object",
+    "required": ["video", "path", "duration", "has_audio", "notes", "segments", "intervals"],
+    "additionalProperties": False,
+    "properties": {
+        "video": {"type": "string"},
+        "path": {"type": "string"},
+        "duration": {"type": "number", "minimum": 0},
+        "has_audio": {"type": "boolean"},
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "segments": {"type": "array", "items": SEGMENT},
+        "intervals": {"type": "array", "items": INTERVAL},
+        # Only with --explain: [T, T] (null where two seconds never shared a window) and [T, 7, 7].
+        "gamma_va": _MATRIX,
+        "gamma_av": _MATRIX,
+        "attention": {"type": "array", "items": _MATRIX},
+    },
+}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "avepipe localize output",
+    "type": "object",
+    "required": ["schema", "checkpoint", "classes", "extractor", "videos", "errors"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "checkpoint": {"type": "string"},
+        "classes": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        "extractor": {"type": "object"},
+        "videos": {"type": "array", "items": VIDEO},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "reason"],
+                "additionalProperties": False,
+                "properties": {"path": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
+
+if __name__ == "__main__":
+    print(json.dumps(SCHEMA, indent=2))

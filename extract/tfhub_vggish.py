@@ -1,0 +1,50 @@
+"""``--audio-backend tfhub``: the official TensorFlow-Hub VGGish (``google/vggish/1``).
+
+Optional (extra ``tfhub``): TensorFlow is large, and the torch backend gives the
+same network. This backend exists to match the released AVE audio features,
+which came from the official TensorFlow model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from avepipe.errors import UserError
+from extract.logmel import segment_waveform
+from extract.weights import RANDOM_HINT, short_reason
+
+TFHUB_VGGISH_HANDLE = "https://tfhub.dev/google/vggish/1"
+TFHUB_VGGISH_ID = "tfhub:google/vggish/1"
+
+
+class TfHubVGGishEncoder:
+    """Same interface as the torch ``AudioEncoder``: ``encode(waveform_16k, segments) -> [T, 128]``."""
+
+    identity = TFHUB_VGGISH_ID
+
+    def __init__(self, handle: str = TFHUB_VGGISH_HANDLE) -> None:
+        self.handle = handle
+        self._model = _load_model(handle)
+
+    def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray:
+        """Feed each one-second chunk (float32 in [-1, 1]) to the model: it makes one 0.96 s example of it."""
+        chunks = segment_waveform(waveform_16k, segments).astype(np.float32)
+        embeddings = [np.asarray(self._model(chunk), dtype=np.float32)[:1] for chunk in chunks]
+        return np.concatenate(embeddings, axis=0) if embeddings else np.zeros((0, 128), np.float32)
+
+
+def _load_model(handle: str):
+    try:
+        import tensorflow_hub as hub  # optional extra: imported only when this backend is chosen
+    except ImportError as exc:
+        raise UserError(
+            "--audio-backend tfhub needs the optional 'tfhub' extra (tensorflow, tensorflow-hub): "
+            "pip install 'avepipe[tfhub]', or use --audio-backend torch"
+        ) from exc
+    try:
+        return hub.load(handle)
+    except Exception as exc:
+        raise UserError(
+            f"TF-Hub model {handle} could not be loaded ({short_reason(exc)}): when offline, put the "
+            f"downloaded model in the TF-Hub cache folder (TFHUB_CACHE_DIR), or use --audio-backend torch, "
+            f"{RANDOM_HINT}"
+        ) from exc

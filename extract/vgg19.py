@@ -1,0 +1,50 @@
+"""VGG-19 up to pool5 with torchvision's ImageNet weights and preprocessing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
+
+from avepipe.errors import UserError
+from extract.weights import short_reason
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg19_features() -> nn.Sequential:
+    """The convolutional part of VGG-19 through pool5: exactly ``torchvision.models.vgg19().features``.
+
+    Built with torchvision's own ``make_layers(cfgs["E"])`` rather than
+    ``vgg19().features`` so the unused 120M-parameter classifier is never allocated.
+    """
+    return make_layers(cfgs["E"], batch_norm=False)
+
+
+def imagenet_preprocess(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` (channels-last memory), torchvision's normalisation."""
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1)
+    # The NHWC -> NCHW permute of a contiguous batch *is* channels-last memory: no copy.
+    images = frames.permute(0, 3, 1, 2).float().div_(255.0)
+    return images.sub_(mean).div_(std)
+
+
+def load_torchvision_vgg19(features: nn.Sequential, path: str | Path) -> nn.Sequential:
+    """Load the ``features.*`` tensors of a torchvision VGG-19 state dict (e.g. ``vgg19-dcbb9e9d.pth``)."""
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot read VGG-19 weights ({short_reason(exc)})") from exc
+    if not isinstance(state_dict, dict):
+        raise UserError(f"{path}: not a VGG-19 state dict (found {type(state_dict).__name__})")
+    conv_part = {k.removeprefix("features."): v for k, v in state_dict.items() if k.startswith("features.")}
+    expected = {name: tuple(t.shape) for name, t in features.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in conv_part.items()}
+    if found != expected:
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise UserError(f"{path}: not torchvision VGG-19 weights (features.{wrong[0]} missing or mis-shaped)")
+    features.load_state_dict(conv_part, strict=True)
+    return features

@@ -233,12 +233,15 @@ def decode_video(
         if not kept_frames:
             raise TruncatedFileError("no decodable video frames (truncated or damaged file)")
 
-        duration = _duration(container, stream) or last_end
+        # The video stream's own duration; without one (Matroska), where its frames end:
+        # the container's duration also covers the audio, which may run longer.
+        header = _duration(container, stream)
+        duration = float(stream.duration * stream.time_base) if stream.duration else last_end
         notes = []
         if corrupt.packets:
             notes.append(f"decoded past {corrupt.packets} corrupt packet(s)")
-        if max_time is None and last_end < duration - 1.0:
-            notes.append(f"video frames end at {last_end:.2f} s of {duration:.2f} s (truncated?); last frame held")
+        if max_time is None and header is not None and last_end < header - 1.0:
+            notes.append(f"video frames end at {last_end:.2f} s of {header:.2f} s (truncated?); last frame held")
         source_fps = float(stream.average_rate) if stream.average_rate else decoded / max(last_end, 1e-9)
         return DecodedVideo(
             frames=np.stack(kept_frames),

@@ -8,6 +8,8 @@ Two file formats are read into one :class:`Annotations` object:
   A few YouTube ids appear on two or three rows with different categories; the
   k-th repeat (k >= 2) of an id gets the key ``"<id>#<k>"`` so every row stays
   addressable, and :meth:`Annotations.source_id` gives back the file's id.
+  A row whose category is ``background`` is a video without any event (like
+  AVE's extra background videos; written so by the synthetic generator).
 * CSV for users' own data: header ``video_id,start,end,label`` (extra columns are
   ignored), any number of rows per video, an empty ``label`` (or ``background``)
   with empty times declares a video without events.
@@ -191,6 +193,9 @@ def load_ave_annotations(path: str | Path, classes: Sequence[str] | None = None)
         count = seen.get(video_id, 0) + 1
         seen[video_id] = count
         key = video_id if count == 1 else f"{video_id}#{count}"
+        if category.lower() == BACKGROUND:
+            records.append(VideoRecord(key, video_id, ()))
+            continue
         records.append(VideoRecord(key, video_id, (Event(start, end, category),)))
         labels.append(category)
         label_lines.append(line_no)

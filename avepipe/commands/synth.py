@@ -1,0 +1,64 @@
+"""`avepipe synth`: write a synthetic AVE-like dataset of real MP4 files with known labels."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from avepipe.errors import UserError
+
+
+def _parse_size(ctx, param, value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 160x120, got {value!r}") from None
+    return width, height
+
+
+def _parse_fractions(ctx, param, value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise click.BadParameter(f"expected three comma-separated fractions such as 0.8,0.1,0.1, got {value!r}")
+    return parts
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--videos", default=40, show_default=True, help="Number of videos to write.")
+@click.option("--classes", default=4, show_default=True,
+              help="Number of event classes (1-10); each is an object with its own colour, shape and sound.")
+@click.option("--seconds", default=10, show_default=True, help="Length of every video in seconds (AVE: 10).")
+@click.option("--seed", default=0, show_default=True, help="Random seed: the same seed writes the same dataset.")
+@click.option("--size", default="160x120", show_default=True, callback=_parse_size,
+              help="Frame size WIDTHxHEIGHT in pixels.")
+@click.option("--fps", default=8, show_default=True, help="Frame rate of the written videos.")
+@click.option("--sample-rate", default=16000, show_default=True, help="Audio sample rate in Hz (AAC).")
+@click.option("--channels", default=1, show_default=True, type=click.IntRange(1, 2),
+              help="Audio channels: 1 (mono) or 2 (stereo).")
+@click.option("--background-fraction", default=0.15, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of videos without any event.")
+@click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_fractions,
+              help="Train,val,test fractions of the seeded stratified split written as *_order.h5.")
+def synth(out_dir, videos, classes, seconds, seed, size, fps, sample_rate, channels, background_fraction,
+          split_fractions):
+    """Write OUT_DIR/videos/*.mp4 (H.264 + AAC) plus Annotations.txt (AVE format), annotations.csv,
+    train/val/test_order.h5, boxes.json (box of the sounding object per second) and scenes.json
+    (what is seen and heard each second)."""
+    from data.synth import generate_dataset
+
+    try:
+        dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
+                                   fps=fps, sample_rate=sample_rate, channels=channels,
+                                   background_fraction=background_fraction, split_fractions=split_fractions)
+    except UserError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    sizes = ", ".join(f"{name} {len(ids)}" for name, ids in dataset.splits.items())
+    click.echo(f"wrote {len(dataset.videos)} videos to {dataset.root / 'videos'} ({sizes})")
+    click.echo(f"annotations: {dataset.annotations_path}")
+    for cls in dataset.classes:
+        click.echo(f"  class {cls.index}: {cls.name}")

@@ -118,15 +118,28 @@ def import_ave(directory: str | Path, cache: str | Path, *, annotations: str | P
                 attrs = {"ave_row": row, **{f"ave_{m}_dtype": source_dtype[m] for m in sources}}
                 writer.write(features, attrs)
                 added += 1
-        _copy_extras(directory, extras_dir(cache))
+        _copy_extras(directory, extras_dir(cache), rows)
         return added
     finally:
         for f, _ in sources.values():
             f.close()
 
 
-def _copy_extras(directory: Path, target: Path) -> None:
-    found = sorted({p for pattern in EXTRA_PATTERNS for p in directory.glob(pattern) if p.is_file()})
+def _fits(path: Path, rows: int) -> bool:
+    """Whether a labels/order file describes these ``rows`` (a split file of another set must not travel along)."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "avadataset" in f:
+                return f["avadataset"].shape[0] == rows
+            order = f["order"][()] if "order" in f else None
+            return order is not None and order.size > 0 and 0 <= order.min() and order.max() < rows
+    except OSError:
+        return False
+
+
+def _copy_extras(directory: Path, target: Path, rows: int) -> None:
+    found = sorted({p for pattern in EXTRA_PATTERNS for p in directory.glob(pattern)
+                    if p.is_file() and _fits(p, rows)})
     if not found:
         return
     target.mkdir(exist_ok=True)

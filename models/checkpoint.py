@@ -94,13 +94,15 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
 
 
 def _check_state(state: dict[str, torch.Tensor], model: nn.Module, source: Path) -> None:
-    """UserError naming the first missing or mis-shaped key (expected vs got)."""
+    """One-line UserError naming every missing or mis-shaped key (expected vs got)."""
+    problems = []
     for name, reference in model.state_dict().items():
         if name not in state:
-            raise UserError(f"{source}: missing key {name!r} (expected shape {tuple(reference.shape)})")
-        if tuple(state[name].shape) != tuple(reference.shape):
-            raise UserError(f"{source}: key {name!r} has shape {tuple(state[name].shape)}, "
-                            f"expected {tuple(reference.shape)}")
+            problems.append(f"missing key {name!r} (expected shape {tuple(reference.shape)})")
+        elif tuple(state[name].shape) != tuple(reference.shape):
+            problems.append(f"key {name!r} has shape {tuple(state[name].shape)}, expected {tuple(reference.shape)}")
+    if problems:
+        raise UserError(f"{source}: " + "; ".join(problems))
 
 
 def _unwrap_authors_state(loaded: object, path: Path) -> dict[str, torch.Tensor]:

@@ -33,8 +33,9 @@ PALETTE = [
 SHAPES = ["circle", "square", "diamond", "ring", "cross", "triangle"]
 SOUND_PATTERNS = ["steady tone", "rhythm", "chirp", "noise band"]
 MAX_CLASSES = len(PALETTE)
-# Per-class centre frequencies, log-spaced over the speech/music range (independent of --classes).
-CENTRE_HZ = [int(round(f)) for f in np.geomspace(300.0, 3200.0, MAX_CLASSES)]
+# Class centre frequencies are log-spaced over this range, as far apart as the class count allows
+# (x2.5 for 4 classes, x1.36 for 10), so their mel spectra barely overlap.
+LOWEST_HZ, HIGHEST_HZ = 250.0, 4000.0
 
 # What a non-event second shows; every event video cycles through all of them.
 CASES = ("none", "object_only", "sound_only", "mismatch")
@@ -64,8 +65,9 @@ class SynthClass:
 def synth_classes(count: int) -> list[SynthClass]:
     if not 1 <= count <= MAX_CLASSES:
         raise UserError(f"--classes must be between 1 and {MAX_CLASSES}, got {count}")
+    centres = np.geomspace(LOWEST_HZ, HIGHEST_HZ, count) if count > 1 else [1000.0]
     return [SynthClass(k, PALETTE[k][0], PALETTE[k][1], SHAPES[k % len(SHAPES)],
-                       SOUND_PATTERNS[k % len(SOUND_PATTERNS)], CENTRE_HZ[k]) for k in range(count)]
+                       SOUND_PATTERNS[k % len(SOUND_PATTERNS)], int(round(centres[k]))) for k in range(count)]
 
 
 @dataclass

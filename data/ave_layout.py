@@ -83,6 +83,7 @@ def import_ave(directory: str | Path, cache: str | Path, *, annotations: str | P
     a missing modality is stored as zeros flagged ``has_video``/``has_audio``
     false. ``files`` overrides the file names (relative to ``directory``).
     ``dtype="source"`` keeps each file's dtype so that export is byte-exact.
+    ``labels.h5`` / ``*_order.h5`` that fit these rows are kept for export.
     Resumable: videos already in the cache are skipped.
     """
     directory, cache = Path(directory), Path(cache)
@@ -99,6 +100,7 @@ def import_ave(directory: str | Path, cache: str | Path, *, annotations: str | P
                             + ", ".join(f"{Path(f.filename).name} {list(s)}" for (f, _), s
                                         in zip(sources.values(), shapes.values())))
         rows, segments = first.shape[:2]
+        origin = ", ".join(Path(f.filename).name for f, _ in sources.values())
         ids = _row_ids(rows, Path(annotations) if annotations else None, directory, row_ids,
                        Path(first.file.filename))
         source_dtype = {m: sources[m][1].dtype.name if m in sources else "float32" for m in FILES}
@@ -114,7 +116,7 @@ def import_ave(directory: str | Path, cache: str | Path, *, annotations: str | P
                 features = VideoFeatures(
                     video_id=ids[row], visual=arrays["visual"], audio=arrays["audio"], duration=float(segments),
                     source_fps=math.nan, has_audio="audio" in sources, has_video="visual" in sources,
-                    notes=[f"imported from the AVE release ({', '.join(Path(f.filename).name for f, _ in sources.values())} row {row})"])
+                    notes=[f"imported from the AVE release ({origin} row {row})"])
                 attrs = {"ave_row": row, **{f"ave_{m}_dtype": source_dtype[m] for m in sources}}
                 writer.write(features, attrs)
                 added += 1

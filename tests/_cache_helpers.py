@@ -15,6 +15,8 @@ def make_features(video_id: str, segments: int = 3, has_audio: bool = True) -> V
     """Deterministic per-id features, so a test can recompute what it expects to read back."""
     rng = np.random.default_rng(zlib.crc32(video_id.encode("utf-8")))
     visual = rng.standard_normal((segments, 7, 7, 512)).astype(np.float32)
-    audio = rng.standard_normal((segments, 128)).astype(np.float32) if has_audio else np.zeros((segments, 128), np.float32)
+    audio = rng.standard_normal((segments, 128)).astype(np.float32)
+    if not has_audio:
+        audio[:] = 0
     return VideoFeatures(video_id, visual, audio, duration=segments - 0.25, source_fps=29.97,
                          has_audio=has_audio, notes=[f"note for {video_id}"])

@@ -164,3 +164,23 @@ def test_bad_features_and_missing_cache(tmp_path):
     (tmp_path / "other.h5").write_bytes(b"not hdf5")
     with pytest.raises(UserError, match="other.h5: cannot open as HDF5"):
         FeatureCache(tmp_path / "other.h5")
+
+
+def _visual_bytes(args):
+    reader, video_id = args
+    return reader.read_arrays(video_id, keys=("visual",))[0].tobytes()
+
+
+def test_reader_is_usable_in_forked_workers(tmp_path):
+    import multiprocessing
+
+    cache = tmp_path / "feats.h5"
+    ids = [f"v{i}" for i in range(6)]
+    with CacheWriter(cache, CONFIG) as writer:
+        for video_id in ids:
+            writer.write(make_features(video_id))
+    reader = FeatureCache(cache)
+    reader.read("v0")                      # the parent has used HDF5 before forking, as a training script would
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map(_visual_bytes, [(reader, v) for v in ids])
+    assert got == [make_features(v).visual.tobytes() for v in ids]

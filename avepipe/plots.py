@@ -1,0 +1,136 @@
+"""Pictures of a localisation: the timeline figure and the "explain" figures.
+
+matplotlib with the Agg backend (no screen needed). Long videos are
+subsampled to at most ``MAX_PANELS`` thumbnails or attention maps so the
+figure stays readable; the timeline itself always shows every second.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from avepipe.results import LocalizationResult  # noqa: E402
+
+MAX_PANELS = 30
+BACKGROUND_COLOUR = "#d9d9d9"
+
+
+def label_colours(class_names: list[str]) -> dict[str, tuple]:
+    """A fixed colour per class (same class, same colour in every figure); background light grey."""
+    tab10 = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # index 7 is grey: background's
+    palette = tab10 + list(plt.get_cmap("tab20b").colors)
+    colours = {name: to_rgba(palette[i % len(palette)]) for i, name in enumerate(class_names)}
+    colours[class_names[-1]] = to_rgba(BACKGROUND_COLOUR)
+    return colours
+
+
+def panel_seconds(length: int, limit: int = MAX_PANELS) -> np.ndarray:
+    """Which seconds get a picture: all of them, or ``limit`` evenly spread ones."""
+    if length <= limit:
+        return np.arange(length)
+    return np.unique(np.linspace(0, length - 1, limit).round().astype(int))
+
+
+def _draw_timeline(ax, labels: list[str], colours: dict[str, tuple], title: str) -> None:
+    for t, label in enumerate(labels):
+        ax.add_patch(plt.Rectangle((t, 0), 1, 1, facecolor=colours[label], edgecolor="white", linewidth=0.5))
+    ax.set_xlim(0, len(labels))
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_ylabel(title, rotation=0, ha="right", va="center")
+    step = max(1, len(labels) // 20)
+    ax.set_xticks(np.arange(0, len(labels) + 1, step))
+
+
+def plot_timeline(result: LocalizationResult, path: str | Path, class_names: list[str],
+                  truth: list[str] | None = None) -> Path:
+    """Thumbnails (when the result has them) above the predicted timeline, and the truth below it."""
+    path = Path(path)
+    colours = label_colours(class_names)
+    length = len(result.segments)
+    shown = panel_seconds(length)
+    rows = (1 if result.thumbnails is not None else 0) + 1 + (1 if truth is not None else 0)
+    heights = ([2.0] if result.thumbnails is not None else []) + [0.6] * (rows - (result.thumbnails is not None))
+    fig = plt.figure(figsize=(max(8.0, 0.6 * len(shown) + 2), sum(heights) + 1.6))
+    grid = fig.add_gridspec(rows, 1, height_ratios=heights, hspace=0.35)
+    row = 0
+    if result.thumbnails is not None:
+        strip = fig.add_subplot(grid[row])
+        strip.imshow(np.concatenate([result.thumbnails[t] for t in shown], axis=1))
+        width = result.thumbnails.shape[2]
+        strip.set_xticks((np.arange(len(shown)) + 0.5) * width, [f"{t}s" for t in shown], fontsize=7)
+        strip.set_yticks([])
+        row += 1
+    _draw_timeline(fig.add_subplot(grid[row]), result.labels, colours, "predicted")
+    row += 1
+    if truth is not None:
+        _draw_timeline(fig.add_subplot(grid[row]), truth, colours, "truth")
+    used = sorted(set(result.labels) | set(truth or []), key=class_names.index)
+    fig.legend(handles=[Patch(facecolor=colours[name], label=name) for name in used],
+               loc="lower center", ncol=min(len(used), 6), fontsize=8, frameon=False)
+    fig.suptitle(f"{result.video}: {len(result.intervals)} event interval(s)", fontsize=10)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_connections(result: LocalizationResult, path: str | Path) -> Path:
+    """PSP's pruned connection matrices gamma_va and gamma_av as T x T heatmaps.
+
+    Grey cells are pairs of seconds the model never related (never in one window).
+    """
+    path = Path(path)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
+    for ax, name, matrix in ((axes[0], "gamma_va (visual attends to audio)", result.gamma_va),
+                             (axes[1], "gamma_av (audio attends to visual)", result.gamma_av)):
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("key second")
+        ax.set_ylabel("query second")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(f"{result.video}: positive sample propagation connections", fontsize=11)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def upsample_map(attention: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of a 7x7 map to ``size x size`` (pixel centres aligned)."""
+    cells = attention.shape[0]
+    coords = (np.arange(size) + 0.5) * cells / size - 0.5
+    coords = np.clip(coords, 0, cells - 1)
+    low = np.floor(coords).astype(int)
+    high = np.minimum(low + 1, cells - 1)
+    frac = coords - low
+    rows = attention[low] * (1 - frac)[:, None] + attention[high] * frac[:, None]
+    return rows[:, low] * (1 - frac)[None, :] + rows[:, high] * frac[None, :]
+
+
+def plot_attention(result: LocalizationResult, path: str | Path, columns: int = 10) -> Path:
+    """Each second's frame with AVGA's 7x7 attention map upsampled and overlaid."""
+    path = Path(path)
+    shown = panel_seconds(len(result.segments))
+    columns = min(columns, len(shown))
+    rows = int(np.ceil(len(shown) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, t in zip(axes.ravel(), shown):
+        frame = result.thumbnails[t]
+        ax.imshow(frame)
+        ax.imshow(upsample_map(result.attention[t], frame.shape[0]), cmap="jet", alpha=0.45,
+                  extent=(-0.5, frame.shape[1] - 0.5, frame.shape[0] - 0.5, -0.5))
+        segment = result.segments[t]
+        ax.set_title(f"{t}s {segment.label}"[:22], fontsize=7)
+    fig.suptitle(f"{result.video}: audio-guided visual attention", fontsize=11)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path

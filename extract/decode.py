@@ -206,6 +206,7 @@ def decode_video(
         next_target = 0       # index of the first grid target not yet given a frame
         last_end = 0.0
         decoded = 0
+        stopped_early = False
         fallback_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
         for frame in _decoded_frames(container, stream, corrupt):
             if frame.pts is None:  # raw streams without timestamps: continue from the last frame
@@ -226,6 +227,7 @@ def decode_video(
                     next_target += 1
             pending = (frame, seconds)
             if max_time is not None and target_time(next_target, fps) >= max_time:
+                stopped_early = True
                 break
         if pending is not None:
             kept_frames.append(_to_rgb(pending[0], size))
@@ -233,10 +235,11 @@ def decode_video(
         if not kept_frames:
             raise TruncatedFileError("no decodable video frames (truncated or damaged file)")
 
-        # The video stream's own duration; without one (Matroska), where its frames end:
-        # the container's duration also covers the audio, which may run longer.
+        # Duration = where the last frame's display ends, from PTS like everything else.
+        # Headers are not trusted for it: Matroska has no per-stream duration and FFmpeg
+        # then reports the container's, which includes a longer audio track.
         header = _duration(container, stream)
-        duration = float(stream.duration * stream.time_base) if stream.duration else last_end
+        duration = last_end if not stopped_early else (header or last_end)
         notes = []
         if corrupt.packets:
             notes.append(f"decoded past {corrupt.packets} corrupt packet(s)")

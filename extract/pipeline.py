@@ -1,6 +1,7 @@
 """One video in, its features out: decode, sample, run each unique frame once, pool per segment."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ def extract_video(path: str | Path, visual_encoder, audio_encoder, config: Extra
                   video_id: str | None = None) -> VideoFeatures:
     """Features of ``path`` as ``config`` defines them (fps, fixed segments, sample rate, frame size).
 
-    Visual: the frames selected by the targets t + k/fps, each through the CNN once,
+    Visual: the frames selected by the targets t + k/fps, each distinct one through the CNN once,
     averaged over the segment's targets (a frame picked by two targets counts twice,
     as if it had been sampled twice). Audio: the mono 16 kHz waveform cut into
     one-second segments by the audio encoder. Videos shorter than T hold their last
@@ -30,8 +31,8 @@ def extract_video(path: str | Path, visual_encoder, audio_encoder, config: Extra
     notes = list(video.notes)
 
     chosen = frame_for_targets(video.pts, target_times(segments, config.fps))
-    unique, position = np.unique(chosen, return_inverse=True)
-    frame_maps = visual_encoder.encode(video.frames[unique])
+    distinct, position = _distinct_images(video.frames, chosen)
+    frame_maps = visual_encoder.encode(video.frames[distinct])
     visual = np.stack([frame_maps[position[t * config.fps:(t + 1) * config.fps]].mean(axis=0)
                        for t in range(segments)]).astype(np.float32)
 
@@ -58,3 +59,22 @@ def extract_video(path: str | Path, visual_encoder, audio_encoder, config: Extra
         has_audio=audio is not None,
         notes=notes,
     )
+
+
+def _distinct_images(frames: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames to run through the CNN, and for each target the row of its result.
+
+    Each selected frame is encoded once; frames whose 224x224 pixels are identical
+    (static shots, duplicated frames of a low-fps source re-encoded at a higher
+    rate) share one forward pass too, since the CNN would give the same maps.
+    """
+    row_of: dict[bytes, int] = {}
+    distinct: list[int] = []
+    row_of_frame: dict[int, int] = {}
+    for index in np.unique(chosen).tolist():
+        key = hashlib.blake2b(frames[index].tobytes(), digest_size=16).digest()
+        if key not in row_of:
+            row_of[key] = len(distinct)
+            distinct.append(index)
+        row_of_frame[index] = row_of[key]
+    return np.asarray(distinct, dtype=np.int64), np.asarray([row_of_frame[i] for i in chosen.tolist()])

@@ -1,6 +1,7 @@
 """Small known-content clips for the extraction tests (not collected by pytest)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import av
@@ -41,3 +42,16 @@ def decode_all(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
             pts.append(float(frame.pts * frame.time_base) - start)
             images.append(frame.to_ndarray(width=224, height=224, format="rgb24"))
     return np.asarray(pts), images
+
+
+@functools.lru_cache(maxsize=None)
+def random_encoders():
+    """Real VGG-19 / VGGish architectures with seeded random weights, built once per test process."""
+    from extract.encoders import build_encoders
+
+    return build_encoders(random_seed=0, device="cpu")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

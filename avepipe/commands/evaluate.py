@@ -1,0 +1,52 @@
+"""``avepipe evaluate``: score a checkpoint on a split of a cache."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from avepipe.errors import UserError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--annotations", "annotations_path", required=True, type=click.Path(path_type=Path),
+              help="Labels (AVE Annotations.txt or CSV); read with the checkpoint's class list.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="Which split to score.")
+@click.option("--splits", "splits_dir", type=click.Path(path_type=Path),
+              help="Directory with train/val/test_order.h5 (default: beside the annotations, then the "
+                   "run's splits/ next to CHECKPOINT).")
+@click.option("--limit", type=int, help="Score only the first N videos of the split (smoke tests).")
+@click.option("--device", help="torch device. [default: cuda if available, else cpu]")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Videos per forward pass.")
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
+              help="Also write metrics.json and confusion.png (row-normalised confusion matrix) here.")
+def evaluate(checkpoint, caches, annotations_path, split, splits_dir, limit, device, batch_size, workers, as_json,
+             out_dir):
+    """Score CHECKPOINT on the features in CACHE(s).
+
+    Reports the paper's segment accuracy (all segments of the split, 29-way on AVE,
+    background included), per-class accuracy, and event-interval precision/recall/F1
+    (consecutive same-label event segments form an interval; a predicted interval
+    counts when its label matches a true one and their temporal IoU >= 0.5, each
+    true interval matched at most once). Refuses caches made by another extractor.
+    """
+    from avepipe.evaluation import evaluate_checkpoint, plot_confusion
+
+    try:
+        report = evaluate_checkpoint(checkpoint, caches, annotations_path, split, splits_dir, device, batch_size,
+                                     workers, limit)
+    except UserError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+        plot_confusion(out_dir / "confusion.png", report)
+    click.echo(json.dumps(report.to_json()) if as_json else report.table())

@@ -1,0 +1,173 @@
+"""``avepipe train``: fit a PSP/CPSP model on cached features with the published schedule."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from avepipe.errors import UserError
+
+_HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed")
+
+
+def find_split_dir(candidates) -> Path | None:
+    """The first directory holding all three official ``*_order.h5`` files."""
+    from data.splits import SPLIT_NAMES, order_path
+
+    for directory in candidates:
+        if directory and all(order_path(directory, s).is_file() for s in SPLIT_NAMES):
+            return Path(directory)
+    return None
+
+
+def resolve_splits(annotations, annotations_path: Path, splits_dir: Path | None, available: set[str],
+                   val_fraction: float, test_fraction: float, seed: int) -> tuple[dict[str, list[str]], str]:
+    """Official ``*_order.h5`` splits (``--splits`` or beside the annotations), else a seeded random split
+    of the cached videos. Returns the splits and a one-line description of where they came from.
+    """
+    from data.annotations import Annotations
+    from data.splits import load_official_splits, random_split
+
+    if splits_dir and not find_split_dir([splits_dir]):
+        raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
+    directory = find_split_dir([splits_dir, annotations_path.parent])
+    if directory:
+        return load_official_splits(directory, annotations), f"official splits from {directory}"
+    present = [k for k in annotations.video_ids if annotations.source_id(k) in available]
+    if not present:
+        raise UserError(f"{annotations_path}: none of its videos is in the cache")
+    subset = Annotations([annotations.record(k) for k in present], annotations.event_classes, annotations.source)
+    fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+    return random_split(subset, fractions, seed=seed), f"random split (seed {seed}, fractions {fractions})"
+
+
+def _milestones(ctx, param, value: str | None):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected comma-separated epoch numbers, e.g. 60,120") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--annotations", "annotations_path", required=True, type=click.Path(path_type=Path),
+              help="Labels: AVE Annotations.txt or a CSV (video_id,start,end,label). Class names come from here "
+                   "and travel with the checkpoint.")
+@click.option("--setting", type=click.Choice(["fully", "weakly"]), default="fully", show_default=True,
+              help="fully: per-segment labels; weakly: video-level labels only (MIL).")
+@click.option("--model", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
+              help="psp (CVPR 2021) or cpsp (TPAMI extension, fully supervised only).")
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
+              help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used).")
+@click.option("--splits", "splits_dir", type=click.Path(path_type=Path),
+              help="Directory with train/val/test_order.h5 (default: beside the annotations file; "
+                   "if absent there, a seeded random split of the cached videos).")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Validation share of a random split (ignored with official splits).")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+              help="Test share of a random split, held out and never used for training or selection.")
+@click.option("--limit", type=int, help="Use only the first N videos of the train and val splits "
+                                        "(smoke tests on a partial cache).")
+@click.option("--background-cache", "background_caches", multiple=True, type=click.Path(path_type=Path),
+              help="Extra cache of background-only videos added to training (weakly AVE: the 178 noisy "
+                   "videos); every video in it is labelled background. Repeatable.")
+@click.option("--seed", type=int, help="Seed of initialisation, shuffling and random splits. [default: 0]")
+@click.option("--device", help="torch device. [default: cuda if available, else cpu]")
+@click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45). With --resume, may extend a run.")
+@click.option("--batch-size", type=int, help="Videos per batch (psp: 128, cpsp: 64).")
+@click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3]")
+@click.option("--lr-milestones", callback=_milestones,
+              help="Comma-separated epochs after which the lr is multiplied by --lr-gamma (psp: 60,120; "
+                   "cpsp: 10,20,30).")
+@click.option("--lr-gamma", type=float, help="lr decay factor at each milestone (psp: 0.8, cpsp: 0.5).")
+@click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (cpsp: 0.1; psp: no clipping).")
+@click.option("--tau", type=float, help="PSP pruning threshold (fully/cpsp: 0.099, weakly: 0.095). "
+                                        "'-inf' keeps all connections; 'inf' disables propagation ('w/o PSP').")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="DataLoader worker processes (each opens its own cache handles).")
+@click.option("--in-memory", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Hold features in RAM (auto: when they take < 40%% of the available memory) or stream "
+                   "them from disk.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where last/ left it "
+                                             "(same hyper-parameters; --epochs may extend it).")
+@click.pass_context
+def train(ctx, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
+          background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
+          workers, in_memory, resume):
+    """Train a PSP/CPSP model on feature CACHE(s) and write checkpoints to RUN_DIR.
+
+    Model selection uses validation segment accuracy only; the test split is
+    never touched. Several caches must come from the same extractor.
+    """
+    try:
+        result = _train(locals())
+    except UserError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"best validation segment accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}; "
+               f"checkpoint {result.run_dir / 'best'}")
+
+
+def _train(opts: dict):
+    from data.annotations import load_annotations
+    from data.cache import FeatureCache
+    from data.dataset import FeatureDataset
+    from data.splits import write_splits
+    from models import build_model
+    from avepipe.training import Trainer, check_same_extractor, defaults_for, seed_everything, stored_run
+
+    ctx: click.Context = opts["ctx"]
+    run_dir: Path = opts["run_dir"]
+    given = {k: opts[k] for k in _HYPER
+             if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+    opened = [FeatureCache(p) for p in [*opts["caches"], *opts["background_caches"]]]
+    extractor = check_same_extractor([(str(c.path), c.config) for c in opened])
+
+    if opts["resume"]:
+        config, run_extractor, class_names = stored_run(run_dir)
+        diff = run_extractor.differences(extractor)
+        if diff:
+            raise UserError(f"{opened[0].path}: extractor differs from the run in {run_dir} "
+                            f"(run vs cache: {'; '.join(diff)}); resume with the run's cache")
+        stored = config.to_json()
+        changed = [f"{k}: run {stored[k]!r} vs given {v!r}" for k, v in given.items()
+                   if k != "epochs" and stored[k] != (list(v) if isinstance(v, tuple) else v)]
+        if changed:
+            raise UserError(f"{run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
+        if "epochs" in given:
+            config = type(config).from_json({**stored, "epochs": given["epochs"]})
+    else:
+        if (run_dir / "last").exists():
+            raise UserError(f"{run_dir}: already holds a run; use --resume to continue it or another -o")
+        config = defaults_for(opts["model"], opts["setting"], **given)
+
+    annotations = load_annotations(opts["annotations_path"])
+    if opts["resume"] and class_names != annotations.classes:
+        raise UserError(f"{opts['annotations_path']}: class list differs from the run's checkpoint")
+    available = {vid for c in opened[:len(opts["caches"])] for vid in c.ids}
+    splits, origin = resolve_splits(annotations, opts["annotations_path"], opts["splits_dir"], available,
+                                    opts["val_fraction"], opts["test_fraction"], config.seed)
+    train_ids, val_ids = splits["train"], splits["val"]
+    if opts["limit"]:
+        train_ids, val_ids = train_ids[:opts["limit"]], val_ids[:opts["limit"]]
+    if not train_ids or not val_ids:
+        raise UserError(f"{opts['annotations_path']}: empty train or validation split ({origin})")
+    click.echo(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos", err=True)
+    (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+    write_splits(run_dir / "splits", annotations, splits)    # evaluate finds the same held-out videos here
+
+    memory = {"auto": "auto", "yes": True, "no": False}[opts["in_memory"]]
+    train_set = FeatureDataset(opts["caches"], annotations, train_ids, in_memory=memory,
+                               background_caches=opts["background_caches"])
+    val_set = FeatureDataset(opts["caches"], annotations, val_ids, in_memory=memory)
+
+    seed_everything(config.seed)
+    net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1)
+    trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
+                      device=opts["device"], workers=opts["workers"])
+    if opts["resume"]:
+        trainer.resume()
+    return trainer.fit()

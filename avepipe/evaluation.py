@@ -1,0 +1,132 @@
+"""Evaluate a checkpoint on a split: the paper's segment accuracy and the numbers users need beside it."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from avepipe import metrics
+from avepipe.errors import UserError
+
+
+@dataclass
+class EvaluationReport:
+    """All figures of one evaluation; ``to_json`` is the ``--json`` output."""
+
+    split: str
+    videos: int
+    segments: int
+    class_names: list[str]
+    segment_accuracy: float
+    per_class_accuracy: list[float]       # NaN where the class does not occur in the split
+    class_support: list[int]              # true segments per class
+    confusion: np.ndarray                 # [K,K] rows = truth
+    intervals: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {
+            "split": self.split, "videos": self.videos, "segments": self.segments,
+            "segment_accuracy": self.segment_accuracy,
+            "per_class_accuracy": {name: (None if math.isnan(acc) else acc)
+                                   for name, acc in zip(self.class_names, self.per_class_accuracy)},
+            "class_support": dict(zip(self.class_names, self.class_support)),
+            "intervals": self.intervals,
+            "confusion_matrix": {"classes": self.class_names, "rows_are": "truth",
+                                 "counts": self.confusion.tolist()},
+        }
+
+    def table(self) -> str:
+        """The human-readable summary printed by ``avepipe evaluate``."""
+        iv = self.intervals
+        width = max(len(n) for n in self.class_names)
+        lines = [f"split {self.split}: {self.videos} videos, {self.segments} segments",
+                 f"segment accuracy (paper metric, {len(self.class_names)}-way): {100 * self.segment_accuracy:.2f}%",
+                 f"event intervals (label match, IoU >= 0.5): precision {100 * iv['precision']:.2f}%  "
+                 f"recall {100 * iv['recall']:.2f}%  F1 {100 * iv['f1']:.2f}%  "
+                 f"({iv['true_positives']} matched of {iv['predicted_intervals']} predicted, "
+                 f"{iv['true_intervals']} true)",
+                 "", f"{'class':<{width}}  {'segments':>8}  {'accuracy':>8}"]
+        for name, support, acc in zip(self.class_names, self.class_support, self.per_class_accuracy):
+            shown = "-" if math.isnan(acc) else f"{100 * acc:7.2f}%"
+            lines.append(f"{name:<{width}}  {support:>8}  {shown:>8}")
+        return "\n".join(lines)
+
+
+def build_report(predicted: np.ndarray, truth: np.ndarray, class_names: Sequence[str], split: str) -> EvaluationReport:
+    """Figures from predicted and true labels ``[N, T]`` (background = last class)."""
+    k = len(class_names)
+    confusion = metrics.confusion_matrix(predicted, truth, k)
+    return EvaluationReport(
+        split=split, videos=int(truth.shape[0]), segments=int(truth.size), class_names=list(class_names),
+        segment_accuracy=metrics.segment_accuracy(predicted, truth),
+        per_class_accuracy=metrics.per_class_accuracy(predicted, truth, k).tolist(),
+        class_support=confusion.sum(axis=1).tolist(), confusion=confusion,
+        intervals=metrics.interval_scores(predicted, truth, background_index=k - 1))
+
+
+def plot_confusion(path: Path, report: EvaluationReport) -> None:
+    """Row-normalised confusion matrix (truth rows), so rare classes are as visible as common ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = report.confusion.astype(np.float64)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = len(report.class_names)
+    size = max(6.0, 0.35 * k + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), report.class_names, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), report.class_names, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"{report.split}: segment accuracy {100 * report.segment_accuracy:.1f}%")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], annotations_path: str | Path,
+                        split: str = "test", splits_dir: str | Path | None = None, device: str | None = None,
+                        batch_size: int = 64, workers: int = 0, limit: int | None = None) -> EvaluationReport:
+    """Load ``checkpoint``, check the caches' extractor against it, predict ``split`` and score it.
+
+    Split files are looked up in ``splits_dir``, beside the annotations, then in the
+    run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
+    """
+    from data.annotations import load_annotations
+    from data.cache import FeatureCache
+    from data.dataset import FeatureDataset
+    from data.splits import load_official_splits
+    from models.checkpoint import load_checkpoint, read_checkpoint_info
+    from avepipe.commands.train import find_split_dir
+    from avepipe.training import check_same_extractor, predict_dataset, select_device
+
+    info = read_checkpoint_info(checkpoint)
+    opened = [FeatureCache(p) for p in caches]
+    extractor = check_same_extractor([(str(c.path), c.config) for c in opened])
+    diff = info.extractor.differences(extractor)
+    if diff:
+        raise UserError(f"{opened[0].path}: features come from a different extractor than the checkpoint "
+                        f"{checkpoint} (checkpoint vs cache: {'; '.join(diff)})")
+    annotations = load_annotations(annotations_path, classes=info.class_names)
+    if splits_dir and not find_split_dir([splits_dir]):
+        raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
+    directory = find_split_dir([splits_dir, Path(annotations_path).parent, Path(checkpoint).parent / "splits"])
+    if directory is None:
+        raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
+    splits = load_official_splits(directory, annotations)
+    if split not in splits:
+        raise UserError(f"unknown split {split!r} (choose from {', '.join(splits)})")
+    ids = splits[split][:limit] if limit else splits[split]
+    if not ids:
+        raise UserError(f"{directory}: the {split} split is empty")
+    dataset = FeatureDataset(caches, annotations, ids)
+    device = select_device(device)
+    net, _ = load_checkpoint(checkpoint, device=device)
+    predicted, _, truth = predict_dataset(net, dataset, batch_size, device, workers, desc=f"evaluating {split}")
+    return build_report(predicted, truth, info.class_names, split)

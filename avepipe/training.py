@@ -1,0 +1,366 @@
+"""Training orchestration: published schedules, model selection on validation, exact resume.
+
+The loop only uses the model interface (``compute_loss``, ``predict``), so every
+PSP-family network trains through it. Resume is exact because everything that
+steers training is restored: weights, Adam moments, the torch/NumPy/Python RNG
+states, and the epoch (the learning rate and the shuffling order are pure
+functions of the epoch and the seed). Nothing is pickled: tensors go to
+safetensors, the rest to JSON.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from tqdm import tqdm
+
+from avepipe.errors import UserError
+from data.dataset import already_batched
+from extract.provenance import ExtractorConfig
+from models.checkpoint import read_checkpoint_info, save_checkpoint
+
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+METRICS_FILE = "metrics.csv"
+CURVES_FILE = "curves.png"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyper-parameter of a run; ``defaults_for`` gives the published ones."""
+
+    model: str = "psp"
+    setting: str = "fully"
+    tau: float | None = None              # None = the model's published default
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = (60, 120)
+    lr_gamma: float = 0.8
+    clip_grad_norm: float | None = None   # max gradient norm, None = no clipping
+    seed: int = 0
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 1-based ``epoch``: multiplied by ``lr_gamma`` after each milestone epoch."""
+        return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if epoch > m)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["lr_milestones"] = tuple(data["lr_milestones"])
+        return cls(**data)
+
+
+# Published schedules (spec: models.md). Weakly PSP uses the fully supervised optimiser and schedule
+# (the spec gives no separate one); its tau default comes from the model.
+_PUBLISHED = {
+    ("psp", "fully"): TrainConfig(model="psp", setting="fully", tau=0.099),
+    ("psp", "weakly"): TrainConfig(model="psp", setting="weakly", tau=0.095),
+    ("cpsp", "fully"): TrainConfig(model="cpsp", setting="fully", tau=0.099, epochs=45, batch_size=64,
+                                   lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1),
+}
+
+
+def defaults_for(model: str, setting: str, **overrides) -> TrainConfig:
+    """The published configuration for ``model``/``setting`` with ``overrides`` (None values ignored)."""
+    try:
+        base = _PUBLISHED[(model, setting)]
+    except KeyError:
+        raise UserError(f"no {model!r} model for the {setting!r} setting "
+                        f"(choose from {', '.join('/'.join(k) for k in _PUBLISHED)})") from None
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_same_extractor(named: Sequence[tuple[str, ExtractorConfig]]) -> ExtractorConfig:
+    """The common extractor of several sources, or a UserError naming the first that differs and how."""
+    first_name, first = named[0]
+    for name, config in named[1:]:
+        diff = config.differences(first)
+        if diff:
+            raise UserError(f"{name}: features come from a different extractor than {first_name} "
+                            f"({name} vs {first_name}: {'; '.join(diff)}); they cannot be mixed")
+    return first
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+
+
+def select_device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _loader(dataset: Dataset, batch_size: int, generator: torch.Generator | None, workers: int) -> DataLoader:
+    sampler = RandomSampler(dataset, generator=generator) if generator else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=already_batched,
+                      num_workers=workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict_dataset(net: nn.Module, dataset: Dataset, batch_size: int = 64, device: torch.device | str = "cpu",
+                    workers: int = 0, desc: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted labels, confidences and true labels ``[N, T]`` for a whole dataset, in dataset order."""
+    device = torch.device(device)
+    net.eval()
+    labels, confidences, truth = [], [], []
+    batches = _loader(dataset, batch_size, None, workers)
+    for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=desc is None):
+        batch = _to(batch, device)
+        pred, conf = net.predict(net(batch["audio"], batch["visual"]))
+        labels.append(pred.cpu().numpy())
+        confidences.append(conf.float().cpu().numpy())
+        truth.append(batch["segment_labels"].cpu().numpy())
+    return np.concatenate(labels), np.concatenate(confidences), np.concatenate(truth)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2 ** 63)
+
+
+def _rng_state() -> tuple[dict, dict]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss_next = random.getstate()
+    return tensors, {"numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+                     "python": [version, list(py_state), gauss_next]}
+
+
+def _set_rng_state(tensors: dict, info: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, pos, has_gauss, cached = info["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, py_state, gauss_next = info["python"]
+    random.setstate((version, tuple(py_state), gauss_next))
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Split an optimizer state_dict into tensors (safetensors) and everything else (JSON)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in info["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+class Trainer:
+    """One training run in ``run_dir``: ``fit()`` trains (or resumes) and writes checkpoints and logs."""
+
+    def __init__(self, net: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Dataset,
+                 run_dir: str | Path, class_names: list[str], extractor: ExtractorConfig,
+                 device: str | None = None, workers: int = 0, progress: bool = True):
+        self.net = net
+        self.config = config
+        self.train_set, self.val_set = train_set, val_set
+        self.run_dir = Path(run_dir)
+        self.class_names = class_names
+        self.extractor = extractor
+        self.device = select_device(device)
+        self.workers = workers
+        self.progress = progress
+        self.net.to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.epoch = 0
+        self.best_epoch = 0
+        self.best_val_accuracy = -1.0
+        self.history: list[dict] = []
+
+    # -- state -------------------------------------------------------------------------------
+    def _save_last(self) -> None:
+        """Write ``last`` beside the old one and swap, so one complete ``last`` always exists."""
+        last, tmp, old = (self.run_dir / n for n in ("last", "last.tmp", "last.old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_checkpoint(tmp, self.net, self.class_names, self.extractor, extra=self._extra())
+        opt_tensors, opt_info = _optimizer_state(self.optimizer)
+        rng_tensors, rng_info = _rng_state()
+        save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS))
+        (tmp / STATE_JSON).write_text(json.dumps({
+            "epoch": self.epoch, "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
+            "train_config": self.config.to_json(), "optimizer": opt_info, "rng": rng_info,
+            "history": self.history}, indent=1) + "\n", encoding="utf-8")
+        if last.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            last.rename(old)
+        tmp.rename(last)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _extra(self) -> dict:
+        return {"epoch": self.epoch, "train_config": self.config.to_json(),
+                "val_segment_accuracy": self.history[-1]["val_acc"] if self.history else None}
+
+    def resume(self) -> None:
+        """Restore everything from ``run_dir/last`` (or ``last.old`` if a swap was interrupted)."""
+        last = resume_dir(self.run_dir)
+        info = json.loads((last / STATE_JSON).read_text(encoding="utf-8"))
+        tensors = load_file(str(last / STATE_TENSORS))
+        weights = load_file(str(last / "model.safetensors"))
+        self.net.load_state_dict(weights)
+        self.net.to(self.device)
+        _load_optimizer_state(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()
+                                               if k.startswith("optimizer.")}, info["optimizer"])
+        _set_rng_state(tensors, info["rng"])
+        self.epoch, self.best_epoch = info["epoch"], info["best_epoch"]
+        self.best_val_accuracy, self.history = info["best_val_accuracy"], info["history"]
+
+    # -- loop --------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> dict:
+        cfg = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
+        shuffle = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+        loader = _loader(self.train_set, cfg.batch_size, shuffle, self.workers)
+        self.net.train()
+        sums: dict[str, float] = {}
+        correct = total = seen = 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not self.progress)
+        for batch in bar:
+            batch = _to(batch, self.device)
+            out = self.net(batch["audio"], batch["visual"])
+            losses = self.net.compute_loss(out, batch["segment_labels"], batch["video_label"])
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip_grad_norm)
+            self.optimizer.step()
+            n = batch["audio"].shape[0]
+            seen += n
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
+            with torch.no_grad():
+                pred, _ = self.net.predict(out)
+            correct += int((pred == batch["segment_labels"]).sum())
+            total += pred.numel()
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
+        row = {"epoch": epoch, "lr": cfg.lr_at(epoch)}
+        row.update({f"train_{k}": v / seen for k, v in sums.items()})
+        row["train_acc"] = correct / total
+        return row
+
+    def fit(self) -> TrainResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while self.epoch < self.config.epochs:
+            epoch = self.epoch + 1
+            started = time.perf_counter()
+            row = self._train_epoch(epoch)
+            pred, _, truth = predict_dataset(self.net, self.val_set, self.config.batch_size, self.device,
+                                             self.workers)
+            row["val_acc"] = float(np.mean(pred == truth))
+            row["time_s"] = time.perf_counter() - started
+            self.epoch = epoch
+            self.history.append(row)
+            if row["val_acc"] > self.best_val_accuracy:
+                self.best_val_accuracy, self.best_epoch = row["val_acc"], epoch
+                save_checkpoint(self.run_dir / "best", self.net, self.class_names, self.extractor,
+                                extra=self._extra())
+            self._save_last()
+            write_metrics(self.run_dir / METRICS_FILE, self.history)
+            plot_curves(self.run_dir / CURVES_FILE, self.history)
+            if self.progress:
+                tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} train acc {row['train_acc']:.3f} "
+                           f"val acc {row['val_acc']:.3f} (best {self.best_val_accuracy:.3f} @ {self.best_epoch})")
+        return TrainResult(self.run_dir, self.best_epoch, self.best_val_accuracy, self.history)
+
+
+def resume_dir(run_dir: Path) -> Path:
+    """The complete ``last`` checkpoint of a run (``last.old`` survives an interrupted swap)."""
+    for name in ("last", "last.old"):
+        if (run_dir / name / STATE_JSON).is_file():
+            return run_dir / name
+    raise UserError(f"{run_dir}: nothing to resume (no last/{STATE_JSON}); start without --resume")
+
+
+def stored_run(run_dir: Path) -> tuple[TrainConfig, ExtractorConfig, list[str]]:
+    """Train config, extractor and class names of the run to resume."""
+    last = resume_dir(run_dir)
+    info = read_checkpoint_info(last)
+    state = json.loads((last / STATE_JSON).read_text(encoding="utf-8"))
+    return TrainConfig.from_json(state["train_config"]), info.extractor, info.class_names
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    """The per-epoch table, rewritten whole each epoch so it always matches the saved state."""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_curves(path: Path, history: list[dict]) -> None:
+    """Loss parts (left) and train/validation segment accuracy (right) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in history[0]:
+        if key.startswith("train_") and key != "train_acc":
+            values = [row[key] for row in history]
+            if all(math.isfinite(v) and v > 0 for v in values):
+                ax_loss.plot(epochs, values, marker=".", label=key[len("train_"):])
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [row["train_acc"] for row in history], marker=".", label="train")
+    ax_acc.plot(epochs, [row["val_acc"] for row in history], marker=".", label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="segment accuracy", ylim=(0, 1), title="accuracy")
+    ax_acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python so model initialisation is reproducible."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    random.seed(seed)
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "check_same_extractor", "predict_dataset",
+           "select_device", "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]

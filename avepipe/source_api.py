@@ -1,0 +1,117 @@
+"""Entry points of the sound-source task for the CLI: train, evaluate, maps for one video.
+
+boxes.json layout (what ``load_boxes`` reads; the synth generator's per-second boxes)::
+
+    {"<video_id>": {"frame_size": [width, height],
+                    "boxes": {"<second>": [x0, y0, x1, y1], ...}}, ...}
+
+Boxes are in pixels of the original frame; a second without an entry (or ``null``) has no
+box and is not evaluated. ``"boxes"`` may also be a list indexed by second. An optional
+top-level ``"videos"`` key may wrap the mapping.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avepipe.errors import UserError
+from avepipe.source_metrics import Box, evaluate_maps
+from avepipe.source_training import checked_ids, default_device, train_source_localizer
+from extract.features import VideoFeatures
+from models.fnac import SoundSourceLocalizer, load_source_localizer
+
+
+@dataclass(frozen=True)
+class VideoBoxes:
+    frame_size: tuple[int, int]   # (width, height) of the original frame
+    boxes: dict[int, Box]         # second -> (x0, y0, x1, y1)
+
+
+def parse_boxes(data: dict, source: str = "boxes") -> dict[str, VideoBoxes]:
+    """Validate the boxes.json structure; ``source`` names the file in error messages."""
+    data = data.get("videos", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a JSON object mapping video ids to boxes")
+    parsed = {}
+    for video_id, entry in data.items():
+        try:
+            width, height = (int(v) for v in entry["frame_size"])
+            raw = entry["boxes"]
+            items = raw.items() if isinstance(raw, dict) else enumerate(raw)
+            boxes = {int(t): tuple(float(c) for c in box) for t, box in items if box is not None}
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{source}: video {video_id!r} needs \"frame_size\": [w, h] and \"boxes\": "
+                            "{second: [x0, y0, x1, y1]}") from None
+        bad = [t for t, b in boxes.items() if len(b) != 4 or b[2] <= b[0] or b[3] <= b[1]]
+        if bad:
+            raise UserError(f"{source}: video {video_id!r} second {bad[0]}: box must be [x0, y0, x1, y1] with x1>x0, y1>y0")
+        parsed[str(video_id)] = VideoBoxes((width, height), boxes)
+    return parsed
+
+
+def load_boxes(path: str | Path) -> dict[str, VideoBoxes]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: boxes file not found") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    return parse_boxes(data, str(path))
+
+
+@torch.no_grad()
+def source_maps(model: SoundSourceLocalizer, features: VideoFeatures, device: str = "cpu") -> np.ndarray:
+    """Sound-source maps ``[T,7,7]`` (cosine similarity) of every second of one video."""
+    segments = min(len(features.audio), len(features.visual))
+    audio = torch.as_tensor(np.asarray(features.audio[:segments], dtype=np.float32), device=device)
+    visual = torch.as_tensor(np.asarray(features.visual[:segments], dtype=np.float32), device=device)
+    return model.eval().similarity_map(audio, visual).cpu().numpy()
+
+
+def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, VideoBoxes],
+                       ids: Sequence[str] | None = None, threshold: float | str = 0.5,
+                       device: str = "cpu") -> dict:
+    """cIoU, AUC, mean IoU and peak-in-box over every (video, second) with a box and audio."""
+    ids = [i for i in checked_ids(cache, ids) if i in boxes]
+    maps, sample_boxes, sizes = [], [], []
+    for video_id in ids:
+        features = cache.read(video_id)
+        if not features.has_audio:
+            continue
+        video_maps = source_maps(model, features, device)
+        for second, box in sorted(boxes[video_id].boxes.items()):
+            if second < len(video_maps):
+                maps.append(video_maps[second])
+                sample_boxes.append(box)
+                sizes.append(boxes[video_id].frame_size)
+    if not maps:
+        raise UserError("no (video, second) of the cache has a box and audio to evaluate")
+    return {**evaluate_maps(np.stack(maps), sample_boxes, sizes, threshold), "videos": len(ids)}
+
+
+def run_source_training(cache_path: str | Path, out_dir: str | Path, **options) -> Path:
+    """``avepipe train --task source``: options are those of ``train_source_localizer``."""
+    from data.cache import FeatureCache
+
+    return train_source_localizer(FeatureCache(cache_path), options.pop("ids", None), out_dir, **options)
+
+
+def evaluate_source(checkpoint_dir: str | Path, cache_path: str | Path, boxes_json: str | Path,
+                    ids: Sequence[str] | None = None, threshold: float | str = 0.5,
+                    device: str | None = None) -> dict:
+    """``avepipe evaluate --task source``: refuses a cache made by another extractor."""
+    from data.cache import FeatureCache
+
+    device = device or default_device()
+    model, extractor, _ = load_source_localizer(checkpoint_dir, device)
+    cache = FeatureCache(cache_path)
+    differences = extractor.differences(cache.config)
+    if differences:
+        raise UserError(f"{cache_path}: features differ from the checkpoint's extractor ({'; '.join(differences)})")
+    return evaluate_localizer(model, cache, load_boxes(boxes_json), ids, threshold, device)

@@ -1,0 +1,129 @@
+"""Sound-source localiser on cached features: where in the frame the sound comes from (FNAC).
+
+The authors' network (github.com/OpenNLPLab/FNAC_AVL) projects a ResNet-18 image map with a
+1x1 convolution and an audio ResNet embedding with a linear layer into one 512-d space, both
+L2-normalised. Here the backbones are the cache's VGG-19 pool5 maps and VGGish embeddings, so
+only the two projections are learned: a per-position linear layer (= 1x1 convolution) on
+``[7, 7, 512]`` and a linear layer on ``[128]``. Dropout, initialisation, tau and loss weights
+follow the authors' code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from avepipe import __version__
+from avepipe.errors import UserError
+from extract.provenance import ExtractorConfig
+from models.fnac_losses import FNS_WEIGHT, FOREGROUND_THRESHOLD, TAU, TNE_WEIGHT, cross_similarity, fnac_loss
+
+TASK = "source"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class SoundSourceLocalizer(nn.Module):
+    """Audio ``[B,128]`` and visual maps ``[B,7,7,512]`` -> similarity maps ``[B,7,7]``.
+
+    ``use_fns=False, use_tne=False`` is the plain contrastive (EZ-VSL-style) baseline.
+    """
+
+    def __init__(
+        self,
+        audio_dim: int = 128,
+        visual_dim: int = 512,
+        dim: int = 512,
+        tau: float = TAU,
+        dropout_visual: float = 0.9,
+        dropout_audio: float = 0.0,
+        use_fns: bool = True,
+        use_tne: bool = True,
+        fns_weight: float = FNS_WEIGHT,
+        tne_weight: float = TNE_WEIGHT,
+        foreground_threshold: float = FOREGROUND_THRESHOLD,
+    ) -> None:
+        super().__init__()
+        self.config = dict(
+            audio_dim=audio_dim, visual_dim=visual_dim, dim=dim, tau=tau,
+            dropout_visual=dropout_visual, dropout_audio=dropout_audio,
+            use_fns=use_fns, use_tne=use_tne, fns_weight=fns_weight, tne_weight=tne_weight,
+            foreground_threshold=foreground_threshold,
+        )
+        self.visual_dropout = nn.Dropout(dropout_visual)
+        self.visual_proj = nn.Linear(visual_dim, dim)
+        self.audio_dropout = nn.Dropout(dropout_audio)
+        self.audio_proj = nn.Linear(audio_dim, dim)
+        # The authors' init: Kaiming (fan_out) for the 1x1 image conv, N(0, 0.01) truncated for audio.
+        nn.init.kaiming_normal_(self.visual_proj.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.trunc_normal_(self.audio_proj.weight, mean=0.0, std=0.01)
+
+    def embed_audio(self, audio: Tensor) -> Tensor:
+        """``[B,128]`` -> L2-normalised ``[B,D]``."""
+        return F.normalize(self.audio_proj(self.audio_dropout(audio)), dim=-1)
+
+    def embed_visual(self, visual: Tensor) -> Tensor:
+        """``[B,7,7,512]`` -> L2-normalised per position ``[B,7,7,D]``."""
+        return F.normalize(self.visual_proj(self.visual_dropout(visual)), dim=-1)
+
+    def similarity_map(self, audio: Tensor, visual: Tensor) -> Tensor:
+        """Cosine similarity of each sample's audio with each of its own positions: ``[B,7,7]``."""
+        return torch.einsum("nhwc,nc->nhw", self.embed_visual(visual), self.embed_audio(audio))
+
+    def batch_cross_similarity(self, audio: Tensor, visual: Tensor) -> Tensor:
+        """Every image against every audio of the batch: ``[B_img, B_aud, 7, 7]``."""
+        return cross_similarity(self.embed_audio(audio), self.embed_visual(visual))
+
+    def forward(self, audio: Tensor, visual: Tensor) -> Tensor:
+        return self.similarity_map(audio, visual)
+
+    def fnac_loss(self, audio: Tensor, visual: Tensor, contrastive_only: bool = False) -> dict[str, Tensor]:
+        """The training objective with this model's switches and weights (see models/fnac_losses.py)."""
+        c = self.config
+        return fnac_loss(
+            self.embed_audio(audio), self.embed_visual(visual), tau=c["tau"],
+            use_fns=c["use_fns"], use_tne=c["use_tne"], fns_weight=c["fns_weight"],
+            tne_weight=c["tne_weight"], foreground_threshold=c["foreground_threshold"],
+            contrastive_only=contrastive_only,
+        )
+
+
+def save_source_localizer(directory: str | Path, model: SoundSourceLocalizer, extractor: ExtractorConfig,
+                          extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (the layout of models/checkpoint.py, task "source")."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    config = {
+        "task": TASK,
+        "model_config": model.config,
+        "class_names": [],
+        "extractor": json.loads(extractor.to_json()),
+        "avepipe_version": __version__,
+        "extra": extra or {},
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return directory
+
+
+def load_source_localizer(directory: str | Path, device: str = "cpu") -> tuple[SoundSourceLocalizer, ExtractorConfig, dict]:
+    """Rebuild a saved localiser (never unpickles): ``(model in eval mode, extractor, extra)``."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise UserError(f"{directory}: not a checkpoint directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{config_path}: not valid JSON ({exc})") from None
+    if config.get("task") != TASK:
+        raise UserError(f"{config_path}: not a sound-source checkpoint (task {config.get('task')!r}, expected {TASK!r})")
+    model = SoundSourceLocalizer(**config["model_config"])
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"))
+    extractor = ExtractorConfig.from_json(json.dumps(config["extractor"]))
+    return model.to(device).eval(), extractor, config.get("extra", {})

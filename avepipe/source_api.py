@@ -1,13 +1,13 @@
 """Entry points of the sound-source task for the CLI: train, evaluate, maps for one video.
 
-boxes.json layout (what ``load_boxes`` reads; the synth generator's per-second boxes)::
+boxes.json layouts that ``load_boxes`` reads (boxes in pixels of the original frame,
+x1/y1 exclusive; a second without a box, or ``null``, is not evaluated):
 
-    {"<video_id>": {"frame_size": [width, height],
-                    "boxes": {"<second>": [x0, y0, x1, y1], ...}}, ...}
-
-Boxes are in pixels of the original frame; a second without an entry (or ``null``) has no
-box and is not evaluated. ``"boxes"`` may also be a list indexed by second. An optional
-top-level ``"videos"`` key may wrap the mapping.
+- the synth generator's: ``{"<video_id>": [[x0, y0, x1, y1] | null, ...]}`` (one entry per
+  second), the frame size coming from ``scenes.json`` (``"size": [w, h]``) next to it or
+  from the ``frame_size`` argument;
+- self-describing: ``{"<video_id>": {"frame_size": [w, h], "boxes": {"<second>": [...]}}}``
+  (``"boxes"`` may also be a list indexed by second).
 """
 from __future__ import annotations
 
@@ -32,21 +32,29 @@ class VideoBoxes:
     boxes: dict[int, Box]         # second -> (x0, y0, x1, y1)
 
 
-def parse_boxes(data: dict, source: str = "boxes") -> dict[str, VideoBoxes]:
-    """Validate the boxes.json structure; ``source`` names the file in error messages."""
-    data = data.get("videos", data) if isinstance(data, dict) else data
+def parse_boxes(data: dict, source: str = "boxes",
+                frame_size: tuple[int, int] | None = None) -> dict[str, VideoBoxes]:
+    """Validate a boxes.json structure; ``source`` names the file in error messages.
+
+    ``frame_size`` is used for videos whose entry does not carry its own.
+    """
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object mapping video ids to boxes")
     parsed = {}
     for video_id, entry in data.items():
+        if isinstance(entry, list):
+            entry = {"boxes": entry}
         try:
-            width, height = (int(v) for v in entry["frame_size"])
+            width, height = (int(v) for v in entry.get("frame_size") or frame_size)
+        except (AttributeError, TypeError, ValueError):
+            raise UserError(f"{source}: video {video_id!r} has no frame size (give \"frame_size\": [w, h], "
+                            "a scenes.json with \"size\" next to it, or the frame size option)") from None
+        try:
             raw = entry["boxes"]
             items = raw.items() if isinstance(raw, dict) else enumerate(raw)
             boxes = {int(t): tuple(float(c) for c in box) for t, box in items if box is not None}
         except (KeyError, TypeError, ValueError):
-            raise UserError(f"{source}: video {video_id!r} needs \"frame_size\": [w, h] and \"boxes\": "
-                            "{second: [x0, y0, x1, y1]}") from None
+            raise UserError(f"{source}: video {video_id!r}: boxes must be [x0, y0, x1, y1] per second") from None
         bad = [t for t, b in boxes.items() if len(b) != 4 or b[2] <= b[0] or b[3] <= b[1]]
         if bad:
             raise UserError(f"{source}: video {video_id!r} second {bad[0]}: box must be [x0, y0, x1, y1] with x1>x0, y1>y0")
@@ -54,15 +62,23 @@ def parse_boxes(data: dict, source: str = "boxes") -> dict[str, VideoBoxes]:
     return parsed
 
 
-def load_boxes(path: str | Path) -> dict[str, VideoBoxes]:
-    path = Path(path)
+def _read_json(path: Path, what: str):
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{path}: boxes file not found") from None
+        raise UserError(f"{path}: {what} not found") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
-    return parse_boxes(data, str(path))
+
+
+def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None) -> dict[str, VideoBoxes]:
+    """Read boxes.json; without ``frame_size``, a sibling scenes.json ``"size"`` supplies it."""
+    path = Path(path)
+    data = _read_json(path, "boxes file")
+    scenes = path.with_name("scenes.json")
+    if frame_size is None and scenes.is_file():
+        frame_size = _read_json(scenes, "scenes file").get("size")
+    return parse_boxes(data, str(path), frame_size)
 
 
 @torch.no_grad()
@@ -104,7 +120,7 @@ def run_source_training(cache_path: str | Path, out_dir: str | Path, **options) 
 
 def evaluate_source(checkpoint_dir: str | Path, cache_path: str | Path, boxes_json: str | Path,
                     ids: Sequence[str] | None = None, threshold: float | str = 0.5,
-                    device: str | None = None) -> dict:
+                    device: str | None = None, frame_size: tuple[int, int] | None = None) -> dict:
     """``avepipe evaluate --task source``: refuses a cache made by another extractor."""
     from data.cache import FeatureCache
 
@@ -114,4 +130,4 @@ def evaluate_source(checkpoint_dir: str | Path, cache_path: str | Path, boxes_js
     differences = extractor.differences(cache.config)
     if differences:
         raise UserError(f"{cache_path}: features differ from the checkpoint's extractor ({'; '.join(differences)})")
-    return evaluate_localizer(model, cache, load_boxes(boxes_json), ids, threshold, device)
+    return evaluate_localizer(model, cache, load_boxes(boxes_json, frame_size), ids, threshold, device)

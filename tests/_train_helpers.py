@@ -70,12 +70,18 @@ def _segment_plan(rng, c: int, classes: int, asynchronous: bool):
         elif kind == 4:
             vis[t], aud[t] = rng.choice(others), c
     if asynchronous:
-        # The class identity is audible only in the background segments (sound c heard
-        # off-screen); during the event the audio says only "something sounds".
-        aud = np.where(label == c, classes, aud)
-        for t in range(T):
-            if label[t] == background and aud[t] == NONE and vis[t] == NONE:
-                aud[t] = c
+        # During the visible event only a generic sound is heard; which class sounds is
+        # audible only off-screen, in other segments. The pair is an event only when that
+        # off-screen sound is c, so the label needs audio from other seconds.
+        heard = c if rng.random() < 0.5 else int(rng.choice(others))
+        inside = (label == c)
+        aud = np.where(inside, classes, NONE)
+        vis = np.where(inside, c, np.where(rng.random(T) < 0.3, c, NONE))
+        outside = np.flatnonzero(~inside)
+        aud[rng.choice(outside, size=min(2, len(outside)), replace=False)] = heard
+        vis[aud == heard] = NONE
+        if heard != c:
+            label[:] = background
     return vis, aud, label
 
 
@@ -92,7 +98,7 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
     for i in range(n):
         c = int(rng.integers(0, classes))
         vis, aud, seg[i] = _segment_plan(rng, c, classes, asynchronous)
-        vid[i, c] = 1.0
+        vid[i, c if (seg[i] == c).any() else classes] = 1.0
         for t in range(T):
             if vis[t] != NONE:
                 visual[i, t, rng.integers(0, 49)] += 5.0 * np.abs(protos.visual[vis[t]])

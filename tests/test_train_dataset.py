@@ -1,0 +1,76 @@
+"""FeatureDataset: streaming and in-memory give the same batches; labels; background caches; workers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from avepipe.errors import UserError
+from data.annotations import Annotations, Event, VideoRecord
+from data.dataset import FeatureDataset, already_batched
+
+from _train_helpers import T, write_cache
+
+CLASSES = ["dog", "bell"]
+
+
+def _annotations():
+    return Annotations([VideoRecord("v0", "v0", (Event(2, 5, "dog"),)),
+                        VideoRecord("v1", "v1", (Event(0, 10, "bell"),)),
+                        VideoRecord("v2", "v2", ())], CLASSES)
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    rng = np.random.default_rng(0)
+    audio = rng.normal(size=(3, T, 128)).astype(np.float32)
+    visual = rng.normal(size=(3, T, 7, 7, 512)).astype(np.float32)
+    main = write_cache(root / "main.h5", ["v0", "v1", "v2"], audio, visual, dtype="float16")
+    noisy = write_cache(root / "noisy.h5", ["n0", "n1"], audio[:2], visual[:2])
+    return main, noisy, audio, visual
+
+
+def test_streaming_and_in_memory_batches_are_identical(caches):
+    main, _, audio, visual = caches
+    ann = _annotations()
+    streamed = FeatureDataset([main], ann, ["v2", "v0", "v1"], in_memory=False)
+    held = FeatureDataset([main], ann, ["v2", "v0", "v1"], in_memory=True)
+    assert not streamed.in_memory and held.in_memory
+    a, b = streamed.__getitems__([1, 2]), held.__getitems__([1, 2])
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert a["visual"].dtype == torch.float32 and a["visual"].shape == (2, T, 7, 7, 512)
+    # float16 storage: values are the written ones to half precision
+    np.testing.assert_allclose(a["audio"][0].numpy(), audio[0], rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(a["segment_labels"][0].numpy(), [2, 2, 0, 0, 0, 2, 2, 2, 2, 2])
+    np.testing.assert_array_equal(a["video_label"][1].numpy(), [0, 1, 0])
+    item = streamed[0]
+    np.testing.assert_array_equal(item["segment_labels"].numpy(), np.full(T, 2))
+    np.testing.assert_array_equal(item["video_label"].numpy(), [0, 0, 1])
+
+
+def test_background_cache_videos_are_background_everywhere(caches):
+    main, noisy, _, _ = caches
+    ds = FeatureDataset([main], _annotations(), ["v0"], in_memory=False, background_caches=[noisy])
+    assert len(ds) == 3 and ds.keys[1:] == ["background:n0", "background:n1"]
+    batch = ds.__getitems__([1, 2])
+    assert (batch["segment_labels"] == 2).all()
+    np.testing.assert_array_equal(batch["video_label"].numpy(), [[0, 0, 1], [0, 0, 1]])
+
+
+def test_missing_video_is_a_user_error(caches):
+    main, _, _, _ = caches
+    ann = Annotations([VideoRecord("zz", "zz", ())], CLASSES)
+    with pytest.raises(UserError, match="1 annotated videos are not in the cache.*'zz'"):
+        FeatureDataset([main], ann, ["zz"])
+
+
+def test_worker_processes_open_their_own_handles(caches):
+    main, _, _, _ = caches
+    ds = FeatureDataset([main], _annotations(), ["v0", "v1", "v2"], in_memory=False)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=already_batched)
+    batches = list(loader)
+    assert [len(b["index"]) for b in batches] == [2, 1]
+    assert torch.equal(batches[0]["visual"], ds.__getitems__([0, 1])["visual"])

@@ -16,10 +16,10 @@ from data.moving_sources import MovingSourceSpec
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--videos", type=int, default=600)
+    parser.add_argument("--videos", type=int, default=400)
     parser.add_argument("--test-videos", type=int, default=100)
     parser.add_argument("--distractors", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     spec = MovingSourceSpec(videos=args.videos, distractors=args.distractors, seed=args.seed)

@@ -182,79 +182,104 @@ def _to_rgb(frame, size: int) -> np.ndarray:
     return upright(rgb, frame.rotation or 0)
 
 
-def decode_video(
-    path: str | Path, fps: int = 16, size: int = 224, max_time: float | None = None
-) -> DecodedVideo:
-    """Decode the first video stream, keeping each frame selected by a target t + k/fps once.
+class SelectedFrames:
+    """The frames some target t + k/fps selects, decoded lazily: iterate for ``(rgb, pts_seconds)``.
 
     A frame is selected when a grid target falls in [its PTS, the next frame's PTS),
     the first frame also takes targets before it, and the last frame is always kept
-    (it is held to the end of the video). Frames are converted only when kept.
+    (it is held to the end of the video). Frames are converted only when kept, and
+    nothing is retained after it is yielded: a consumer that reduces frames as they
+    come (the extraction pipeline) needs memory for a batch, not for the video.
     Decoding stops at ``max_time`` seconds (a fixed ``--segments`` count) if given.
+    ``start`` is set once the first frame is yielded; ``duration``, ``source_fps``,
+    ``decoded_frames`` and ``notes`` once iteration has finished.
     """
-    with _open(path) as container:
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-            raise NoVideoStreamError(f"no video stream (contains: {', '.join(kinds)})")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        corrupt = _CorruptCounter()
-        start = _stream_start(stream)
-        kept_frames: list[np.ndarray] = []
-        kept_pts: list[float] = []
-        pending = None        # (frame, pts seconds) of the previous frame, not yet known to be needed
-        next_target = 0       # index of the first grid target not yet given a frame
-        last_end = 0.0
-        decoded = 0
-        stopped_early = False
-        fallback_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
-        for frame in _decoded_frames(container, stream, corrupt):
-            if frame.pts is None:  # raw streams without timestamps: continue from the last frame
-                seconds = (pending[1] + fallback_step) if pending else 0.0
-            else:
-                if start is None:
-                    start = float(frame.pts * frame.time_base)
-                seconds = float(frame.pts * frame.time_base) - start
-            if pending is not None and seconds < pending[1]:
-                continue  # out-of-order timestamp: the frame shown then is already known
-            decoded += 1
-            duration_of_frame = float(frame.duration * frame.time_base) if frame.duration else fallback_step
-            last_end = max(last_end, seconds + duration_of_frame)
-            if pending is not None and target_time(next_target, fps) < seconds:
-                kept_frames.append(_to_rgb(pending[0], size))
-                kept_pts.append(pending[1])
-                while target_time(next_target, fps) < seconds:
-                    next_target += 1
-            pending = (frame, seconds)
-            if max_time is not None and target_time(next_target, fps) >= max_time:
-                stopped_early = True
-                break
-        if pending is not None:
-            kept_frames.append(_to_rgb(pending[0], size))
-            kept_pts.append(pending[1])
-        if not kept_frames:
-            raise TruncatedFileError("no decodable video frames (truncated or damaged file)")
 
-        # Duration = where the last frame's display ends, from PTS like everything else.
-        # Headers are not trusted for it: Matroska has no per-stream duration and FFmpeg
-        # then reports the container's, which includes a longer audio track.
-        header = _duration(container, stream)
-        duration = last_end if not stopped_early else (header or last_end)
-        notes = []
-        if corrupt.packets:
-            notes.append(f"decoded past {corrupt.packets} corrupt packet(s)")
-        if max_time is None and header is not None and last_end < header - 1.0:
-            notes.append(f"video frames end at {last_end:.2f} s of {header:.2f} s (truncated?); last frame held")
-        source_fps = float(stream.average_rate) if stream.average_rate else decoded / max(last_end, 1e-9)
-        return DecodedVideo(
-            frames=np.stack(kept_frames),
-            pts=np.asarray(kept_pts, dtype=np.float64),
-            start=start or 0.0,
-            duration=float(duration),
-            source_fps=source_fps,
-            decoded_frames=decoded,
-            notes=notes,
-        )
+    def __init__(self, path: str | Path, fps: int = 16, size: int = 224, max_time: float | None = None) -> None:
+        self.path, self.fps, self.size, self.max_time = path, fps, size, max_time
+        self.start: float | None = None
+        self.duration: float | None = None
+        self.source_fps: float | None = None
+        self.decoded_frames = 0
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        fps, size, max_time = self.fps, self.size, self.max_time
+        with _open(self.path) as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+                raise NoVideoStreamError(f"no video stream (contains: {', '.join(kinds)})")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            corrupt = _CorruptCounter()
+            start = _stream_start(stream)
+            kept = 0
+            pending = None        # (frame, pts seconds) of the previous frame, not yet known to be needed
+            next_target = 0       # index of the first grid target not yet given a frame
+            last_end = 0.0
+            decoded = 0
+            stopped_early = False
+            fallback_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 25
+            for frame in _decoded_frames(container, stream, corrupt):
+                if frame.pts is None:  # raw streams without timestamps: continue from the last frame
+                    seconds = (pending[1] + fallback_step) if pending else 0.0
+                else:
+                    if start is None:
+                        start = float(frame.pts * frame.time_base)
+                    seconds = float(frame.pts * frame.time_base) - start
+                if pending is not None and seconds < pending[1]:
+                    continue  # out-of-order timestamp: the frame shown then is already known
+                decoded += 1
+                duration_of_frame = float(frame.duration * frame.time_base) if frame.duration else fallback_step
+                last_end = max(last_end, seconds + duration_of_frame)
+                if pending is not None and target_time(next_target, fps) < seconds:
+                    self.start = start or 0.0
+                    kept += 1
+                    yield _to_rgb(pending[0], size), pending[1]
+                    while target_time(next_target, fps) < seconds:
+                        next_target += 1
+                pending = (frame, seconds)
+                if max_time is not None and target_time(next_target, fps) >= max_time:
+                    stopped_early = True
+                    break
+            if pending is None:
+                raise TruncatedFileError("no decodable video frames (truncated or damaged file)")
+
+            # Duration = where the last frame's display ends, from PTS like everything else.
+            # Headers are not trusted for it: Matroska has no per-stream duration and FFmpeg
+            # then reports the container's, which includes a longer audio track.
+            header = _duration(container, stream)
+            self.duration = float(last_end if not stopped_early else (header or last_end))
+            if corrupt.packets:
+                self.notes.append(f"decoded past {corrupt.packets} corrupt packet(s)")
+            if max_time is None and header is not None and last_end < header - 1.0:
+                self.notes.append(f"video frames end at {last_end:.2f} s of {header:.2f} s (truncated?); "
+                                  "last frame held")
+            self.source_fps = float(stream.average_rate) if stream.average_rate else decoded / max(last_end, 1e-9)
+            self.decoded_frames = decoded
+            self.start = start or 0.0
+            last = _to_rgb(pending[0], size), pending[1]
+        yield last
+
+
+def decode_video(
+    path: str | Path, fps: int = 16, size: int = 224, max_time: float | None = None
+) -> DecodedVideo:
+    """All frames ``SelectedFrames`` selects, in one array (memory grows with the video's length)."""
+    selected = SelectedFrames(path, fps, size, max_time)
+    frames, pts = [], []
+    for rgb, seconds in selected:
+        frames.append(rgb)
+        pts.append(seconds)
+    return DecodedVideo(
+        frames=np.stack(frames),
+        pts=np.asarray(pts, dtype=np.float64),
+        start=selected.start,
+        duration=selected.duration,
+        source_fps=selected.source_fps,
+        decoded_frames=selected.decoded_frames,
+        notes=selected.notes,
+    )
 
 
 @dataclass

@@ -32,13 +32,10 @@ def split_duplicate_ids(paths: list[Path]) -> tuple[dict[str, Path], list[tuple[
 
 
 def one_line(error: BaseException) -> str:
-    """A user-facing reason: decode errors are already one line; anything else gets its type named."""
-    from extract.decode import DecodeError
+    """A user-facing reason for a failed file (see ``extract.stream.failure_reason``)."""
+    from extract.stream import failure_reason
 
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, DecodeError):
-        return text
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return failure_reason(error)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,13 +68,21 @@ def one_line(error: BaseException) -> str:
 @click.option("--device", default=None,
               help="Torch device for the CNNs, e.g. cpu, cuda, cuda:1. Default: cuda when available, else cpu.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Frames per VGG-19 forward pass. Default: the encoder's own (larger is faster on GPU, "
-                   "needs more memory).")
+              help="Frames per VGG-19 forward pass, filled from several videos. Default: the encoder's own "
+                   "(32; larger is faster on GPU, needs more memory).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decoder processes (video and audio decoding runs there while the CNN runs here). "
+                   "0 decodes in this process. Default: CPU cores - 1 (at least 1, at most 8).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="VGG-19 compute precision (autocast). bf16/fp16 are faster on GPUs with tensor cores and "
+                   "change the features slightly (see the README for measured drift); on CPUs without "
+                   "native bf16 they are much slower. The cache does not record it.")
 @click.option("--extensions", default=VIDEO_EXTENSIONS, show_default=True,
               help="Comma-separated file extensions to extract (case-insensitive), searched recursively.")
 def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset: str, audio_backend: str,
             vgg_weights: Path | None, vggish_weights: Path | None, random_seed: int | None, dtype: str,
-            device: str | None, batch_size: int | None, extensions: str) -> None:
+            device: str | None, batch_size: int | None, workers: int | None, precision: str,
+            extensions: str) -> None:
     """Extract VGG-19 pool5 (visual) and VGGish (audio) features of every video in VIDEO_DIR.
 
     Video ids are file stems. Each video becomes T one-second segments with visual
@@ -89,7 +94,7 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
     """
     try:
         failed = _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vggish_weights,
-                      random_seed, dtype, device, batch_size, extensions)
+                      random_seed, dtype, device, batch_size, workers, precision, extensions)
     except UserError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -101,11 +106,10 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
 
 
 def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vggish_weights, random_seed,
-         dtype, device, batch_size, extensions) -> int:
+         dtype, device, batch_size, workers, precision, extensions) -> int:
     """Extract what is not yet in the cache; returns the number of failed files."""
     from extract.cache_writer import CacheWriter
     from extract.encoders import build_encoders
-    from extract.pipeline import extract_video
 
     paths = discover_videos(video_dir, extensions)
     if not paths:
@@ -115,8 +119,6 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
         random_seed=random_seed, device=device, fps=fps, segments=segments)
-    if batch_size is not None:
-        visual_encoder.batch_size = batch_size
     if config.is_random:
         click.echo(f"note: random backbones (seed {random_seed}): features are for testing only", err=True)
 
@@ -124,28 +126,56 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
     with CacheWriter(cache, config, dtype=dtype) as writer:
         for path, reason in failures:
             writer.record_error(path, reason)
+        # Checked before anything is decoded: a rerun over a finished cache decodes nothing.
         todo = {vid: path for vid, path in videos.items() if vid not in writer.done_ids}
         skipped = len(videos) - len(todo)
         done = frames = 0
         started = time.monotonic()
         with tqdm(total=len(todo), unit="video", desc="extract", file=sys.stderr, dynamic_ncols=True) as bar:
-            for vid, path in todo.items():
-                try:
-                    features = extract_video(path, visual_encoder, audio_encoder, config, video_id=vid)
-                except Exception as error:  # one bad file must not stop the folder
-                    reason = one_line(error)
-                    failures.append((path, reason))
-                    writer.record_error(path, reason)
+            for vid, path, outcome in _extract_all(todo, visual_encoder, audio_encoder, config,
+                                                   batch_size or visual_encoder.batch_size, workers, precision):
+                if isinstance(outcome, str):  # one bad file must not stop the folder
+                    failures.append((path, outcome))
+                    writer.record_error(path, outcome)
                 else:
-                    writer.write(features)
+                    writer.write(outcome)
                     done += 1
-                    frames += features.segments * fps
-                    notes.extend((vid, note) for note in features.notes)
+                    frames += outcome.segments * fps
+                    notes.extend((vid, note) for note in outcome.notes)
                 bar.update(1)
                 bar.set_postfix({"frames/s": f"{frames / max(time.monotonic() - started, 1e-9):.1f}"})
 
     _summary(done, skipped, failures, notes, cache)
     return len(failures)
+
+
+def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, batch_size: int,
+                 workers: int | None, precision: str):
+    """``(video_id, path, VideoFeatures or one-line failure reason)`` for every video, in order of completion.
+
+    Decoding runs in ``workers`` processes (0: here); frames of all videos in flight
+    share full CNN batches in this process.
+    """
+    from extract.batching import FrameBatcher
+    from extract.scheduler import extract_stream
+    from extract.stream import VideoFailed, in_process_messages
+    from extract.workers import DecoderPool, default_workers
+
+    if not todo:
+        return
+    workers = default_workers() if workers is None else workers
+    keyed = list(enumerate(todo.items()))
+    ids = {key: vid for key, (vid, _) in keyed}
+    paths = [(key, path) for key, (_, path) in keyed]
+    batcher = FrameBatcher(visual_encoder, batch_size, precision)
+    pool = DecoderPool(min(workers, len(paths)), config) if workers else None
+    try:
+        messages = pool.messages(paths) if pool else in_process_messages(paths, config)
+        for key, outcome in extract_stream(messages, batcher, audio_encoder, config, ids):
+            yield ids[key], todo[ids[key]], outcome.reason if isinstance(outcome, VideoFailed) else outcome
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def _summary(done: int, skipped: int, failures: list[tuple[Path, str]], notes: list[tuple[str, str]],

@@ -1,0 +1,105 @@
+"""Full VGG-19 batches from the frames of any number of videos, at the chosen precision.
+
+Frames are copied into a preallocated uint8 staging batch (pinned on CUDA, so the
+host-to-device copy is asynchronous); a batch runs when it is full or when the
+caller has nothing else to do. On CUDA two staging batches alternate: batch k+1 is
+filled and launched while batch k's maps are still being computed and copied back,
+so the GPU does not wait for the host. (The CUDA path is untested on a GPU: it was
+written for one and run only on CPU.)
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import torch
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Launched:
+    """A batch whose maps are on their way to host memory."""
+
+    def __init__(self, owners: list, maps: torch.Tensor, event) -> None:
+        self.owners, self.maps, self.event = owners, maps, event
+
+    def collect(self) -> list[tuple[Hashable, np.ndarray]]:
+        if self.event is not None:
+            self.event.synchronize()
+        maps = self.maps.numpy()
+        return [(owner, maps[row]) for row, owner in enumerate(self.owners)]
+
+
+class FrameBatcher:
+    """Collects ``(pixels, owner)`` rows; ``run`` returns ``(owner, map [7, 7, 512] float32)`` as maps arrive.
+
+    ``encoder`` is an ``extract.encoders.VisualEncoder`` (its network, preprocessing and
+    device are used); ``precision`` is "fp32", "bf16" or "fp16" (autocast; fp32 default).
+    """
+
+    def __init__(self, encoder, batch_size: int, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.encoder = encoder
+        self.device = encoder.device
+        self.batch_size = batch_size
+        self.autocast_dtype = PRECISIONS[precision]
+        self.cuda = self.device.type == "cuda"
+        self._staging: list[torch.Tensor] = []
+        self._current = 0
+        self._owners: list[Hashable] = []
+        self._launched: _Launched | None = None
+
+    @property
+    def pending(self) -> int:
+        """Frames added and not yet run."""
+        return len(self._owners)
+
+    @property
+    def full(self) -> bool:
+        return len(self._owners) >= self.batch_size
+
+    def add(self, pixels: np.ndarray, owner: Hashable) -> None:
+        """Queue one uint8 frame ``[H, W, 3]``; ``owner`` comes back with its map."""
+        if not self._staging:
+            shape = (self.batch_size, *pixels.shape)
+            self._staging = [torch.empty(shape, dtype=torch.uint8, pin_memory=self.cuda)
+                             for _ in range(2 if self.cuda else 1)]
+        self._staging[self._current][len(self._owners)] = torch.from_numpy(pixels)
+        self._owners.append(owner)
+
+    def run(self) -> list[tuple[Hashable, np.ndarray]]:
+        """Launch the pending frames; returns the maps that are ready (on CPU: these frames' maps)."""
+        if not self._owners:
+            return []
+        launched = self._launch(self._staging[self._current][:len(self._owners)], self._owners)
+        self._owners = []
+        if not self.cuda:
+            return launched.collect()
+        # Launch first, then wait for the previous batch: the GPU always has queued work.
+        previous, self._launched = self._launched, launched
+        self._current = 1 - self._current  # that staging batch is free once ``previous`` is collected
+        return previous.collect() if previous is not None else []
+
+    def drain(self) -> list[tuple[Hashable, np.ndarray]]:
+        """Run what is pending and wait for everything launched."""
+        ready = self.run()
+        if self._launched is not None:
+            ready += self._launched.collect()
+            self._launched = None
+        return ready
+
+    def _launch(self, frames: torch.Tensor, owners: list) -> _Launched:
+        encoder = self.encoder
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                                    enabled=self.autocast_dtype is not None):
+            batch = frames.to(self.device, non_blocking=True)
+            images = encoder.preprocess(batch).contiguous(memory_format=torch.channels_last)
+            maps = encoder.features(images).permute(0, 2, 3, 1).float()  # channels-last memory: no copy
+            if not self.cuda:
+                return _Launched(list(owners), maps.contiguous(), None)
+            host = torch.empty(maps.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(maps, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            return _Launched(list(owners), host, event)

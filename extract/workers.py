@@ -1,0 +1,152 @@
+"""Decoder worker processes: videos in, ``extract.stream`` messages out through one bounded queue.
+
+Workers are started with ``spawn`` (safe with threads and CUDA in the parent), import
+no torch, ignore Ctrl-C (the main process stops them, so finished videos are written
+and nothing half-done is), exit when the main process disappears (``kill -9``), and
+report a bad file as ``VideoFailed`` instead of dying. A worker that dies anyway
+(a crash inside FFmpeg) fails only the video it was decoding and is replaced.
+Each worker is given at most two videos at a time, so the queue, not the folder
+size, bounds memory: ``queue_depth`` messages of ``CHUNK_FRAMES`` frames each.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from extract.provenance import ExtractorConfig
+from extract.stream import Message, VideoEnd, VideoFailed, failure_reason, video_messages
+
+POLL_SECONDS = 0.05   # wait for a message this long before letting the CNN run a partial batch
+VIDEOS_PER_WORKER = 2  # one decoding, one ready to start: no gap between videos
+
+
+class _Stopped(Exception):
+    pass
+
+
+def default_workers() -> int:
+    """One core is left to the main process (CNN, audio encoder, writing); at least one worker, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def _worker(tasks, results, stop, config_json: str, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    results.cancel_join_thread()  # never block exit on a full queue nobody reads any more
+    config = ExtractorConfig.from_json(config_json)
+
+    def alive() -> bool:
+        return not stop.is_set() and os.getppid() == parent
+
+    def put(message: Message) -> None:
+        while True:
+            if not alive():
+                raise _Stopped
+            try:
+                results.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                pass
+
+    try:
+        while alive():
+            try:
+                task = tasks.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if task is None:
+                return
+            key, path = task
+            try:
+                for message in video_messages(path, key, config):
+                    put(message)
+            except _Stopped:
+                raise
+            except Exception as error:  # a bad file fails alone
+                put(VideoFailed(key, failure_reason(error)))
+    except _Stopped:
+        return
+
+
+class DecoderPool:
+    """``workers`` decoder processes; ``messages(videos)`` yields their messages (``None`` when idle)."""
+
+    def __init__(self, workers: int, config: ExtractorConfig, queue_depth: int | None = None) -> None:
+        self._ctx = mp.get_context("spawn")
+        self._config_json = config.to_json()
+        self.results = self._ctx.Queue(maxsize=queue_depth or 4 * workers + 4)
+        self._stop = self._ctx.Event()
+        self._workers = [self._start() for _ in range(workers)]
+        self._assigned: list[deque[int]] = [deque() for _ in range(workers)]
+        self.restarts = 0
+
+    def _start(self):
+        tasks = self._ctx.Queue()
+        process = self._ctx.Process(target=_worker, daemon=True, name="avepipe-decoder",
+                                    args=(tasks, self.results, self._stop, self._config_json, os.getpid()))
+        process.start()
+        return process, tasks
+
+    def messages(self, videos: Iterable[tuple[int, Path]]) -> Iterator[Message | None]:
+        todo = deque(videos)
+        owner: dict[int, tuple[int, Path]] = {}  # key -> (worker index, path) of videos handed out
+
+        def hand_out() -> None:
+            for index, (_, tasks) in enumerate(self._workers):
+                while todo and len(self._assigned[index]) < VIDEOS_PER_WORKER:
+                    key, path = todo.popleft()
+                    tasks.put((key, str(path)))
+                    self._assigned[index].append(key)
+                    owner[key] = index, path
+
+        hand_out()
+        while owner:
+            try:
+                message = self.results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                yield from self._replace_dead(owner, todo)
+                hand_out()
+                yield None
+                continue
+            if isinstance(message, (VideoEnd, VideoFailed)) and message.key in owner:
+                self._assigned[owner.pop(message.key)[0]].remove(message.key)
+                hand_out()
+            yield message
+
+    def _replace_dead(self, owner: dict[int, tuple[int, Path]], todo: deque) -> Iterator[VideoFailed]:
+        """A dead worker's first video failed (it was decoding it); its others go back to the queue.
+
+        Called only after the queue was found empty, so whatever the dead process sent has been read.
+        """
+        for index, (process, _) in enumerate(self._workers):
+            if process.is_alive() or not self._assigned[index]:
+                continue
+            lost = [(key, owner.pop(key)[1]) for key in self._assigned[index]]
+            self._assigned[index].clear()
+            yield VideoFailed(lost[0][0], f"decoder process died (exit code {process.exitcode}) on this file")
+            todo.extendleft(reversed(lost[1:]))
+            self._workers[index] = self._start()
+            self.restarts += 1
+
+    def close(self) -> None:
+        """Stop every worker (they finish their current message at most), then make sure they are gone."""
+        self._stop.set()
+        for process, tasks in self._workers:
+            tasks.put(None)
+            tasks.cancel_join_thread()
+        for process, _ in self._workers:
+            process.join(timeout=2.0)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=2.0)
+        self.results.cancel_join_thread()
+
+    def __enter__(self) -> "DecoderPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

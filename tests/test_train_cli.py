@@ -114,3 +114,17 @@ def test_train_refuses_mixed_extractors_and_resume_on_other_cache(ave_run, tmp_p
     assert "extractor differs from the run" in resumed.output and "visual_weights" in resumed.output
     again = CliRunner().invoke(main, ["train", str(cache), "-o", str(run), *common])
     assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_resume_refuses_changed_hyperparameters_and_extends_epochs(ave_run):
+    _, cache, run, _ = ave_run
+    common = ["train", str(cache), "--annotations", str(AVE / "Annotations.txt"), "--splits", str(AVE),
+              "-o", str(run), "--resume", "--limit", str(LIMIT), "--device", "cpu"]
+    changed = CliRunner().invoke(main, [*common, "--lr", "0.5"])
+    assert changed.exit_code == 2
+    assert "--resume keeps the run's hyper-parameters; differing: lr: run 0.001 vs given 0.5" in changed.output
+    extended = CliRunner().invoke(main, [*common, "--epochs", "3"])
+    assert extended.exit_code == 0, extended.output
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert json.loads((run / "last" / "config.json").read_text())["extra"]["epoch"] == 3

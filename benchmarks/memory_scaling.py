@@ -1,0 +1,80 @@
+"""Peak memory of extracting a 60 s and a 600 s video: must not grow with the video's length.
+
+Prints ONE JSON line. Each extraction runs `avepipe extract` inside a fresh child
+process, which reports its own peak RSS (ru_maxrss, the CNN side) and its decoder
+workers' (RUSAGE_CHILDREN: the largest worker). The clips are 640x360 H.264 + AAC;
+each picture is held for ``--hold`` seconds (static shots), so the CNN runs once per
+shot (identical frames share a pass) while the decoder still selects 16 frames per
+second: keeping them would be 2.4 MB per second of video (1.4 GB at 600 s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._videos import write_clip  # noqa: E402
+
+_CHILD = """
+import json, resource, sys
+from avepipe.commands.extract import extract
+try:
+    extract.main(sys.argv[1:], standalone_mode=False)
+except SystemExit as stop:
+    assert not stop.code, stop.code
+print(json.dumps({"main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def measure(clip: Path, cache: Path, workers: int, fps: int) -> dict:
+    command = [sys.executable, "-c", _CHILD, str(clip.parent), "-o", str(cache), "--random-backbones", "0",
+               "--device", "cpu", "--workers", str(workers), "--fps", str(fps)]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    if result.returncode != 0:
+        raise SystemExit(f"extract failed: {result.stderr[-2000:]}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["wall_s"] = time.perf_counter() - started
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", type=int, default=60, help="seconds of the short video")
+    parser.add_argument("--long", type=int, default=600, help="seconds of the long video")
+    parser.add_argument("--hold", type=float, default=10.0, help="seconds each picture is held")
+    parser.add_argument("--fps", type=int, default=16, help="sampled frames per second")
+    parser.add_argument("--workers", default="0,1", help="comma-separated worker counts to measure")
+    args = parser.parse_args()
+
+    figures: dict = {"fps": args.fps, "hold_s": args.hold}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = {}
+        for seconds in (args.short, args.long):
+            (tmp / f"v{seconds}").mkdir()
+            clips[seconds] = write_clip(tmp / f"v{seconds}" / f"clip{seconds}.mp4", seconds, 30, hold_seconds=args.hold)
+        for workers in [int(w) for w in args.workers.split(",")]:
+            runs = {seconds: measure(clip, tmp / f"c{seconds}-{workers}.h5", workers, args.fps)
+                    for seconds, clip in clips.items()}
+            short, long = runs[args.short], runs[args.long]
+            figures[f"workers_{workers}"] = {
+                f"{args.short}s": short, f"{args.long}s": long,
+                "main_rss_ratio": long["main_rss_mb"] / short["main_rss_mb"],
+                "worker_rss_ratio": (long["worker_rss_mb"] / short["worker_rss_mb"]) if workers else None,
+            }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

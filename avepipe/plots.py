@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from avepipe.results import LocalizationResult  # noqa: E402
 
@@ -87,17 +88,21 @@ def plot_connections(result: LocalizationResult, path: str | Path) -> Path:
     Grey cells are pairs of seconds the model never related (never in one window).
     """
     path = Path(path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), layout="constrained")
     cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
-    for ax, name, matrix in ((axes[0], "gamma_va (visual attends to audio)", result.gamma_va),
-                             (axes[1], "gamma_av (audio attends to visual)", result.gamma_av)):
+    # v_psp = v_l + gamma_va a2: row t of gamma_va says which audio seconds feed visual second t.
+    panels = ((axes[0], "gamma_va: audio -> visual", "visual second", "audio second", result.gamma_va),
+              (axes[1], "gamma_av: visual -> audio", "audio second", "visual second", result.gamma_av))
+    for ax, title, rows, columns, matrix in panels:
         image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0, interpolation="nearest")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("key second")
-        ax.set_ylabel("query second")
-        fig.colorbar(image, ax=ax, fraction=0.046)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(f"{rows} (receives)")
+        ax.set_xlabel(f"{columns} (sends)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.colorbar(image, ax=ax, shrink=0.8)
     fig.suptitle(f"{result.video}: positive sample propagation connections", fontsize=11)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

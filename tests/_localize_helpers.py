@@ -33,16 +33,19 @@ def write_video(path: Path, red: list[bool], loud: list[bool] | None, size=(64, 
     return write_test_video(path, frames, SOURCE_FPS, audio=audio)
 
 
-class ColourEncoder:
-    """Visual 'backbone' whose 7x7 maps hold the mean R, G, B (0..1) of each 32x32 cell in channels 0..2."""
+class _CellColours(nn.Module):
+    """[N, 3, 224, 224] in 0..1 -> [N, 512, 7, 7]: the mean R, G, B of each 32x32 cell in channels 0..2."""
 
-    batch_size = 8
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cells = nn.functional.avg_pool2d(images, 32)
+        return torch.cat([cells, cells.new_zeros(len(cells), 509, 7, 7)], dim=1)
 
-    def encode(self, frames: np.ndarray) -> np.ndarray:
-        cells = frames.reshape(len(frames), 7, 32, 7, 32, 3).mean(axis=(2, 4)) / 255.0
-        out = np.zeros((len(frames), 7, 7, 512), np.float32)
-        out[..., :3] = cells
-        return out
+
+def colour_encoder():
+    """A real ``VisualEncoder`` whose 'CNN' is transparent: pool5-shaped maps of cell colours."""
+    from extract.encoders import VisualEncoder
+
+    return VisualEncoder(_CellColours(), lambda frames: frames.permute(0, 3, 1, 2).float() / 255.0, "cpu", 8)
 
 
 class LoudnessEncoder:
@@ -88,7 +91,7 @@ class RedAndLoudNet(nn.Module):
 def red_and_loud_localizer(segments: int = 10):
     from avepipe.localizer import Localizer
 
-    return Localizer(RedAndLoudNet(), ColourEncoder(), LoudnessEncoder(), ExtractorConfig(fps=2), CLASSES,
+    return Localizer(RedAndLoudNet(), colour_encoder(), LoudnessEncoder(), ExtractorConfig(fps=2), CLASSES,
                      segments=segments, device="cpu")
 
 

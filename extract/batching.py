@@ -65,7 +65,7 @@ class FrameBatcher:
             shape = (self.batch_size, *pixels.shape)
             self._staging = [torch.empty(shape, dtype=torch.uint8, pin_memory=self.cuda)
                              for _ in range(2 if self.cuda else 1)]
-        self._staging[self._current][len(self._owners)] = torch.from_numpy(pixels)
+        self._staging[self._current][len(self._owners)].numpy()[...] = pixels  # also takes read-only arrays
         self._owners.append(owner)
 
     def run(self) -> list[tuple[Hashable, np.ndarray]]:

@@ -89,7 +89,7 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--workers", type=int, default=0, show_default=True,
               help="DataLoader worker processes (each opens its own cache handles).")
 @click.option("--in-memory", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Hold features in RAM (auto: when they take < 40%% of the available memory) or stream "
+              help="Hold features in RAM (auto: when they take < 40% of the available memory) or stream "
                    "them from disk.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where last/ left it "
                                              "(same hyper-parameters; --epochs may extend it).")

@@ -47,11 +47,11 @@ class Prototypes:
         self.audio = rng.normal(0, 1, (classes, 128)).astype(np.float32)
 
 
-def _segment_plan(rng, c: int, classes: int, asynchronous: bool):
-    """Per-segment (visible class, audible class, label) for one video of class c."""
+def _segment_plan(rng, c: int, classes: int, asynchronous: bool, event: bool = True):
+    """Per-segment (visible class, audible class, label) for one video of class c (no event: all background)."""
     background = classes
     start = int(rng.integers(0, 6))
-    end = int(rng.integers(start + 2, min(T, start + 6) + 1))
+    end = int(rng.integers(start + 2, min(T, start + 6) + 1)) if event else start
     others = [k for k in range(classes) if k != c]
     vis = np.full(T, NONE)
     aud = np.full(T, NONE)
@@ -86,8 +86,12 @@ def _segment_plan(rng, c: int, classes: int, asynchronous: bool):
 
 
 def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = False,
-                noise: float = 0.3, protos: Prototypes | None = None):
-    """audio [n,T,128], visual [n,T,7,7,512], segment labels [n,T], video labels [n,C+1]."""
+                noise: float = 0.3, protos: Prototypes | None = None, background_share: float = 0.0):
+    """audio [n,T,128], visual [n,T,7,7,512], segment labels [n,T], video labels [n,C+1].
+
+    ``background_share`` of the videos have no event at all (the weakly setting needs
+    them, like AVE's 178 background videos: otherwise background never appears in a video label).
+    """
     protos = protos or Prototypes(classes)
     rng = np.random.default_rng(seed + 1000)
     generic_sound = np.random.default_rng(99).normal(0, 1, 128).astype(np.float32)
@@ -97,7 +101,8 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
     vid = np.zeros((n, classes + 1), np.float32)
     for i in range(n):
         c = int(rng.integers(0, classes))
-        vis, aud, seg[i] = _segment_plan(rng, c, classes, asynchronous)
+        has_event = background_share == 0 or rng.random() >= background_share
+        vis, aud, seg[i] = _segment_plan(rng, c, classes, asynchronous, event=has_event)
         vid[i, c if (seg[i] == c).any() else classes] = 1.0
         for t in range(T):
             if vis[t] != NONE:
@@ -109,10 +114,12 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
     return audio, visual.reshape(n, T, 7, 7, 512), seg, vid
 
 
-def tensor_splits(train: int, val: int, classes: int = 4, asynchronous: bool = False, seed: int = 0):
+def tensor_splits(train: int, val: int, classes: int = 4, asynchronous: bool = False, seed: int = 0,
+                  background_share: float = 0.0):
     protos = Prototypes(classes, seed)
-    return (TensorFeatures(*make_videos(train, classes, seed + 1, asynchronous, protos=protos)),
-            TensorFeatures(*make_videos(val, classes, seed + 2, asynchronous, protos=protos)))
+    return tuple(TensorFeatures(*make_videos(n, classes, seed + k, asynchronous, protos=protos,
+                                             background_share=background_share))
+                 for k, n in ((1, train), (2, val)))
 
 
 def write_cache(path: Path, ids, audio, visual, config: ExtractorConfig | None = None, dtype: str = "float32"):

@@ -43,8 +43,8 @@ def write_synthetic_cache(path: Path, videos: int, dtype: str) -> None:
         done = writer.done_ids
         todo = [i for i in range(videos) if f"v{i:05d}" not in done]
         for i in tqdm(todo, desc="writing synthetic cache", unit="video"):
-            visual = np.abs(rng.normal(0, 1, (T, 7, 7, 512))).astype(np.float32)
-            audio = rng.normal(0, 1, (T, 128)).astype(np.float32)
+            visual = rng.random((T, 7, 7, 512), dtype=np.float32)
+            audio = rng.random((T, 128), dtype=np.float32)
             writer.write(VideoFeatures(f"v{i:05d}", visual, audio, float(T), 16.0, True))
 
 

@@ -230,6 +230,7 @@ class Trainer:
 
     def _extra(self) -> dict:
         return {"epoch": self.epoch, "train_config": self.config.to_json(),
+                "train_segments": getattr(self.train_set, "segments", None),
                 "val_segment_accuracy": self.history[-1]["val_acc"] if self.history else None}
 
     def resume(self) -> None:

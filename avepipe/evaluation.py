@@ -101,9 +101,8 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     from data.annotations import load_annotations
     from data.cache import FeatureCache
     from data.dataset import FeatureDataset
-    from data.splits import load_official_splits
+    from data.splits import find_split_dir, load_official_splits
     from models.checkpoint import load_checkpoint, read_checkpoint_info
-    from avepipe.commands.train import find_split_dir
     from avepipe.training import check_same_extractor, predict_dataset, select_device
 
     info = read_checkpoint_info(checkpoint)

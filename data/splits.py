@@ -55,6 +55,14 @@ def write_order_file(path: str | Path, rows: Sequence[int]) -> Path:
     return path
 
 
+def find_split_dir(candidates: Sequence[str | Path | None]) -> Path | None:
+    """The first of ``candidates`` (None entries skipped) holding all three ``*_order.h5`` files."""
+    for directory in candidates:
+        if directory and all(order_path(directory, s).is_file() for s in SPLIT_NAMES):
+            return Path(directory)
+    return None
+
+
 def load_official_splits(directory: str | Path, annotations: Annotations) -> dict[str, list[str]]:
     """``train/val/test_order.h5`` in ``directory`` as lists of video keys; the splits must be disjoint."""
     ids = annotations.video_ids

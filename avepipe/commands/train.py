@@ -11,23 +11,13 @@ from avepipe.errors import UserError
 _HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed")
 
 
-def find_split_dir(candidates) -> Path | None:
-    """The first directory holding all three official ``*_order.h5`` files."""
-    from data.splits import SPLIT_NAMES, order_path
-
-    for directory in candidates:
-        if directory and all(order_path(directory, s).is_file() for s in SPLIT_NAMES):
-            return Path(directory)
-    return None
-
-
 def resolve_splits(annotations, annotations_path: Path, splits_dir: Path | None, available: set[str],
                    val_fraction: float, test_fraction: float, seed: int) -> tuple[dict[str, list[str]], str]:
     """Official ``*_order.h5`` splits (``--splits`` or beside the annotations), else a seeded random split
     of the cached videos. Returns the splits and a one-line description of where they came from.
     """
     from data.annotations import Annotations
-    from data.splits import load_official_splits, random_split
+    from data.splits import find_split_dir, load_official_splits, random_split
 
     if splits_dir and not find_split_dir([splits_dir]):
         raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")

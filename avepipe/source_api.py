@@ -23,7 +23,7 @@ from avepipe.errors import UserError
 from avepipe.source_metrics import Box, evaluate_maps
 from avepipe.source_training import checked_ids, default_device, train_source_localizer
 from extract.features import VideoFeatures
-from models.fnac import SoundSourceLocalizer, load_source_localizer
+from models.fnac import SoundSourceLocalizer
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,13 @@ def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None) -> d
     return parse_boxes(data, str(path), frame_size)
 
 
+def load_source_localizer(directory: str | Path, device: str = "cpu", hint: str | None = None):
+    """``(model in eval mode, CheckpointInfo)`` of a ``task="source"`` checkpoint."""
+    from models.checkpoint import load_checkpoint
+
+    return load_checkpoint(directory, device, task="source", hint=hint)
+
+
 @torch.no_grad()
 def source_maps(model: SoundSourceLocalizer, features: VideoFeatures, device: str = "cpu") -> np.ndarray:
     """Sound-source maps ``[T,7,7]`` (cosine similarity) of every second of one video."""
@@ -125,9 +132,9 @@ def evaluate_source(checkpoint_dir: str | Path, cache_path: str | Path, boxes_js
     from data.cache import FeatureCache
 
     device = device or default_device()
-    model, extractor, _ = load_source_localizer(checkpoint_dir, device)
+    model, info = load_source_localizer(checkpoint_dir, device)
     cache = FeatureCache(cache_path)
-    differences = extractor.differences(cache.config)
+    differences = info.extractor.differences(cache.config)
     if differences:
         raise UserError(f"{cache_path}: features differ from the checkpoint's extractor ({'; '.join(differences)})")
     return evaluate_localizer(model, cache, load_boxes(boxes_json, frame_size), ids, threshold, device)

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from avepipe.source_api import evaluate_localizer, parse_boxes
+from avepipe.source_api import evaluate_localizer, load_source_localizer, parse_boxes
 from avepipe.source_training import train_source_localizer
 from data.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
-from models.fnac import load_source_localizer
 
 VARIANTS = {"fnac": dict(use_fns=True, use_tne=True), "baseline": dict(use_fns=False, use_tne=False)}
 
@@ -32,7 +31,7 @@ def compare_fnac_baseline(out_dir: str | Path, train: MovingSourceSpec, test_vid
         checkpoint = train_source_localizer(
             train_cache, None, Path(out_dir) / name, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
             device="cpu", warmup_epochs=warmup_epochs, model_options={"dim": dim}, progress=progress, **switches)
-        model, _, _ = load_source_localizer(checkpoint)
+        model, _ = load_source_localizer(checkpoint)
         results[name] = evaluate_localizer(model, test_cache, boxes, threshold=threshold)
         checkpoints[name] = str(checkpoint)
     return {**results, "checkpoints": checkpoints}

@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from avepipe.errors import UserError
-from models.fnac import SoundSourceLocalizer, save_source_localizer
+from models.checkpoint import save_checkpoint
+from models.fnac import SoundSourceLocalizer
 
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
 VIDEOS_PER_CHUNK = 256
@@ -112,7 +113,7 @@ def train_source_localizer(
         history.append({"epoch": epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
     extra = {"train_videos": len(ids), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
              "warmup_epochs": warmup_epochs, "weight_decay": weight_decay}
-    checkpoint = save_source_localizer(out_dir / "checkpoint", model.cpu(), cache.config, extra)
+    checkpoint = save_checkpoint(out_dir / "checkpoint", model.cpu(), [], cache.config, extra, task="source")
     write_metrics_csv(history, out_dir / "metrics.csv")
     plot_losses(history, out_dir / "loss.png")
     return checkpoint

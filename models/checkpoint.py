@@ -1,5 +1,10 @@
 """Checkpoints as data only: ``model.safetensors`` + ``config.json``; never unpickled.
 
+One format for both tasks: ``"task": "event"`` (PSP/CPSP, ``models.build_model``) or
+``"source"`` (the FNAC sound-source localiser, ``models.fnac.SoundSourceLocalizer``).
+Loading checks the task first, so a checkpoint given to the wrong command says so.
+Checkpoints written before the task field existed are event checkpoints.
+
 Also converts the PSP authors' released ``.pth`` state-dicts (loaded with
 ``weights_only=True``, which refuses code) into our networks.
 """
@@ -22,6 +27,16 @@ from models import build_model
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "avepipe-checkpoint/1"
+TASKS = {"event": "an event (PSP/CPSP)", "source": "a sound-source"}
+
+
+def build_task_model(task: str, config: dict) -> nn.Module:
+    """The network a checkpoint of ``task`` holds, rebuilt from its recorded config."""
+    if task == "source":
+        from models.fnac import SoundSourceLocalizer
+
+        return SoundSourceLocalizer(**config)
+    return build_model(**config)
 
 
 @dataclass
@@ -32,15 +47,19 @@ class CheckpointInfo:
     class_names: list[str]
     extractor: ExtractorConfig
     extra: dict
+    task: str = "event"
 
 
 def save_checkpoint(directory: str | Path, model: nn.Module, class_names: list[str],
-                    extractor: ExtractorConfig, extra: dict | None = None) -> Path:
+                    extractor: ExtractorConfig, extra: dict | None = None, task: str = "event") -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
 
-    ``class_names`` are the event classes followed by the background class (C+1 names).
+    ``class_names`` are the event classes followed by the background class (C+1 names);
+    a sound-source model (``task="source"``) has none.
     """
-    expected = model.config["num_classes"] + 1
+    if task not in TASKS:
+        raise ValueError(f"unknown checkpoint task {task!r} (expected one of {', '.join(TASKS)})")
+    expected = model.config["num_classes"] + 1 if task == "event" else 0
     if len(class_names) != expected:
         raise ValueError(f"{len(class_names)} class names for a model with {expected} outputs "
                          "(event classes followed by background)")
@@ -50,6 +69,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, class_names: list[s
     save_file(state, str(directory / WEIGHTS_FILE))
     config = {
         "format": FORMAT,
+        "task": task,
         "avepipe_version": __version__,
         "model": model.config,
         "class_names": list(class_names),
@@ -69,19 +89,34 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
         config = json.loads(path.read_text(encoding="utf-8"))
         return CheckpointInfo(model_config=dict(config["model"]), class_names=list(config["class_names"]),
                               extractor=ExtractorConfig.from_json(json.dumps(config["extractor"])),
-                              extra=dict(config.get("extra") or {}))
+                              extra=dict(config.get("extra") or {}), task=config.get("task", "event"))
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not a valid avepipe checkpoint config ({exc})") from None
 
 
-def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
-    """Rebuild the model from ``config.json`` and load ``model.safetensors`` (eval mode, on ``device``)."""
+def check_task(info: CheckpointInfo, task: str, directory: str | Path, hint: str | None = None) -> None:
+    """UserError when the checkpoint holds the other task's model; ``hint`` says what to do instead."""
+    if info.task not in TASKS:
+        raise UserError(f"{Path(directory) / CONFIG_FILE}: unknown task {info.task!r}")
+    if info.task != task:
+        hint = hint or f"use --task {info.task}"
+        raise UserError(f"{directory}: this is {TASKS[info.task]} checkpoint, not {TASKS[task]} one; {hint}")
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", task: str = "event",
+                    hint: str | None = None) -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model from ``config.json`` and load ``model.safetensors`` (eval mode, on ``device``).
+
+    A checkpoint of another ``task`` is refused before anything else is read (``hint`` ends
+    that message; by default it names the ``--task`` option).
+    """
     info = read_checkpoint_info(directory)
+    check_task(info, task, directory, hint)
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise UserError(f"{weights}: not found")
     try:
-        model = build_model(**info.model_config)
+        model = build_task_model(task, info.model_config)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{Path(directory) / CONFIG_FILE}: bad model config ({exc})") from None
     try:

@@ -5,26 +5,15 @@ The authors' network (github.com/OpenNLPLab/FNAC_AVL) projects a ResNet-18 image
 L2-normalised. Here the backbones are the cache's VGG-19 pool5 maps and VGGish embeddings, so
 only the two projections are learned: a per-position linear layer (= 1x1 convolution) on
 ``[7, 7, 512]`` and a linear layer on ``[128]``. Dropout, initialisation, tau and loss weights
-follow the authors' code.
+follow the authors' code. Saved and loaded by models/checkpoint.py (``task="source"``).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from avepipe import __version__
-from avepipe.errors import UserError
-from extract.provenance import ExtractorConfig
 from models.fnac_losses import FNS_WEIGHT, FOREGROUND_THRESHOLD, TAU, TNE_WEIGHT, cross_similarity, fnac_loss
-
-TASK = "source"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 class SoundSourceLocalizer(nn.Module):
@@ -90,40 +79,3 @@ class SoundSourceLocalizer(nn.Module):
             tne_weight=c["tne_weight"], foreground_threshold=c["foreground_threshold"],
             contrastive_only=contrastive_only,
         )
-
-
-def save_source_localizer(directory: str | Path, model: SoundSourceLocalizer, extractor: ExtractorConfig,
-                          extra: dict | None = None) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (the layout of models/checkpoint.py, task "source")."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
-    config = {
-        "task": TASK,
-        "model_config": model.config,
-        "class_names": [],
-        "extractor": json.loads(extractor.to_json()),
-        "avepipe_version": __version__,
-        "extra": extra or {},
-    }
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    return directory
-
-
-def load_source_localizer(directory: str | Path, device: str = "cpu") -> tuple[SoundSourceLocalizer, ExtractorConfig, dict]:
-    """Rebuild a saved localiser (never unpickles): ``(model in eval mode, extractor, extra)``."""
-    directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
-        raise UserError(f"{directory}: not a checkpoint directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{config_path}: not valid JSON ({exc})") from None
-    if config.get("task") != TASK:
-        raise UserError(f"{config_path}: not a sound-source checkpoint (task {config.get('task')!r}, expected {TASK!r})")
-    model = SoundSourceLocalizer(**config["model_config"])
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"))
-    extractor = ExtractorConfig.from_json(json.dumps(config["extractor"]))
-    return model.to(device).eval(), extractor, config.get("extra", {})

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from avepipe.errors import UserError
-from models.fnac import SoundSourceLocalizer, load_source_localizer, save_source_localizer
+from models import build_model
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.fnac import SoundSourceLocalizer
 from models.fnac_losses import fnac_loss
 from extract.provenance import ExtractorConfig
 
@@ -90,16 +92,20 @@ def test_model_maps_config_and_checkpoint_round_trip(tmp_path):
     cross = model.batch_cross_similarity(audio, visual)
     assert torch.allclose(cross[torch.arange(3), torch.arange(3)], maps, atol=1e-6)
     assert SoundSourceLocalizer(**model.config).config == model.config
-    save_source_localizer(tmp_path / "ckpt", model, ExtractorConfig(), {"epochs": 1})
-    loaded, extractor, extra = load_source_localizer(tmp_path / "ckpt")
-    assert extractor == ExtractorConfig() and extra == {"epochs": 1} and loaded.config["use_tne"] is False
+    save_checkpoint(tmp_path / "ckpt", model, [], ExtractorConfig(), {"epochs": 1}, task="source")
+    loaded, info = load_checkpoint(tmp_path / "ckpt", task="source")
+    assert info.task == "source" and info.extractor == ExtractorConfig() and info.extra == {"epochs": 1}
+    assert loaded.config["use_tne"] is False
     assert torch.allclose(loaded.similarity_map(audio, visual), maps, atol=1e-6)
 
 
-def test_loading_a_non_source_checkpoint_is_a_user_error(tmp_path):
-    (tmp_path / "config.json").write_text('{"task": "events"}')
-    (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(UserError, match="not a sound-source checkpoint"):
-        load_source_localizer(tmp_path)
-    with pytest.raises(UserError, match="not a checkpoint directory"):
-        load_source_localizer(tmp_path / "missing")
+def test_checkpoints_of_the_other_task_are_refused_by_name(tmp_path):
+    save_checkpoint(tmp_path / "source", SoundSourceLocalizer(dim=8), [], ExtractorConfig(), task="source")
+    save_checkpoint(tmp_path / "event", build_model("psp", "fully", num_classes=1), ["beep", "background"],
+                    ExtractorConfig())
+    with pytest.raises(UserError, match="this is a sound-source checkpoint, not an event .* use --task source"):
+        load_checkpoint(tmp_path / "source")
+    with pytest.raises(UserError, match="this is an event \\(PSP/CPSP\\) checkpoint.* use --task event"):
+        load_checkpoint(tmp_path / "event", task="source")
+    with pytest.raises(UserError, match="config.json: not found"):
+        load_checkpoint(tmp_path / "missing", task="source")

@@ -1,4 +1,5 @@
-"""FeatureDataset: streaming and in-memory give the same batches; labels; background caches; workers."""
+"""FeatureDataset: streaming and in-memory give the same batches; labels; background caches; workers;
+repeated AVE ids looked up by their file id."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from avepipe.errors import UserError
-from data.annotations import Annotations, Event, VideoRecord
+from data.annotations import Annotations, Event, VideoRecord, load_ave_annotations
 from data.dataset import FeatureDataset, already_batched
 
 from _train_helpers import T, write_cache
@@ -74,3 +75,23 @@ def test_worker_processes_open_their_own_handles(caches):
     batches = list(loader)
     assert [len(b["index"]) for b in batches] == [2, 1]
     assert torch.equal(batches[0]["visual"], ds.__getitems__([0, 1])["visual"])
+
+
+def test_repeated_ave_ids_read_the_file_features_with_their_own_labels(tmp_path):
+    """Real Annotations.txt lists some videos twice (keys ``ID`` and ``ID#2``); a cache extracted from the
+    video files holds ``ID`` once, and both rows must train on it, each with its own labels."""
+    ann = load_ave_annotations("/work/shared/ave/Annotations.txt")
+    first, second = "0qvQIuQoODo", "0qvQIuQoODo#2"
+    assert ann.source_id(second) == first
+    rng = np.random.default_rng(3)
+    audio = rng.normal(size=(1, T, 128)).astype(np.float32)
+    visual = rng.normal(size=(1, T, 7, 7, 512)).astype(np.float32)
+    cache = write_cache(tmp_path / "stems.h5", [first], audio, visual)
+    ds = FeatureDataset([cache], ann, [first, second], in_memory=False)
+    batch = ds.__getitems__([0, 1])
+    for i in range(2):
+        np.testing.assert_array_equal(batch["audio"][i].numpy(), audio[0])
+    male, female = (ann.class_index[n] for n in ("Male speech, man speaking", "Female speech, woman speaking"))
+    bg = ann.background_index
+    np.testing.assert_array_equal(batch["segment_labels"][0].numpy(), [bg, male, male, male] + [bg] * 6)
+    np.testing.assert_array_equal(batch["segment_labels"][1].numpy(), [bg, female, female, female] + [bg] * 6)

@@ -1,0 +1,118 @@
+"""`avepipe train --task source` and `avepipe evaluate --task source` on a small moving-sources cache."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from avepipe.cli import main
+from avepipe.source_api import evaluate_source
+from data.moving_sources import MovingSourceSpec, make_moving_sources
+from extract.cache_writer import CacheWriter
+from extract.provenance import ExtractorConfig
+from models import build_model
+from models.checkpoint import save_checkpoint
+
+VIDEOS, SECONDS = 12, 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A cache plus its boxes in both layouts: the synth generator's (list + scenes.json) and self-describing."""
+    root = tmp_path_factory.mktemp("fnac-cli")
+    features, boxes = make_moving_sources(MovingSourceSpec(videos=VIDEOS, seconds=SECONDS, seed=5))
+    with CacheWriter(root / "cache.h5", ExtractorConfig()) as writer:
+        for f in features:
+            writer.write(f)
+    (root / "described.json").write_text(json.dumps(boxes))
+    synth = root / "synth"
+    synth.mkdir()
+    (synth / "boxes.json").write_text(json.dumps(
+        {v: [entry["boxes"].get(str(t)) for t in range(SECONDS)] for v, entry in boxes.items()}))
+    (synth / "scenes.json").write_text(json.dumps({"size": [224, 224], "videos": {}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(data):
+    common = ["--epochs", "1", "--batch-size", "16", "--seed", "1", "--device", "cpu"]
+    results = {name: CliRunner().invoke(main, ["train", str(data / "cache.h5"), "--task", "source",
+                                               "-o", str(data / name), *common, *flags])
+               for name, flags in (("fnac", []), ("baseline", ["--no-fns", "--no-tne"]))}
+    return results
+
+
+def test_train_writes_checkpoint_metrics_and_plot(data, runs):
+    for name, switches in (("fnac", True), ("baseline", False)):
+        result = runs[name]
+        assert result.exit_code == 0, result.output
+        assert f"sound-source checkpoint {data / name / 'checkpoint'}" in result.output
+        config = json.loads((data / name / "checkpoint" / "config.json").read_text())
+        assert config["task"] == "source" and config["class_names"] == []
+        assert config["model"]["use_fns"] is switches and config["model"]["use_tne"] is switches
+        assert config["extra"]["epochs"] == 1 and config["extra"]["batch_size"] == 16
+        assert config["extra"]["lr"] == 1e-4 and config["extra"]["warmup_epochs"] == 3   # the authors' defaults
+        rows = list(csv.DictReader(open(data / name / "metrics.csv")))
+        assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["contrastive"]) > 0
+        with Image.open(data / name / "loss.png") as image:
+            assert image.format == "PNG" and image.size[0] >= 400
+
+
+def test_train_help_shows_the_source_defaults():
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for default in ("--epochs 20", "--batch-size 128", "--lr 1e-4", "weight decay 1e-4", "--no-fns", "--no-tne"):
+        assert default in text
+
+
+def test_train_refuses_options_of_the_other_task_and_an_existing_run(data, runs, tmp_path):
+    event_option = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "--task", "source", "-o",
+                                             str(tmp_path / "r"), "--annotations", "labels.csv", "--tau", "0.1"])
+    assert event_option.exit_code == 2
+    assert "error: --annotations, --tau: not an option of --task source" in event_option.output
+    source_option = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "-o", str(tmp_path / "r"),
+                                              "--annotations", "labels.csv", "--no-fns"])
+    assert source_option.exit_code == 2 and "--no-fns: not an option of --task event" in source_option.output
+    no_labels = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "-o", str(tmp_path / "r")])
+    assert no_labels.exit_code == 2 and "--annotations is required for --task event" in no_labels.output
+    again = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "--task", "source", "-o", str(data / "fnac")])
+    assert again.exit_code == 2 and "already holds a sound-source run" in again.output
+    assert not any("Traceback" in r.output for r in (event_option, source_option, no_labels, again))
+
+
+def test_evaluate_on_the_synth_boxes_matches_the_api(data, runs):
+    checkpoint = data / "fnac" / "checkpoint"
+    args = ["evaluate", "--task", "source", str(checkpoint), str(data / "cache.h5"), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--boxes", str(data / "synth" / "boxes.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["samples"] == VIDEOS * SECONDS and report["videos"] == VIDEOS and report["threshold"] == 0.5
+    # the generator's layout (frame size from scenes.json) reads as the self-describing one does
+    assert report == evaluate_source(checkpoint, data / "cache.h5", data / "described.json", device="cpu")
+    for key in ("ciou", "auc", "mean_iou", "peak_in_box"):
+        assert 0.0 <= report[key] <= 1.0
+    median = CliRunner().invoke(main, [*args, "--boxes", str(data / "described.json"), "--threshold", "median"])
+    assert median.exit_code == 0, median.output
+    assert "cIoU (fraction of seconds with IoU >= 0.5)" in median.output and "binarised at median" in median.output
+    bad = CliRunner().invoke(main, [*args, "--boxes", str(data / "described.json"), "--threshold", "2"])
+    assert bad.exit_code == 2 and "between 0 and 1, or 'median'" in bad.output
+    no_boxes = CliRunner().invoke(main, args)
+    assert no_boxes.exit_code == 2 and "--boxes is required for --task source" in no_boxes.output
+
+
+def test_a_checkpoint_of_the_other_task_is_refused_by_name(data, runs, tmp_path):
+    event = save_checkpoint(tmp_path / "event", build_model("psp", "fully", num_classes=1), ["beep", "background"],
+                            ExtractorConfig())
+    source = data / "fnac" / "checkpoint"
+    as_event = CliRunner().invoke(main, ["evaluate", str(source), str(data / "cache.h5"), "--annotations", "x.csv"])
+    assert as_event.exit_code == 2
+    assert "this is a sound-source checkpoint" in as_event.output and "use --task source" in as_event.output
+    as_source = CliRunner().invoke(main, ["evaluate", "--task", "source", str(event), str(data / "cache.h5"),
+                                          "--boxes", str(data / "described.json")])
+    assert as_source.exit_code == 2
+    assert "this is an event (PSP/CPSP) checkpoint" in as_source.output and "use --task event" in as_source.output
+    assert "Traceback" not in as_event.output + as_source.output

@@ -40,7 +40,8 @@ def source_table(report: dict) -> str:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--annotations", "annotations_path", type=click.Path(path_type=Path),
-              help="--task event (required): labels (AVE Annotations.txt or CSV); read with the checkpoint's class list.")
+              help="--task event (required): labels (AVE Annotations.txt or CSV); read with the checkpoint's "
+                   "class list.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Which split to score.")
 @click.option("--splits", "splits_dir", type=click.Path(path_type=Path),
@@ -59,8 +60,8 @@ def source_table(report: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
               help="Also write metrics.json and confusion.png (row-normalised confusion matrix) here.")
-def evaluate(task, checkpoint, caches, annotations_path, boxes_path, threshold, split, splits_dir, limit, device, batch_size, workers, as_json,
-             out_dir):
+def evaluate(task, checkpoint, caches, annotations_path, boxes_path, threshold, split, splits_dir, limit, device,
+             batch_size, workers, as_json, out_dir):
     """Score CHECKPOINT on the features in CACHE(s).
 
     Reports the paper's segment accuracy (all segments of the split, 29-way on AVE,

@@ -42,16 +42,22 @@ def _milestones(ctx, param, value: str | None):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--task", type=click.Choice(["event", "source"]), default="event", show_default=True,
+              help="event: PSP/CPSP, needs --annotations. source: the FNAC sound-source localiser, "
+                   "self-supervised (no labels); its defaults are the authors': --epochs 20, --batch-size 128 "
+                   "(video, second) pairs, --lr 1e-4, weight decay 1e-4, the first 3 epochs contrastive only.")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--annotations", "annotations_path", required=True, type=click.Path(path_type=Path),
-              help="Labels: AVE Annotations.txt or a CSV (video_id,start,end,label). Class names come from here "
+@click.option("--annotations", "annotations_path", type=click.Path(path_type=Path),
+              help="Labels (required for --task event): AVE Annotations.txt or a CSV "
+                   "(video_id,start,end,label). Class names come from here "
                    "and travel with the checkpoint.")
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), default="fully", show_default=True,
               help="fully: per-segment labels; weakly: video-level labels only (MIL).")
 @click.option("--model", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
               help="psp (CVPR 2021) or cpsp (TPAMI extension, fully supervised only).")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
-              help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used).")
+              help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used); "
+                   "--task source: checkpoint/, metrics.csv, loss.png.")
 @click.option("--splits", "splits_dir", type=click.Path(path_type=Path),
               help="Directory with train/val/test_order.h5 (default: beside the annotations file; "
                    "if absent there, a seeded random split of the cached videos).")
@@ -66,9 +72,10 @@ def _milestones(ctx, param, value: str | None):
                    "videos); every video in it is labelled background. Repeatable.")
 @click.option("--seed", type=int, help="Seed of initialisation, shuffling and random splits. [default: 0]")
 @click.option("--device", help="torch device. [default: cuda if available, else cpu]")
-@click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45). With --resume, may extend a run.")
+@click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45, source: 20). With --resume, may "
+                                             "extend a run.")
 @click.option("--batch-size", type=int, help="Videos per batch (psp: 128, cpsp: 64).")
-@click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3]")
+@click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3; source: 1e-4]")
 @click.option("--lr-milestones", callback=_milestones,
               help="Comma-separated epochs after which the lr is multiplied by --lr-gamma (psp: 60,120; "
                    "cpsp: 10,20,30).")
@@ -83,16 +90,21 @@ def _milestones(ctx, param, value: str | None):
                    "them from disk.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where last/ left it "
                                              "(same hyper-parameters; --epochs may extend it).")
+@click.option("--no-fns", is_flag=True, help="--task source: without false-negative suppression.")
+@click.option("--no-tne", is_flag=True, help="--task source: without true-negative enhancement (with --no-fns: "
+                                             "the plain contrastive baseline).")
 @click.pass_context
-def train(ctx, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
+def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
           background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
-          workers, in_memory, resume):
-    """Train a PSP/CPSP model on feature CACHE(s) and write checkpoints to RUN_DIR.
+          workers, in_memory, resume, no_fns, no_tne):
+    """Train a PSP/CPSP model (--task source: the FNAC sound-source localiser) on feature CACHE(s).
 
     Model selection uses validation segment accuracy only; the test split is
     never touched. Several caches must come from the same extractor.
     """
     try:
+        if task == "source":
+            return _train_source(locals())
         result = _train(locals())
     except UserError as err:
         click.echo(f"error: {err}", err=True)
@@ -110,6 +122,9 @@ def _train(opts: dict):
     from avepipe.training import Trainer, check_same_extractor, defaults_for, seed_everything, stored_run
 
     ctx: click.Context = opts["ctx"]
+    _refuse_other_task_options(ctx, "event")
+    if opts["annotations_path"] is None:
+        raise UserError("--annotations is required for --task event (labels; --task source needs none)")
     run_dir: Path = opts["run_dir"]
     given = {k: opts[k] for k in _HYPER
              if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
@@ -161,3 +176,29 @@ def _train(opts: dict):
     if opts["resume"]:
         trainer.resume()
     return trainer.fit()
+
+
+_SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr")
+_SOURCE_OPTIONS = ("no_fns", "no_tne")
+
+
+def _refuse_other_task_options(ctx: click.Context, task: str) -> None:
+    """An option of the other task is an error, not silently ignored."""
+    def foreign(name: str) -> bool:
+        return name in _SOURCE_OPTIONS if task == "event" else name not in _SHARED_OPTIONS + _SOURCE_OPTIONS
+
+    wrong = [max(p.opts, key=len) for p in ctx.command.params if foreign(p.name)
+             and ctx.get_parameter_source(p.name) not in (click.core.ParameterSource.DEFAULT, None)]
+    if wrong:
+        raise UserError(f"{', '.join(wrong)}: not an option of --task {task}")
+
+
+def _train_source(opts: dict) -> None:
+    """``--task source``: train the FNAC localiser (avepipe/source_api.py) with the authors' defaults."""
+    from avepipe.source_api import run_source_training
+
+    _refuse_other_task_options(opts["ctx"], "source")
+    given = {k: opts[k] for k in ("epochs", "batch_size", "lr", "seed") if opts[k] is not None}
+    checkpoint = run_source_training(opts["caches"], opts["run_dir"], device=opts["device"],
+                                     use_fns=not opts["no_fns"], use_tne=not opts["no_tne"], **given)
+    click.echo(f"sound-source checkpoint {checkpoint}; loss curves {opts['run_dir'] / 'loss.png'}")

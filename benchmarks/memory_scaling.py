@@ -2,7 +2,8 @@
 
 Prints ONE JSON line. Each extraction runs `avepipe extract` inside a fresh child
 process, which reports its own peak RSS (ru_maxrss, the CNN side) and its decoder
-workers' (RUSAGE_CHILDREN: the largest worker). The clips are 640x360 H.264 + AAC;
+workers' (RUSAGE_CHILDREN: the largest worker; on Linux this includes the parent's pages
+mapped at fork time, before the spawned interpreter replaced them). The clips are 640x360 H.264 + AAC;
 each picture is held for ``--hold`` seconds (static shots), so the CNN runs once per
 shot (identical frames share a pass) while the decoder still selects 16 frames per
 second: keeping them would be 2.4 MB per second of video (1.4 GB at 600 s).
@@ -35,9 +36,10 @@ print(json.dumps({"main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_max
 """
 
 
-def measure(clip: Path, cache: Path, workers: int, fps: int) -> dict:
+def measure(clip: Path, cache: Path, workers: int, fps: int, batch_size: int) -> dict:
     command = [sys.executable, "-c", _CHILD, str(clip.parent), "-o", str(cache), "--random-backbones", "0",
-               "--device", "cpu", "--workers", str(workers), "--fps", str(fps)]
+               "--device", "cpu", "--workers", str(workers), "--fps", str(fps),
+               "--batch-size", str(batch_size)]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -52,12 +54,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", type=int, default=60, help="seconds of the short video")
     parser.add_argument("--long", type=int, default=600, help="seconds of the long video")
-    parser.add_argument("--hold", type=float, default=10.0, help="seconds each picture is held")
+    parser.add_argument("--hold", type=float, default=5.0, help="seconds each picture is held")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="CNN batch; both videos must fill whole batches, or the short one's peak is lower "
+                             "only because its single batch is smaller (VGG-19 activations dominate RSS)")
     parser.add_argument("--fps", type=int, default=16, help="sampled frames per second")
     parser.add_argument("--workers", default="0,1", help="comma-separated worker counts to measure")
     args = parser.parse_args()
 
-    figures: dict = {"fps": args.fps, "hold_s": args.hold}
+    figures: dict = {"fps": args.fps, "hold_s": args.hold, "batch_size": args.batch_size}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clips = {}
@@ -65,7 +70,7 @@ def main() -> None:
             (tmp / f"v{seconds}").mkdir()
             clips[seconds] = write_clip(tmp / f"v{seconds}" / f"clip{seconds}.mp4", seconds, 30, hold_seconds=args.hold)
         for workers in [int(w) for w in args.workers.split(",")]:
-            runs = {seconds: measure(clip, tmp / f"c{seconds}-{workers}.h5", workers, args.fps)
+            runs = {seconds: measure(clip, tmp / f"c{seconds}-{workers}.h5", workers, args.fps, args.batch_size)
                     for seconds, clip in clips.items()}
             short, long = runs[args.short], runs[args.long]
             figures[f"workers_{workers}"] = {

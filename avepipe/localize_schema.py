@@ -24,6 +24,9 @@ SEGMENT = {
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         "probabilities": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0,
                                                                     "maximum": 1}},
+        # Only with --source-checkpoint, on event seconds: [x, y] of the sound-source map's peak,
+        # in pixels of the original frame.
+        "source_peak": {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 2},
     },
 }
 
@@ -68,6 +71,7 @@ SCHEMA = {
     "properties": {
         "schema": {"const": SCHEMA_ID},
         "checkpoint": {"type": "string"},
+        "source_checkpoint": {"type": "string"},
         "classes": {"type": "array", "items": {"type": "string"}, "minItems": 2},
         "extractor": {"type": "object"},
         "videos": {"type": "array", "items": VIDEO},

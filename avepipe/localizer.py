@@ -4,7 +4,9 @@
 extractor recorded in the checkpoint (features from any other extractor are a
 different function of the video, and the model's answers on them are
 meaningless). ``localize(video)`` extracts, runs the model over overlapping
-windows of the training length and returns typed results.
+windows of the training length and returns typed results. With a sound-source
+checkpoint as well (same extractor: features are extracted once for both), each
+event second also gets the peak of its sound-source map.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avepipe.errors import UserError
 from avepipe.results import Interval, LocalizationResult, SegmentPrediction
 from avepipe.windows import average_window_matrices, average_window_scores
 
@@ -74,11 +77,17 @@ def second_thumbnails(video_path: str | Path, segments: int, size: int) -> np.nd
 
 
 class Localizer:
-    """A trained model plus its own feature extractor, ready to localise events in raw videos."""
+    """A trained model plus its own feature extractor, ready to localise events in raw videos.
+
+    ``source_model`` (optional, a ``SoundSourceLocalizer`` on the same extractor) adds where
+    the sound comes from in each event second.
+    """
 
     def __init__(self, net, visual_encoder, audio_encoder, extractor, class_names: list[str],
-                 segments: int, device: str, stride: int | None = None, window_batch: int = 16):
+                 segments: int, device: str, stride: int | None = None, window_batch: int = 16,
+                 source_model: torch.nn.Module | None = None):
         self.net = net.eval()
+        self.source_model = None if source_model is None else source_model.eval()
         self.visual_encoder = visual_encoder
         self.audio_encoder = audio_encoder
         self.extractor = extractor
@@ -91,17 +100,29 @@ class Localizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, vgg_weights: str | None = None,
-                        vggish_weights: str | None = None) -> "Localizer":
-        """Load a checkpoint directory and build the extractor it records (same backbones, weights, fps)."""
+                        vggish_weights: str | None = None, source_checkpoint: str | Path | None = None) -> "Localizer":
+        """Load a checkpoint directory and build the extractor it records (same backbones, weights, fps).
+
+        ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
+        """
         from extract.encoders import build_encoders_for
         from models.checkpoint import load_checkpoint
 
         device = device or default_device()
-        net, info = load_checkpoint(path, device=device)
+        net, info = load_checkpoint(path, device=device, hint="give it as --source-checkpoint")
+        source_model = None
+        if source_checkpoint is not None:
+            source_model, source_info = load_checkpoint(source_checkpoint, device=device, task="source",
+                                                        hint="give it as -c/--checkpoint")
+            differences = source_info.extractor.differences(info.extractor)
+            if differences:
+                raise UserError(f"{source_checkpoint}: made with another extractor than {path} (source vs event: "
+                                f"{'; '.join(differences)}); both must read the same features")
         visual, audio, extractor = build_encoders_for(info.extractor, vgg_weights=vgg_weights,
                                                       vggish_weights=vggish_weights, device=device)
         names = class_names_with_background(info.class_names, net.num_classes + 1)
-        return cls(net, visual, audio, extractor, names, train_segments(info.extractor, info.extra), device)
+        return cls(net, visual, audio, extractor, names, train_segments(info.extractor, info.extra), device,
+                   source_model=source_model)
 
     def localize(self, video_path: str | Path, explain: bool = False, thumbnails: bool = False,
                  thumbnail_size: int = 96) -> LocalizationResult:
@@ -110,14 +131,32 @@ class Localizer:
         ``explain`` adds the PSP connection matrices and AVGA attention maps;
         ``thumbnails`` (implied by ``explain``) keeps one small frame per second
         for pictures. Raises ``UserError`` for a file that cannot be decoded.
+        With a ``source_model``, event seconds get their sound-source peak.
         """
+        from extract.decode import probe
         from extract.pipeline import extract_video
 
         features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, self.extractor)
         result = self.localize_features(features, explain=explain)
+        if self.source_model is not None and features.has_audio:
+            info = probe(video_path)
+            self.add_source_peaks(result, features, (info.width, info.height))
         if thumbnails or explain:
             result.thumbnails = second_thumbnails(video_path, features.segments, thumbnail_size)
         return result
+
+    def add_source_peaks(self, result: LocalizationResult, features, frame_size: tuple[int, int]) -> None:
+        """Sound-source maps of every second, and the peak (pixels of ``frame_size``) of each event second."""
+        from avepipe.source_api import source_maps
+        from avepipe.source_metrics import peak_position
+
+        result.source_maps = source_maps(self.source_model, features, self.device)
+        result.frame_size = frame_size
+        background = self.class_names[self.background]
+        for segment in result.segments:
+            if segment.label != background and segment.second < len(result.source_maps):
+                x, y = peak_position(result.source_maps[segment.second], frame_size)
+                segment.source_peak = (round(x, 1), round(y, 1))
 
     def localize_features(self, features, explain: bool = False) -> LocalizationResult:
         """Localise from already extracted ``VideoFeatures`` (e.g. read from a cache)."""

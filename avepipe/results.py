@@ -12,12 +12,17 @@ import numpy as np
 
 @dataclass
 class SegmentPrediction:
-    """The prediction for second ``second`` (segment ``[second, second + 1)``)."""
+    """The prediction for second ``second`` (segment ``[second, second + 1)``).
+
+    ``source_peak`` is where the sound comes from, ``(x, y)`` in pixels of the original
+    frame, for event seconds when a sound-source checkpoint was given.
+    """
 
     second: int
     label: str
     confidence: float
     probabilities: dict[str, float] | None = None
+    source_peak: tuple[float, float] | None = None
 
     def to_dict(self, duration: float) -> dict:
         out = {
@@ -30,6 +35,8 @@ class SegmentPrediction:
         }
         if self.probabilities is not None:
             out["probabilities"] = dict(self.probabilities)
+        if self.source_peak is not None:
+            out["source_peak"] = [float(v) for v in self.source_peak]
         return out
 
 
@@ -54,7 +61,8 @@ class LocalizationResult:
     ``gamma_va`` / ``gamma_av`` (``[T, T]``, NaN where two seconds never shared a
     window) and ``attention`` (``[T, 7, 7]``) are filled when asked to explain;
     ``thumbnails`` (``[T, h, w, 3]`` uint8, one frame per second) when asked for
-    pictures.
+    pictures; ``source_maps`` (``[T, 7, 7]``) and ``frame_size`` (``(width, height)``
+    of the original frame) when a sound-source model was given.
     """
 
     video: str
@@ -67,6 +75,8 @@ class LocalizationResult:
     gamma_av: np.ndarray | None = None
     attention: np.ndarray | None = None
     thumbnails: np.ndarray | None = None
+    source_maps: np.ndarray | None = None
+    frame_size: tuple[int, int] | None = None
 
     @property
     def labels(self) -> list[str]:

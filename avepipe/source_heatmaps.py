@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -43,6 +44,16 @@ def overlay_heatmap(frame: np.ndarray, grid_map: np.ndarray, path: str | Path, b
     axes.set_axis_off()
     figure.savefig(path, dpi=dpi)
     return peak
+
+
+def to_frame_aspect(square: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """A square decoded frame (the whole picture squeezed, as the features see it) back at the
+    original ``frame_size = (width, height)`` aspect, the longer side keeping the square's size."""
+    side = square.shape[0]
+    width, height = frame_size
+    scale = side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(square).resize(size, Image.BILINEAR))
 
 
 def write_event_heatmaps(out_dir: str | Path, video_id: str, frames: dict[int, np.ndarray], maps: np.ndarray,

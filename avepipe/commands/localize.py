@@ -10,6 +10,9 @@ import click
 
 from avepipe.errors import UserError
 
+THUMBNAIL_SIZE = 96   # timeline thumbnails (--plot)
+HEATMAP_SIZE = 224    # frames under a sound-source heatmap: the longer side, at the frame's aspect
+
 
 def format_table(result) -> str:
     """The per-second table, then the merged event intervals, as aligned text."""
@@ -18,7 +21,8 @@ def format_table(result) -> str:
     lines.append(f"  {'time':>13}  {'label':<32} confidence")
     for segment in result.segments:
         item = segment.to_dict(result.duration)
-        lines.append(f"  {item['start']:6.1f}-{item['end']:<6.1f}  {segment.label:<32} {segment.confidence:.3f}")
+        peak = "" if segment.source_peak is None else "  sound at ({:.0f}, {:.0f})".format(*segment.source_peak)
+        lines.append(f"  {item['start']:6.1f}-{item['end']:<6.1f}  {segment.label:<32} {segment.confidence:.3f}{peak}")
     if result.intervals:
         lines.append(f"  events: {'start':>6} {'end':>6}  {'label':<32} mean confidence")
         lines += [f"          {i.start:6.1f} {i.end:6.1f}  {i.label:<32} {i.mean_confidence:.3f}"
@@ -63,6 +67,16 @@ def list_videos(arguments) -> tuple[list[Path], list[dict]]:
     return found, errors
 
 
+def write_heatmaps(out_dir: Path, result) -> None:
+    """The frame of each event second at its own aspect with the sound-source heatmap overlaid."""
+    from avepipe.source_heatmaps import to_frame_aspect, write_event_heatmaps
+
+    events = [s for s in result.segments if s.source_peak is not None]
+    if events:
+        frames = {s.second: to_frame_aspect(result.thumbnails[s.second], result.frame_size) for s in events}
+        write_event_heatmaps(out_dir, result.video, frames, result.source_maps, {s.second: s.label for s in events})
+
+
 def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
     if annotations is None or video_id not in annotations:
         return None
@@ -82,6 +96,13 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
               help="PNG: one thumbnail per second above the predicted timeline (FILE_<video>.png for several).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for PSP connection heatmaps (gamma_va, gamma_av) and AVGA attention overlays.")
+@click.option("--source-checkpoint", type=click.Path(path_type=Path),
+              help="Sound-source checkpoint (`avepipe train --task source`, same extractor as -c): adds where "
+                   "the sound comes from, the peak (x, y in frame pixels) of each event second, to the table "
+                   "and JSON.")
+@click.option("--heatmaps", "heatmaps_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for one picture per event second: the frame with the sound-source heatmap overlaid "
+                   "and its peak marked (needs --source-checkpoint).")
 @click.option("--annotations", type=click.Path(path_type=Path),
               help="AVE Annotations.txt or CSV: adds the ground truth to plots and prints the accuracy.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
@@ -90,7 +111,8 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
 @click.option("--vggish-weights", type=click.Path(path_type=Path), default=None,
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
 def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None, csv_path: Path | None,
-             plot_path: Path | None, explain_dir: Path | None, annotations: Path | None, device: str | None,
+             plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
+             heatmaps_dir: Path | None, annotations: Path | None, device: str | None,
              vgg_weights: Path | None, vggish_weights: Path | None) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.
 
@@ -101,7 +123,8 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
     """
     try:
         ok = run_localize(videos, checkpoint, json_path=json_path, csv_path=csv_path, plot_path=plot_path,
-                          explain_dir=explain_dir, annotations_path=annotations, device=device,
+                          explain_dir=explain_dir, source_checkpoint=source_checkpoint,
+                          heatmaps_dir=heatmaps_dir, annotations_path=annotations, device=device,
                           vgg_weights=vgg_weights, vggish_weights=vggish_weights)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -111,6 +134,7 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
 
 def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv_path: Path | None = None,
                  plot_path: Path | None = None, explain_dir: Path | None = None,
+                 source_checkpoint: Path | None = None, heatmaps_dir: Path | None = None,
                  annotations_path: Path | None = None, device: str | None = None,
                  vgg_weights: Path | None = None, vggish_weights: Path | None = None,
                  echo=click.echo) -> bool:
@@ -123,6 +147,8 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
     from avepipe.plots import plot_attention, plot_connections, plot_timeline
     from data.annotations import load_annotations
 
+    if heatmaps_dir and not source_checkpoint:
+        raise UserError("--heatmaps needs --source-checkpoint (a model from `avepipe train --task source`)")
     found, errors = list_videos(videos)
     unique, duplicates = split_duplicate_ids(found)
     errors += [{"path": str(path), "reason": reason} for path, reason in duplicates]
@@ -130,7 +156,7 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
     if not paths and not errors:
         raise UserError(f"no video files in {', '.join(map(str, videos))}")
     localizer = Localizer.from_checkpoint(checkpoint, device=device, vgg_weights=vgg_weights,
-                                          vggish_weights=vggish_weights)
+                                          vggish_weights=vggish_weights, source_checkpoint=source_checkpoint)
     labels = (load_annotations(annotations_path, classes=localizer.class_names)
               if annotations_path else None)
     if explain_dir:
@@ -141,7 +167,9 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
     done, correct, total = [], 0, 0
     for path in tqdm(paths, desc="localize", unit="video", file=sys.stderr, disable=not many):
         try:
-            result = localizer.localize(path, explain=explain_dir is not None, thumbnails=plot_path is not None)
+            result = localizer.localize(path, explain=explain_dir is not None,
+                                        thumbnails=plot_path is not None or heatmaps_dir is not None,
+                                        thumbnail_size=HEATMAP_SIZE if heatmaps_dir else THUMBNAIL_SIZE)
         except Exception as exc:  # one bad file must not stop the folder (as in `avepipe extract`)
             reason = one_line(exc)
             errors.append({"path": str(path), "reason": reason})
@@ -161,6 +189,8 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
             if result.gamma_va is not None:
                 plot_connections(result, explain_dir / f"{result.video}_connections.png")
             plot_attention(result, explain_dir / f"{result.video}_attention.png")
+        if heatmaps_dir:
+            write_heatmaps(heatmaps_dir, result)
         result.thumbnails = None  # pictures are written; do not hold frames of every video
     if total:
         echo(f"segment accuracy vs annotations: {correct / total:.1%} ({correct}/{total} seconds)")
@@ -169,7 +199,9 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
         for error in errors:
             echo(f"  {error['path']}: {error['reason']}", err=True)
     if json_path:
-        document = {"schema": SCHEMA_ID, "checkpoint": str(checkpoint), "classes": localizer.class_names,
+        document = {"schema": SCHEMA_ID, "checkpoint": str(checkpoint),
+                    **({"source_checkpoint": str(source_checkpoint)} if source_checkpoint else {}),
+                    "classes": localizer.class_names,
                     "extractor": json.loads(localizer.extractor.to_json()),
                     "videos": [{"path": p, **r.to_dict()} for p, r in done], "errors": errors}
         json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

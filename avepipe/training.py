@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from tqdm import tqdm
 
+from avepipe import distributed
 from avepipe.errors import UserError
 from data.dataset import already_batched
 from extract.provenance import ExtractorConfig
@@ -51,6 +53,7 @@ class TrainConfig:
     lr_gamma: float = 0.8
     clip_grad_norm: float | None = None   # max gradient norm, None = no clipping
     seed: int = 0
+    dropout: float | None = None          # None = the model's own dropout probabilities
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 1-based ``epoch``: multiplied by ``lr_gamma`` after each milestone epoch."""
@@ -61,7 +64,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        data = dict(data)
+        data = {"dropout": None, **data}     # runs saved before the option existed
         data["lr_milestones"] = tuple(data["lr_milestones"])
         return cls(**data)
 
@@ -109,10 +112,13 @@ def select_device(device: str | None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _loader(dataset: Dataset, batch_size: int, generator: torch.Generator | None, workers: int) -> DataLoader:
-    sampler = RandomSampler(dataset, generator=generator) if generator else SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=already_batched,
-                      num_workers=workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
+def _loader(dataset: Dataset, batch_size: int, workers: int,
+            plan: Sequence[distributed.LocalBatch] | None = None) -> DataLoader:
+    """Batches in dataset order, or exactly the index lists of ``plan``."""
+    batching = ({"batch_sampler": distributed.PlannedBatches(plan)} if plan is not None
+                else {"batch_size": batch_size, "sampler": SequentialSampler(dataset)})
+    return DataLoader(dataset, collate_fn=already_batched, num_workers=workers, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available(), **batching)
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -126,7 +132,7 @@ def predict_dataset(net: nn.Module, dataset: Dataset, batch_size: int = 64, devi
     device = torch.device(device)
     net.eval()
     labels, confidences, truth = [], [], []
-    batches = _loader(dataset, batch_size, None, workers)
+    batches = _loader(dataset, batch_size, workers)
     for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=desc is None):
         batch = _to(batch, device)
         pred, conf = net.predict(net(batch["audio"], batch["visual"]))
@@ -199,10 +205,20 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.class_names = class_names
         self.extractor = extractor
+        self.ranks = distributed.active_ranks()
         self.device = select_device(device)
         self.workers = workers
-        self.progress = progress
+        self.progress = progress and self.ranks.is_main
         self.net.to(self.device)
+        if config.dropout is not None:
+            for module in self.net.modules():
+                if isinstance(module, nn.Dropout):
+                    module.p = config.dropout
+        # Under torchrun the forward/backward goes through DDP (gradients averaged over ranks);
+        # ``self.net`` stays the plain module that is checkpointed and used for prediction.
+        self.train_net = (DistributedDataParallel(self.net, device_ids=[self.device.index]
+                                                  if self.device.type == "cuda" else None)
+                          if self.ranks.distributed else self.net)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.epoch = 0
         self.best_epoch = 0
@@ -253,33 +269,56 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr_at(epoch)
         shuffle = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-        loader = _loader(self.train_set, cfg.batch_size, shuffle, self.workers)
+        # One shuffled order and one sequence of global batches for every rank; each rank trains
+        # on its own chunk of each global batch (a single process: the whole batch).
+        order = torch.randperm(len(self.train_set), generator=shuffle).tolist()
+        plan = distributed.split_global_batches(order, cfg.batch_size, self.ranks.rank, self.ranks.world_size)
+        loader = _loader(self.train_set, cfg.batch_size, self.workers, plan)
         self.net.train()
         sums: dict[str, float] = {}
         correct = total = seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not self.progress)
-        for batch in bar:
+        for part, batch in zip(plan, bar):
             batch = _to(batch, self.device)
-            out = self.net(batch["audio"], batch["visual"])
+            out = self.train_net(batch["audio"], batch["visual"])
             losses = self.net.compute_loss(out, batch["segment_labels"], batch["video_label"])
             self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            # Mean over the global batch: DDP averages gradients over ranks, so weight by share x world.
+            scale = part.share * self.ranks.world_size
+            (losses["loss"] * scale).backward()
             if cfg.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip_grad_norm)
             self.optimizer.step()
-            n = batch["audio"].shape[0]
+            n = part.real
             seen += n
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
-            with torch.no_grad():
-                pred, _ = self.net.predict(out)
-            correct += int((pred == batch["segment_labels"]).sum())
-            total += pred.numel()
-            bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
+            if n:
+                with torch.no_grad():
+                    pred, _ = self.net.predict(out)
+                correct += int((pred == batch["segment_labels"]).sum())
+                total += pred.numel()
+            if seen:
+                bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
+        names = list(sums)    # the loss dict's order: the same on every rank
+        reduced = distributed.all_reduce_sum([sums[k] for k in names] + [correct, total, seen], self.device)
+        *part_sums, correct, total, seen = reduced
         row = {"epoch": epoch, "lr": cfg.lr_at(epoch)}
-        row.update({f"train_{k}": v / seen for k, v in sums.items()})
+        row.update({f"train_{k}": sums_k / seen for k, sums_k in zip(names, part_sums)})
         row["train_acc"] = correct / total
         return row
+
+    def _val_accuracy(self) -> float:
+        """Segment accuracy on the validation set; under torchrun each rank predicts a contiguous share."""
+        shares = np.array_split(np.arange(len(self.val_set)), self.ranks.world_size)
+        subset = self.val_set if not self.ranks.distributed else Subset(self.val_set,
+                                                                          shares[self.ranks.rank].tolist())
+        correct = total = 0
+        if len(subset):
+            pred, _, truth = predict_dataset(self.net, subset, self.config.batch_size, self.device, self.workers)
+            correct, total = int(np.sum(pred == truth)), pred.size
+        correct, total = distributed.all_reduce_sum([correct, total], self.device)
+        return correct / total
 
     def fit(self) -> TrainResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -287,14 +326,16 @@ class Trainer:
             epoch = self.epoch + 1
             started = time.perf_counter()
             row = self._train_epoch(epoch)
-            pred, _, truth = predict_dataset(self.net, self.val_set, self.config.batch_size, self.device,
-                                             self.workers)
-            row["val_acc"] = float(np.mean(pred == truth))
+            row["val_acc"] = self._val_accuracy()
             row["time_s"] = time.perf_counter() - started
             self.epoch = epoch
             self.history.append(row)
-            if row["val_acc"] > self.best_val_accuracy:
+            improved = row["val_acc"] > self.best_val_accuracy
+            if improved:
                 self.best_val_accuracy, self.best_epoch = row["val_acc"], epoch
+            if not self.ranks.is_main:
+                continue    # every rank holds the same weights and history; rank 0 writes them
+            if improved:
                 save_checkpoint(self.run_dir / "best", self.net, self.class_names, self.extractor,
                                 extra=self._extra())
             self._save_last()

@@ -8,7 +8,7 @@ import click
 
 from avepipe.errors import UserError
 
-_HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed")
+_HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed", "dropout")
 
 
 def resolve_splits(annotations, annotations_path: Path, splits_dir: Path | None, available: set[str],
@@ -74,7 +74,8 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--device", help="torch device. [default: cuda if available, else cpu]")
 @click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45, source: 20). With --resume, may "
                                              "extend a run.")
-@click.option("--batch-size", type=int, help="Videos per batch (psp: 128, cpsp: 64).")
+@click.option("--batch-size", type=int, help="Videos per batch (psp: 128, cpsp: 64); under torchrun the GLOBAL "
+                                              "batch, split among the ranks.")
 @click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3; source: 1e-4]")
 @click.option("--lr-milestones", callback=_milestones,
               help="Comma-separated epochs after which the lr is multiplied by --lr-gamma (psp: 60,120; "
@@ -83,6 +84,9 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (cpsp: 0.1; psp: no clipping).")
 @click.option("--tau", type=float, help="PSP pruning threshold (fully/cpsp: 0.099, weakly: 0.095). "
                                         "'-inf' keeps all connections; 'inf' disables propagation ('w/o PSP').")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help="Dropout probability of every dropout layer (default: the model's own, PSP 0.1). 0 makes "
+                   "torchrun training reproduce single-process losses exactly (per-rank dropout masks differ).")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="DataLoader worker processes (each opens its own cache handles).")
 @click.option("--in-memory", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
@@ -96,19 +100,32 @@ def _milestones(ctx, param, value: str | None):
 @click.pass_context
 def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
           background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
-          workers, in_memory, resume, no_fns, no_tne):
+          dropout, workers, in_memory, resume, no_fns, no_tne):
     """Train a PSP/CPSP model (--task source: the FNAC sound-source localiser) on feature CACHE(s).
 
     Model selection uses validation segment accuracy only; the test split is
     never touched. Several caches must come from the same extractor.
+
+    Distributed: run under torchrun (e.g. torchrun --nproc-per-node 4 -m avepipe
+    train ...): gloo on CPU, nccl on CUDA (one GPU per rank), DDP-averaged
+    gradients, --batch-size is the global batch, only rank 0 writes RUN_DIR.
     """
+    from avepipe import distributed
+
+    ranks = distributed.env_ranks()
     try:
+        if ranks.distributed:
+            distributed.init_process_group(distributed.local_device(device, ranks))
         if task == "source":
             return _train_source(locals())
         result = _train(locals())
     except UserError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+    finally:
+        distributed.shutdown()
+    if not ranks.is_main:
+        return
     click.echo(f"best validation segment accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}; "
                f"checkpoint {result.run_dir / 'best'}")
 
@@ -116,9 +133,10 @@ def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_d
 def _train(opts: dict):
     from data.annotations import load_annotations
     from data.cache import FeatureCache
-    from data.dataset import FeatureDataset
+    from data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
     from data.splits import write_splits
     from models import build_model
+    from avepipe import distributed
     from avepipe.training import Trainer, check_same_extractor, defaults_for, seed_everything, stored_run
 
     ctx: click.Context = opts["ctx"]
@@ -138,8 +156,8 @@ def _train(opts: dict):
             raise UserError(f"{opened[0].path}: extractor differs from the run in {run_dir} "
                             f"(run vs cache: {'; '.join(diff)}); resume with the run's cache")
         stored = config.to_json()
-        changed = [f"{k}: run {stored[k]!r} vs given {v!r}" for k, v in given.items()
-                   if k != "epochs" and stored[k] != (list(v) if isinstance(v, tuple) else v)]
+        changed = [f"{k}: run {stored.get(k)!r} vs given {v!r}" for k, v in given.items()
+                   if k != "epochs" and stored.get(k) != (list(v) if isinstance(v, tuple) else v)]
         if changed:
             raise UserError(f"{run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
         if "epochs" in given:
@@ -160,19 +178,27 @@ def _train(opts: dict):
         train_ids, val_ids = train_ids[:opts["limit"]], val_ids[:opts["limit"]]
     if not train_ids or not val_ids:
         raise UserError(f"{opts['annotations_path']}: empty train or validation split ({origin})")
-    click.echo(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos", err=True)
-    (run_dir / "splits").mkdir(parents=True, exist_ok=True)
-    write_splits(run_dir / "splits", annotations, splits)    # evaluate finds the same held-out videos here
+    ranks = distributed.env_ranks()
+    if ranks.is_main:
+        click.echo(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos", err=True)
+        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+        write_splits(run_dir / "splits", annotations, splits)    # evaluate finds the same held-out videos here
 
     memory = {"auto": "auto", "yes": True, "no": False}[opts["in_memory"]]
+    if memory == "auto" and ranks.local_world_size > 1:
+        # Every rank on this machine would hold its own copy: decide for all of them together.
+        segments = opened[0].summary(opened[0].ids[0]).segments
+        memory = (estimated_bytes((len(train_ids) + len(val_ids)) * ranks.local_world_size, segments)
+                  < MEMORY_SHARE * available_memory_bytes())
     train_set = FeatureDataset(opts["caches"], annotations, train_ids, in_memory=memory,
                                background_caches=opts["background_caches"])
     val_set = FeatureDataset(opts["caches"], annotations, val_ids, in_memory=memory)
 
     seed_everything(config.seed)
     net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1)
+    device = distributed.local_device(opts["device"], ranks) if ranks.distributed else opts["device"]
     trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
-                      device=opts["device"], workers=opts["workers"])
+                      device=device, workers=opts["workers"])
     if opts["resume"]:
         trainer.resume()
     return trainer.fit()

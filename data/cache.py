@@ -18,6 +18,7 @@ import numpy as np
 
 from avepipe.errors import UserError
 from data import cache_layout as layout
+from data.shards import shard_status
 from extract.features import VideoFeatures
 from extract.provenance import ExtractorConfig
 
@@ -90,7 +91,7 @@ class FeatureCache:
             return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
     def info(self) -> dict[str, Any]:
-        """Counts, segment histogram, dtype, provenance and size on disk (JSON-able)."""
+        """Counts, segment histogram, dtype, provenance, size on disk and sharded-extraction progress (JSON-able)."""
         summaries = [self._summaries[self._part_of[i]] for i in self._ids]
         histogram = Counter(s.segments for s in summaries)
         part_bytes = sum((self._parts / name).stat().st_size for name in self._summaries)
@@ -110,6 +111,7 @@ class FeatureCache:
             "size_bytes": part_bytes + index_bytes,
             "parts_dir": str(self._parts),
             "errors_last_run": len(errors),
+            "shards": shard_status(self.path, set(self._part_of)),
         }
 
     def _part_path(self, video_id: str) -> Path:

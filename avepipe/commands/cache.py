@@ -39,7 +39,8 @@ def cache():
 @_user_errors
 def info(cache_path: Path, as_json: bool):
     """Summarise CACHE: videos, segment counts, dtype, videos without audio/video,
-    extractor provenance, size on disk and errors of the last run.
+    extractor provenance, size on disk, errors of the last run and, for a sharded
+    extraction, each shard's expected and done videos and its missing ids.
 
     Works while an extraction is still writing to CACHE (it shows the videos
     finished so far).
@@ -63,6 +64,14 @@ def info(cache_path: Path, as_json: bool):
         "extractor:" + ("      (RANDOM backbones: smoke tests only)" if summary["random_backbones"] else ""),
     ]
     lines += [f"  {key}: {value}" for key, value in summary["extractor"].items()]
+    if summary["shards"]:
+        complete = sum(s["complete"] for s in summary["shards"])
+        lines.append(f"shards:       {complete} of {len(summary['shards'])} complete")
+        for s in summary["shards"]:
+            missing = "" if s["complete"] else (f", missing {s['missing_count']}: " + ", ".join(s["missing"])
+                                                 + (", ..." if s["missing_count"] > len(s["missing"]) else ""))
+            failed = f", {s['failed_last_run']} failed in its last run" if s["failed_last_run"] else ""
+            lines.append(f"  shard {s['shard']}: {s['done']} of {s['expected']} done{failed}{missing}")
     click.echo("\n".join(lines))
 
 

@@ -79,10 +79,14 @@ def one_line(error: BaseException) -> str:
                    "native bf16 they are much slower. The cache does not record it.")
 @click.option("--extensions", default=VIDEO_EXTENSIONS, show_default=True,
               help="Comma-separated file extensions to extract (case-insensitive), searched recursively.")
+@click.option("--shard", "shard_text", metavar="I/N", default=None,
+              help="Extract only shard I of N (0-based) into the shared CACHE: a fixed share of the videos, "
+                   "chosen by a hash of the id. Default under torchrun: RANK/WORLD_SIZE. Rerun a killed "
+                   "shard alone with the same I/N; 'avepipe cache info' shows each shard's progress.")
 def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset: str, audio_backend: str,
             vgg_weights: Path | None, vggish_weights: Path | None, random_seed: int | None, dtype: str,
             device: str | None, batch_size: int | None, workers: int | None, precision: str,
-            extensions: str) -> None:
+            extensions: str, shard_text: str | None) -> None:
     """Extract VGG-19 pool5 (visual) and VGGish (audio) features of every video in VIDEO_DIR.
 
     Video ids are file stems. Each video becomes T one-second segments with visual
@@ -94,7 +98,7 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
     """
     try:
         failed = _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vggish_weights,
-                      random_seed, dtype, device, batch_size, workers, precision, extensions)
+                      random_seed, dtype, device, batch_size, workers, precision, extensions, shard_text)
     except UserError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -106,15 +110,31 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
 
 
 def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vggish_weights, random_seed,
-         dtype, device, batch_size, workers, precision, extensions) -> int:
-    """Extract what is not yet in the cache; returns the number of failed files."""
+         dtype, device, batch_size, workers, precision, extensions, shard_text) -> int:
+    """Extract what is not yet in the cache (of this shard's videos); returns the number of failed files."""
+    import torch
+
+    from avepipe.distributed import env_ranks
+    from data import shards
     from extract.cache_writer import CacheWriter
     from extract.encoders import build_encoders
+    from extract.workers import default_workers
 
     paths = discover_videos(video_dir, extensions)
     if not paths:
         raise UserError(f"{video_dir}: no video files with extensions {extensions}")
     videos, failures = split_duplicate_ids(paths)
+    ranks = env_ranks()
+    shard = (shards.parse_shard(shard_text) if shard_text
+             else shards.Shard(ranks.rank, ranks.world_size) if ranks.distributed else None)
+    if shard:
+        videos = {vid: path for vid, path in videos.items() if shard.owns(vid)}
+        failures = [(path, reason) for path, reason in failures if shard.owns(path.stem)]
+    if ranks.local_world_size > 1:    # several ranks on this machine share its GPUs and cores
+        if device is None and torch.cuda.is_available():
+            device = f"cuda:{ranks.local_rank % torch.cuda.device_count()}"
+        if workers is None:
+            workers = max(1, default_workers() // ranks.local_world_size)
 
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
@@ -123,7 +143,10 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
         click.echo(f"note: random backbones (seed {random_seed}): features are for testing only", err=True)
 
     notes: list[tuple[str, str]] = []
-    with CacheWriter(cache, config, dtype=dtype) as writer:
+    errors_file = shards.errors_path(cache, shard) if shard else None
+    with CacheWriter(cache, config, dtype=dtype, errors_file=errors_file) as writer:
+        if shard:
+            shards.write_manifest(cache, shard, videos)
         for path, reason in failures:
             writer.record_error(path, reason)
         # Checked before anything is decoded: a rerun over a finished cache decodes nothing.
@@ -131,7 +154,8 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
         skipped = len(videos) - len(todo)
         done = frames = 0
         started = time.monotonic()
-        with tqdm(total=len(todo), unit="video", desc="extract", file=sys.stderr, dynamic_ncols=True) as bar:
+        desc = f"extract shard {shard.label}" if shard else "extract"
+        with tqdm(total=len(todo), unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
             for vid, path, outcome in _extract_all(todo, visual_encoder, audio_encoder, config,
                                                    batch_size or visual_encoder.batch_size, workers, precision):
                 if isinstance(outcome, str):  # one bad file must not stop the folder
@@ -145,7 +169,7 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
                 bar.update(1)
                 bar.set_postfix({"frames/s": f"{frames / max(time.monotonic() - started, 1e-9):.1f}"})
 
-    _summary(done, skipped, failures, notes, cache)
+    _summary(done, skipped, failures, notes, cache, errors_file, shard)
     return len(failures)
 
 
@@ -179,10 +203,11 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
 
 
 def _summary(done: int, skipped: int, failures: list[tuple[Path, str]], notes: list[tuple[str, str]],
-             cache: Path) -> None:
-    lines = [f"extracted {done} video(s) into {cache}" + (f", {skipped} already there" if skipped else "")]
+             cache: Path, errors_file: Path | None, shard) -> None:
+    lines = [f"extracted {done} video(s) into {cache}" + (f" as shard {shard.label}" if shard else "")
+             + (f", {skipped} already there" if skipped else "")]
     lines += [f"note: {vid}: {note}" for vid, note in notes]
     if failures:
-        lines.append(f"{len(failures)} file(s) failed (also in {cache}.errors.json):")
+        lines.append(f"{len(failures)} file(s) failed (also in {errors_file or f'{cache}.errors.json'}):")
         lines += [f"  {path}: {reason}" for path, reason in failures]
     click.echo("\n".join(lines), err=True)

@@ -18,7 +18,7 @@ from extract.provenance import ExtractorConfig
 from _train_helpers import T, write_cache
 
 AVE = Path("/work/shared/ave")
-LIMIT = 8
+LIMIT = 4    # videos per split: enough to exercise every output, cheap on CPU
 
 
 def _ave_like_features(annotations, keys, seed=0):
@@ -50,7 +50,7 @@ def ave_run(tmp_path_factory):
     run = root / "run"
     result = CliRunner().invoke(main, [
         "train", str(cache), "--annotations", str(AVE / "Annotations.txt"), "--splits", str(AVE),
-        "--setting", "fully", "--model", "psp", "-o", str(run), "--epochs", "2", "--batch-size", "4",
+        "--setting", "fully", "--model", "psp", "-o", str(run), "--epochs", "2", "--batch-size", "2",
         "--limit", str(LIMIT), "--seed", "3", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     return root, cache, run, result

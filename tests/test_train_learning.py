@@ -1,32 +1,101 @@
 """Learning on generated features where an event exists only where audio and visual classes agree.
 
-Real feature dimensions ([T,7,7,512] visual, [T,128] audio), few videos, few
-epochs: the CPU budget of the suite, not the published schedule.
+Real feature shapes ([T,7,7,512] visual, [T,128] audio), few videos, few epochs: the CPU
+budget of the suite, not the published schedule (300 epochs of batches of 128 over 3,339
+videos, ~8,000 Adam steps). Deviations, chosen so a short run ends on a settled model:
+batches of 8 (8 steps per epoch from 64 videos; the cost per epoch does not depend on the
+batch size) and the lr multiplied by 0.3 after epoch 6 (the published schedule decays
+after 60 and 120). 40% of the background segments carry the video's class in one modality
+only (seen silent, heard off-screen, or paired with another class): labelling every
+segment where the class is seen or heard scores 76.5% on these validation sets, predicting
+background everywhere ~61%, so the thresholds below need the audio-visual agreement.
+
+Measured best validation accuracy per seed (generator and init seed together), this
+schedule: fully 0.970 (seed 0), 0.898 (seed 1); weakly 0.868, 0.893, 0.843, 0.850
+(seeds 0-3). The tests use seed 0; the budget is at the edge, not far above it.
 """
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from avepipe.training import Trainer, defaults_for, seed_everything
 from extract.provenance import ExtractorConfig
-from models import build_model
+from models import TAU_FULLY, TAU_WEAKLY, build_model
 
 from _train_helpers import tensor_splits
 
 CLASSES = ["a", "b", "c", "d", "background"]
+DISTRACTORS = 0.4
+SCHEDULE = {"batch_size": 8, "lr_milestones": (6,), "lr_gamma": 0.3}
+FULLY_EPOCHS = 8
+# Weakly: lr 2e-3 (1e-3 had not converged in 10 epochs; 3e-3 without decay oscillated),
+# a quarter of the training videos background-only (as AVE's 178; never in validation).
+WEAK_EPOCHS, WEAK_LR, WEAK_BACKGROUND = 10, 2e-3, 0.25
 
 
-def _fit(tmp_path, setting, train_set, val_set, epochs, tau=None):
-    seed_everything(0)
-    config = defaults_for("psp", setting, tau=tau, epochs=epochs, batch_size=8, seed=0)
+def _fit(tmp_path, setting, train_set, val_set, epochs, tau=None, seed=0, **overrides):
+    seed_everything(seed)
+    config = defaults_for("psp", setting, tau=tau, epochs=epochs, seed=seed, **{**SCHEDULE, **overrides})
     net = build_model("psp", setting, tau=config.tau, num_classes=4)
     trainer = Trainer(net, config, train_set, val_set, tmp_path, CLASSES, ExtractorConfig(), device="cpu",
                       progress=False)
     return trainer.fit()
 
 
+def _background_share(dataset) -> float:
+    """Accuracy of predicting background everywhere: what a model that learnt nothing scores."""
+    return float((dataset.segment_labels == len(CLASSES) - 1).float().mean())
+
+
 def test_fully_psp_reaches_95_percent(tmp_path):
-    train_set, val_set = tensor_splits(64, 40)
-    result = _fit(tmp_path, "fully", train_set, val_set, epochs=4)
+    train_set, val_set = tensor_splits(64, 40, distractors=DISTRACTORS)
+    assert _background_share(val_set) < 0.65
+    result = _fit(tmp_path, "fully", train_set, val_set, epochs=FULLY_EPOCHS)
     assert result.best_val_accuracy >= 0.95, result.history
 
+
+def test_weakly_psp_reaches_85_percent(tmp_path):
+    """Video-level supervision only: BCE against mean_t of the one-hot segment labels.
+
+    That target says how many segments are events, not which; segment accuracy comes
+    from the network scoring each segment on its own evidence. Training includes
+    background-only videos (as AVE's 178), whose target says "no segment of this class
+    is an event" although the class is seen or heard alone in many of their segments:
+    they help teach that one modality is not enough. Validation videos all have
+    an event.
+    """
+    train_set, val_set = tensor_splits(64, 40, background_share=WEAK_BACKGROUND, distractors=DISTRACTORS)
+    assert _background_share(val_set) < 0.65
+    result = _fit(tmp_path, "weakly", train_set, val_set, epochs=WEAK_EPOCHS, lr=WEAK_LR)
+    assert result.best_val_accuracy >= 0.85, result.history
+
+
+@pytest.mark.parametrize("setting", ["fully", "weakly"])
+def test_tau_inf_is_the_papers_no_psp_ablation(setting):
+    """Table 1 "w/o PSP": v_psp = v_l and a_psp = a_l, everything else unchanged. ``--tau inf`` prunes
+    every connection (no beta is > inf), so it is exactly that network; checked against a hand-built one."""
+    torch.manual_seed(0)
+    net = build_model("psp", setting, tau=float("inf"), num_classes=4).eval()
+    audio, visual = torch.randn(2, 5, 128), torch.rand(2, 5, 7, 7, 512)
+    with torch.no_grad():
+        out = net(audio, visual)
+        psp = net.psp
+        if setting == "fully":
+            audio_emb = net.fa(audio)
+            attended, _ = net.attention(audio_emb, visual)
+            a_l, v_l = net.lstm_a_v(audio_emb, net.fv(attended))
+            v_f, a_f = psp.layer_norm(F.relu(psp.v_fc(v_l))), psp.layer_norm(F.relu(psp.a_fc(a_l)))
+        else:
+            attended, _ = net.attention(audio, visual)
+            a_l, v_l = net.lstm_a_v(audio, net.linear_v(attended))
+            v_f, a_f = psp.layer_norm(v_l), psp.layer_norm(a_l)
+    assert torch.count_nonzero(out.gamma_va) == 0 and torch.count_nonzero(out.gamma_av) == 0
+    torch.testing.assert_close(out.visual_feat, v_f, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.audio_feat, a_f, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.fusion, (v_f + a_f) / 2, rtol=0, atol=1e-6)
+    # the published tau does propagate on the same input, so the reference is not trivially equal
+    net.tau = TAU_WEAKLY if setting == "weakly" else TAU_FULLY
+    with torch.no_grad():
+        assert not torch.allclose(net(audio, visual).fusion, out.fusion, atol=1e-4)

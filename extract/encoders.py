@@ -180,6 +180,7 @@ def build_encoders(
     device: str | torch.device | None = None,
     fps: int = 16,
     segments: int | None = None,
+    precision: str = "fp32",
 ) -> tuple[VisualEncoder, AudioEncoder, ExtractorConfig]:
     """Encoders for the user's options, and the ``ExtractorConfig`` that identifies them.
 
@@ -199,6 +200,7 @@ def build_encoders(
         audio_weights=audio_id,
         fps=fps,
         segments=segments,
+        visual_precision=precision,
     )
     return visual, audio, config
 
@@ -238,6 +240,7 @@ def build_encoders_for(
         audio_weights=audio_id,
         fps=config.fps,
         segments=config.segments,
+        visual_precision=config.visual_precision,
     )
     if rebuilt != config:  # e.g. a tfhub config recording other weights than google/vggish/1
         raise UserError(f"cannot rebuild the recorded extractor: {'; '.join(rebuilt.differences(config))}")

@@ -16,7 +16,7 @@ from extract.stream import in_process_messages
 
 
 def extract_video(path: str | Path, visual_encoder, audio_encoder, config: ExtractorConfig,
-                  video_id: str | None = None, precision: str = "fp32") -> VideoFeatures:
+                  video_id: str | None = None) -> VideoFeatures:
     """Features of ``path`` as ``config`` defines them (fps, fixed segments, sample rate, frame size).
 
     Visual: the frames selected by the targets t + k/fps, each distinct one through the CNN once,
@@ -28,7 +28,7 @@ def extract_video(path: str | Path, visual_encoder, audio_encoder, config: Extra
     that cannot be extracted.
     """
     path = Path(path)
-    batcher = FrameBatcher(visual_encoder, visual_encoder.batch_size, precision)
+    batcher = FrameBatcher(visual_encoder, visual_encoder.batch_size, config.visual_precision)
     messages = in_process_messages([(0, path)], config)
     for _, outcome in extract_stream(messages, batcher, audio_encoder, config, {0: video_id or path.stem}):
         if isinstance(outcome, VideoFeatures):

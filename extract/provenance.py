@@ -20,12 +20,13 @@ class ExtractorConfig:
 
     visual_backbone: str = "vgg19-pool5"
     visual_preset: str = "torchvision"          # "torchvision" or "ave" (Keras/Caffe)
-    visual_weights: str = "random:0"            # "sha256:<hex>" of the weights file, or "random:<seed>"
+    visual_weights: str = "random:0"            # "torchvision:...", "keras-md5:<md5>", "sha256:<hex>", "random:<seed>"
     audio_backbone: str = "vggish-torch"        # "vggish-torch" or "vggish-tfhub"
     audio_weights: str = "random:0"             # "sha256:<hex>", "tfhub:google/vggish/1" or "random:<seed>"
     fps: int = 16
     sample_rate: int = 16000
     frame_size: int = 224
+    visual_precision: str = "fp32"              # VGG-19 compute precision: "fp32", "bf16" or "fp16" (autocast)
     segments: int | None = None                 # fixed T, or None for ceil(duration)
     pipeline_version: str = PIPELINE_VERSION
 

@@ -117,6 +117,14 @@ def test_same_seed_same_features_other_seed_other_features(seeded):
     assert not np.allclose(other_audio.encode(WAVE, 2), audio_out)
 
 
+def test_compute_precision_is_part_of_the_identity(seeded):
+    config = seeded[0]
+    _, _, half = build_encoders(random_seed=3, device="cpu", fps=8, segments=2, precision="bf16")
+    assert half.visual_precision == "bf16" and config.visual_precision == "fp32"
+    assert half.differences(config) == ["visual_precision: 'bf16' vs 'fp32'"]
+    assert build_encoders_for(half, device="cpu")[2] == half
+
+
 @pytest.fixture(scope="module")
 def keras_file(tmp_path_factory):
     return write_keras_notop(tmp_path_factory.mktemp("ave") / "notop.h5", random_keras_weights(seed=2))

@@ -148,7 +148,7 @@ def test_memory_is_bounded_by_batch_not_video_length(encoders, tmp_path, monkeyp
     monkeypatch.setattr(scheduler.VideoAssembly, "_add", watched_add)
     tracemalloc.start()
     try:
-        features = extract_video(clip, _TinyVisual(), _SilentAudio(), config, precision="fp32")
+        features = extract_video(clip, _TinyVisual(), _SilentAudio(), config)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

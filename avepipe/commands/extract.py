@@ -76,7 +76,8 @@ def one_line(error: BaseException) -> str:
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="VGG-19 compute precision (autocast). bf16/fp16 are faster on GPUs with tensor cores and "
                    "change the features slightly (see the README for measured drift); on CPUs without "
-                   "native bf16 they are much slower. The cache does not record it.")
+                   "native bf16 they are much slower. Recorded in the cache's provenance, so caches of "
+                   "different precisions are never mixed.")
 @click.option("--extensions", default=VIDEO_EXTENSIONS, show_default=True,
               help="Comma-separated file extensions to extract (case-insensitive), searched recursively.")
 @click.option("--shard", "shard_text", metavar="I/N", default=None,
@@ -138,7 +139,7 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
 
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
-        random_seed=random_seed, device=device, fps=fps, segments=segments)
+        random_seed=random_seed, device=device, fps=fps, segments=segments, precision=precision)
     if config.is_random:
         click.echo(f"note: random backbones (seed {random_seed}): features are for testing only", err=True)
 
@@ -157,7 +158,7 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
         desc = f"extract shard {shard.label}" if shard else "extract"
         with tqdm(total=len(todo), unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
             for vid, path, outcome in _extract_all(todo, visual_encoder, audio_encoder, config,
-                                                   batch_size or visual_encoder.batch_size, workers, precision):
+                                                   batch_size or visual_encoder.batch_size, workers):
                 if isinstance(outcome, str):  # one bad file must not stop the folder
                     failures.append((path, outcome))
                     writer.record_error(path, outcome)
@@ -174,7 +175,7 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
 
 
 def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, batch_size: int,
-                 workers: int | None, precision: str):
+                 workers: int | None):
     """``(video_id, path, VideoFeatures or one-line failure reason)`` for every video, in order of completion.
 
     Decoding runs in ``workers`` processes (0: here); frames of all videos in flight
@@ -191,7 +192,7 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     keyed = list(enumerate(todo.items()))
     ids = {key: vid for key, (vid, _) in keyed}
     paths = [(key, path) for key, (_, path) in keyed]
-    batcher = FrameBatcher(visual_encoder, batch_size, precision)
+    batcher = FrameBatcher(visual_encoder, batch_size, config.visual_precision)
     pool = DecoderPool(min(workers, len(paths)), config) if workers else None
     try:
         messages = pool.messages(paths) if pool else in_process_messages(paths, config)

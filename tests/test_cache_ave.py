@@ -12,8 +12,9 @@ from avepipe.errors import UserError
 from data.ave_layout import export_ave, import_ave
 from data.cache import FeatureCache
 from extract.provenance import AVE_RELEASED
+from _paths import AVE_DIR
 
-AVE = Path("/work/shared/ave")
+AVE = AVE_DIR
 # Category names with spaces/commas/parentheses and a repeated VideoID, as in the real file.
 ANNOTATIONS = """Church bell&RUhOCu3LNXM&good&0&10
 Frying (food)&MH3m4AwEcRY&good&6&8

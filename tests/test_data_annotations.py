@@ -9,8 +9,9 @@ import pytest
 
 from avepipe.errors import UserError
 from data.annotations import load_annotations, load_ave_annotations, load_csv_annotations
+from _paths import AVE_DIR
 
-AVE = Path("/work/shared/ave")
+AVE = AVE_DIR
 
 # Class order by first appearance, typed from the file by hand (not computed by the code under test).
 AVE_CLASSES = [

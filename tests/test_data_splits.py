@@ -11,8 +11,9 @@ import pytest
 from avepipe.errors import UserError
 from data.annotations import Annotations, Event, VideoRecord, load_annotations
 from data.splits import load_official_splits, random_split, read_order_file, write_splits
+from _paths import AVE_DIR
 
-AVE = Path("/work/shared/ave")
+AVE = AVE_DIR
 
 
 @pytest.fixture(scope="module")

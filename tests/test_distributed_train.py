@@ -40,8 +40,12 @@ def runs(tmp_path_factory):
     cache, annotations = labelled_cache(root, VIDEOS)
     # Global batch 5 over 21 train videos: 5, 5, 5, 5, 1 -> chunks 3+2 and, last, 1 + a zero-weight stand-in;
     # 3 val videos -> 2+1.
+    # lr 1e-4: two ranks sum the same gradients in another order than one process, and Adam turns those
+    # last-bit differences into whole steps where a gradient is near zero (it divides by the gradient's own
+    # magnitude), so the curves drift apart chaotically, by a gap that grows with lr (measured, epoch 2:
+    # rel. 2e-6 at lr 1e-4, 3e-3 at lr 1e-3 and 3e-3). At 1e-4 what remains is float rounding.
     args = ["train", str(cache), "--annotations", str(annotations), "--epochs", "2", "--batch-size", "5",
-            "--seed", "4", "--dropout", "0", "--device", "cpu", "--in-memory", "no", "--lr", "3e-3"]
+            "--seed", "4", "--dropout", "0", "--device", "cpu", "--in-memory", "no", "--lr", "1e-4"]
     single = run(avepipe(*args, "-o", str(root / "single")))
     assert single.returncode == 0, single.stderr[-3000:]
     assert "21 train, 3 val" in single.stderr
@@ -62,9 +66,10 @@ def test_two_ranks_match_one_process(runs):
     w1, w2 = load_file(str(root / "single" / "last" / "model.safetensors")), \
         load_file(str(root / "ddp" / "last" / "model.safetensors"))
     # Weights agree up to float noise that Adam amplifies where a gradient is near zero (it divides by
-    # the gradient's own magnitude): on average far below, at worst below, one step of lr 3e-3.
+    # the gradient's own magnitude): on average far below one step of lr 1e-4; at worst a few steps taken
+    # in opposite directions (a flipped sign moves a weight by 2 lr).
     diff = np.concatenate([np.abs(w2[name] - w1[name]).ravel() for name in w1])
-    assert diff.mean() < 1e-5 and diff.max() < 3e-3
+    assert diff.mean() < 1e-6 and diff.max() < 5e-4
 
 
 def test_only_rank_zero_reports_and_writes(runs):

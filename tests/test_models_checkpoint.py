@@ -14,8 +14,9 @@ from avepipe.commands.import_checkpoint import AVE_CLASSES, import_checkpoint
 from avepipe.errors import UserError
 from extract.provenance import AVE_RELEASED, ExtractorConfig
 from models.checkpoint import import_authors_state_dict, load_checkpoint, save_checkpoint
+from _paths import AVE_DIR
 
-ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "ave" / "Annotations.txt"  # ../shared/ave
+ANNOTATIONS = AVE_DIR / "Annotations.txt"
 
 _LSTM = {f"{kind}_{part}_l0{suffix}": (512, 128) if kind == "weight" else (512,)
          for kind in ("weight", "bias") for part in ("ih", "hh") for suffix in ("", "_reverse")}

@@ -16,8 +16,9 @@ from data.splits import load_official_splits
 from extract.provenance import ExtractorConfig
 
 from _train_helpers import T, write_cache
+from _paths import AVE_DIR
 
-AVE = Path("/work/shared/ave")
+AVE = AVE_DIR
 LIMIT = 4    # videos per split: enough to exercise every output, cheap on CPU
 
 

@@ -12,6 +12,7 @@ from data.annotations import Annotations, Event, VideoRecord, load_ave_annotatio
 from data.dataset import FeatureDataset, already_batched
 
 from _train_helpers import T, write_cache
+from _paths import AVE_DIR
 
 CLASSES = ["dog", "bell"]
 
@@ -80,7 +81,7 @@ def test_worker_processes_open_their_own_handles(caches):
 def test_repeated_ave_ids_read_the_file_features_with_their_own_labels(tmp_path):
     """Real Annotations.txt lists some videos twice (keys ``ID`` and ``ID#2``); a cache extracted from the
     video files holds ``ID`` once, and both rows must train on it, each with its own labels."""
-    ann = load_ave_annotations("/work/shared/ave/Annotations.txt")
+    ann = load_ave_annotations(AVE_DIR / "Annotations.txt")
     first, second = "0qvQIuQoODo", "0qvQIuQoODo#2"
     assert ann.source_id(second) == first
     rng = np.random.default_rng(3)

@@ -126,7 +126,10 @@ def test_kill_9_then_rerun(tmp_path):
     for index in range(6):
         simple_clip(folder / f"clip{index}.mp4", seconds=1, fps=2)
     cache = tmp_path / "feats.h5"
-    command = [sys.executable, "-m", "avepipe", "extract", str(folder), "-o", str(cache), *FAST]
+    # One frame per CNN batch, decoded in this process: videos finish one after another, so the kill
+    # lands mid-run (with cross-video batches all six can finish within one polling interval).
+    command = [sys.executable, "-m", "avepipe", "extract", str(folder), "-o", str(cache), *FAST,
+               "--batch-size", "1", "--workers", "0"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
@@ -135,7 +138,7 @@ def test_kill_9_then_rerun(tmp_path):
             parts = Path(f"{cache}.parts")
             if parts.is_dir() and any(p.name.startswith("v-") for p in parts.iterdir()):
                 break
-            time.sleep(0.2)
+            time.sleep(0.02)
         assert process.poll() is None, "extract finished before it could be killed"
         process.send_signal(signal.SIGKILL)
         process.wait()

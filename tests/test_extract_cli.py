@@ -146,7 +146,7 @@ def test_kill_9_then_rerun(tmp_path):
         if process.poll() is None:
             process.kill()
     first = FeatureCache(cache)
-    assert 1 <= len(first) < 6
+    assert 0 < len(first) < 6
     with h5py.File(cache, "r"):
         pass
 

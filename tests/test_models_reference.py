@@ -93,15 +93,22 @@ def _random_weights(net, seed):
             for name, t in net.state_dict().items()}
 
 
+def _net_and_inputs(setting: str, tau: float, weight_seed: int, input_seed: int, segments: int):
+    """A network in eval mode with seeded random weights (also returned) and seeded inputs."""
+    net = models.build_model("psp", setting, tau=tau)
+    sd = _random_weights(net, weight_seed)
+    net.load_state_dict(sd)
+    net.eval()
+    generator = torch.Generator().manual_seed(input_seed)
+    audio = torch.randn(2, segments, 128, generator=generator)
+    video = torch.rand(2, segments, 7, 7, 512, generator=generator)
+    return net, sd, audio, video
+
+
 @pytest.mark.parametrize("tau", [0.099, float("-inf")])
 @pytest.mark.parametrize("segments", [10, 37])
 def test_fully_matches_functional_reference(tau, segments):
-    net = models.build_model("psp", "fully", tau=tau)
-    sd = _random_weights(net, 1)
-    net.load_state_dict(sd)
-    net.eval()
-    generator = torch.Generator().manual_seed(2)
-    audio, video = torch.randn(2, segments, 128, generator=generator), torch.rand(2, segments, 7, 7, 512, generator=generator)
+    net, sd, audio, video = _net_and_inputs("fully", tau, 1, 2, segments)
     with torch.no_grad():
         out = net(audio, video)
         fusion, logits, similarity = ref_fully(audio, video, sd, tau)
@@ -112,12 +119,7 @@ def test_fully_matches_functional_reference(tau, segments):
 
 @pytest.mark.parametrize("segments", [10, 37])
 def test_weakly_matches_functional_reference(segments):
-    net = models.build_model("psp", "weakly")
-    sd = _random_weights(net, 3)
-    net.load_state_dict(sd)
-    net.eval()
-    generator = torch.Generator().manual_seed(4)
-    audio, video = torch.randn(2, segments, 128, generator=generator), torch.rand(2, segments, 7, 7, 512, generator=generator)
+    net, sd, audio, video = _net_and_inputs("weakly", 0.095, 3, 4, segments)
     with torch.no_grad():
         out = net(audio, video)
         video_prob, score = ref_weakly(audio, video, sd, 0.095)

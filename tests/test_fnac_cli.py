@@ -116,3 +116,15 @@ def test_a_checkpoint_of_the_other_task_is_refused_by_name(data, runs, tmp_path)
     assert as_source.exit_code == 2
     assert "this is an event (PSP/CPSP) checkpoint" in as_source.output and "use --task event" in as_source.output
     assert "Traceback" not in as_event.output + as_source.output
+
+
+def test_evaluate_refuses_options_of_the_other_task(data, runs):
+    checkpoint = str(data / "fnac" / "checkpoint")
+    event_option = CliRunner().invoke(main, ["evaluate", "--task", "source", checkpoint, str(data / "cache.h5"),
+                                             "--boxes", str(data / "described.json"), "--split", "val", "--limit", "2"])
+    assert event_option.exit_code == 2
+    assert "error: --split, --limit: not an option of --task source" in event_option.output
+    source_option = CliRunner().invoke(main, ["evaluate", checkpoint, str(data / "cache.h5"),
+                                              "--annotations", "x.csv", "--threshold", "median"])
+    assert source_option.exit_code == 2 and "--threshold: not an option of --task event" in source_option.output
+    assert "Traceback" not in event_option.output + source_option.output

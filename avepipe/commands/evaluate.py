@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
+from avepipe.commands.task_options import all_options_but, refuse_options_outside
 from avepipe.errors import UserError
+
+_SOURCE_OPTIONS = ("boxes_path", "threshold")
+_SHARED_OPTIONS = ("task", "checkpoint", "caches", "device", "as_json", "out_dir")
 
 
 def _threshold(ctx, param, value: str) -> float | str:
@@ -34,6 +38,7 @@ def source_table(report: dict) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
 @click.option("--task", type=click.Choice(["event", "source"]), default="event", show_default=True,
               help="event: a PSP/CPSP checkpoint against --annotations. source: a sound-source checkpoint "
                    "against --boxes (cIoU, AUC, mean IoU, peak-in-box).")
@@ -60,7 +65,7 @@ def source_table(report: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
               help="Also write metrics.json and confusion.png (row-normalised confusion matrix) here.")
-def evaluate(task, checkpoint, caches, annotations_path, boxes_path, threshold, split, splits_dir, limit, device,
+def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, threshold, split, splits_dir, limit, device,
              batch_size, workers, as_json, out_dir):
     """Score CHECKPOINT on the features in CACHE(s).
 
@@ -76,6 +81,10 @@ def evaluate(task, checkpoint, caches, annotations_path, boxes_path, threshold, 
     from models.checkpoint import check_task, read_checkpoint_info
 
     try:
+        if task == "source":
+            refuse_options_outside(ctx, _SHARED_OPTIONS + _SOURCE_OPTIONS, task)
+        else:
+            refuse_options_outside(ctx, all_options_but(ctx, _SOURCE_OPTIONS), task)
         check_task(read_checkpoint_info(checkpoint), task, checkpoint)
         if task == "source":
             return _evaluate_source(checkpoint, caches, boxes_path, threshold, device, as_json, out_dir)

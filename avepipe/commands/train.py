@@ -6,8 +6,11 @@ from pathlib import Path
 
 import click
 
+from avepipe.commands.task_options import all_options_but, refuse_options_outside
 from avepipe.errors import UserError
 
+_SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr")
+_SOURCE_OPTIONS = ("no_fns", "no_tne")
 _HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed", "dropout")
 
 
@@ -140,7 +143,7 @@ def _train(opts: dict):
     from avepipe.training import Trainer, check_same_extractor, defaults_for, seed_everything, stored_run
 
     ctx: click.Context = opts["ctx"]
-    _refuse_other_task_options(ctx, "event")
+    refuse_options_outside(ctx, all_options_but(ctx, _SOURCE_OPTIONS), "event")
     if opts["annotations_path"] is None:
         raise UserError("--annotations is required for --task event (labels; --task source needs none)")
     run_dir: Path = opts["run_dir"]
@@ -204,26 +207,11 @@ def _train(opts: dict):
     return trainer.fit()
 
 
-_SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr")
-_SOURCE_OPTIONS = ("no_fns", "no_tne")
-
-
-def _refuse_other_task_options(ctx: click.Context, task: str) -> None:
-    """An option of the other task is an error, not silently ignored."""
-    def foreign(name: str) -> bool:
-        return name in _SOURCE_OPTIONS if task == "event" else name not in _SHARED_OPTIONS + _SOURCE_OPTIONS
-
-    wrong = [max(p.opts, key=len) for p in ctx.command.params if foreign(p.name)
-             and ctx.get_parameter_source(p.name) not in (click.core.ParameterSource.DEFAULT, None)]
-    if wrong:
-        raise UserError(f"{', '.join(wrong)}: not an option of --task {task}")
-
-
 def _train_source(opts: dict) -> None:
     """``--task source``: train the FNAC localiser (avepipe/source_api.py) with the authors' defaults."""
     from avepipe.source_api import run_source_training
 
-    _refuse_other_task_options(opts["ctx"], "source")
+    refuse_options_outside(opts["ctx"], _SHARED_OPTIONS + _SOURCE_OPTIONS, "source")
     given = {k: opts[k] for k in ("epochs", "batch_size", "lr", "seed") if opts[k] is not None}
     checkpoint = run_source_training(opts["caches"], opts["run_dir"], device=opts["device"],
                                      use_fns=not opts["no_fns"], use_tne=not opts["no_tne"], **given)

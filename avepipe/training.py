@@ -31,7 +31,7 @@ from avepipe import distributed
 from avepipe.errors import UserError
 from data.dataset import already_batched
 from extract.provenance import ExtractorConfig
-from models.checkpoint import read_checkpoint_info, save_checkpoint
+from models.checkpoint import read_checkpoint_info, save_checkpoint, tau_as_json
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -60,12 +60,13 @@ class TrainConfig:
         return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if epoch > m)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "tau": tau_as_json(self.tau)}
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         data = {"dropout": None, **data}     # runs saved before the option existed
         data["lr_milestones"] = tuple(data["lr_milestones"])
+        data["tau"] = None if data.get("tau") is None else float(data["tau"])
         return cls(**data)
 
 

@@ -11,6 +11,7 @@ Also converts the PSP authors' released ``.pth`` state-dicts (loaded with
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,11 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "avepipe-checkpoint/1"
 TASKS = {"event": "an event (PSP/CPSP)", "source": "a sound-source"}
+
+
+def tau_as_json(tau: float | None) -> float | str | None:
+    """Strict JSON has no Infinity: tau = +-inf (Table 1's ablations) is written "inf"/"-inf", which float() reads."""
+    return str(tau) if tau is not None and math.isinf(tau) else tau
 
 
 def build_task_model(task: str, config: dict) -> nn.Module:
@@ -67,11 +73,14 @@ def save_checkpoint(directory: str | Path, model: nn.Module, class_names: list[s
     directory.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE))
+    model_config = dict(model.config)
+    if "tau" in model_config:
+        model_config["tau"] = tau_as_json(model_config["tau"])
     config = {
         "format": FORMAT,
         "task": task,
         "avepipe_version": __version__,
-        "model": model.config,
+        "model": model_config,
         "class_names": list(class_names),
         "extractor": json.loads(extractor.to_json()),
         "extra": extra or {},

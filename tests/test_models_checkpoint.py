@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import models
 from avepipe.commands.import_checkpoint import AVE_CLASSES, import_checkpoint
 from avepipe.errors import UserError
+from avepipe.training import TrainConfig
 from extract.provenance import AVE_RELEASED, ExtractorConfig
 from models.checkpoint import import_authors_state_dict, load_checkpoint, save_checkpoint
 from _paths import AVE_DIR
@@ -135,10 +136,23 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, model_name, sett
             assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
-def test_tau_minus_inf_round_trips(tmp_path):
-    net = models.build_model("psp", "fully", tau=float("-inf"))
-    save_checkpoint(tmp_path, net, AVE_CLASSES + ["background"], AVE_RELEASED)
-    assert load_checkpoint(tmp_path)[0].tau == float("-inf")
+def _strict_json(text: str):
+    """json.loads refusing Infinity/NaN, as JSON parsers outside Python (jq, JavaScript) do."""
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("tau", [float("-inf"), float("inf")])
+def test_infinite_tau_round_trips_through_strict_json(tmp_path, tau):
+    net = models.build_model("psp", "fully", tau=tau)
+    save_checkpoint(tmp_path, net, AVE_CLASSES + ["background"], AVE_RELEASED,
+                    extra={"train_config": TrainConfig(tau=tau).to_json()})
+    config = _strict_json((tmp_path / "config.json").read_text())
+    assert config["model"]["tau"] == str(tau) and config["extra"]["train_config"]["tau"] == str(tau)
+    assert load_checkpoint(tmp_path)[0].tau == tau
+    assert TrainConfig.from_json(config["extra"]["train_config"]).tau == tau
+    assert TrainConfig.from_json(TrainConfig(tau=0.099).to_json()).tau == 0.099
 
 
 def test_load_rejects_pickle_payload_without_running_it(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -158,13 +159,12 @@ def _train(opts: dict):
         if diff:
             raise UserError(f"{opened[0].path}: extractor differs from the run in {run_dir} "
                             f"(run vs cache: {'; '.join(diff)}); resume with the run's cache")
-        stored = config.to_json()
-        changed = [f"{k}: run {stored.get(k)!r} vs given {v!r}" for k, v in given.items()
-                   if k != "epochs" and stored.get(k) != (list(v) if isinstance(v, tuple) else v)]
+        changed = [f"{k}: run {getattr(config, k)!r} vs given {v!r}" for k, v in given.items()
+                   if k != "epochs" and getattr(config, k) != v]
         if changed:
             raise UserError(f"{run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
         if "epochs" in given:
-            config = type(config).from_json({**stored, "epochs": given["epochs"]})
+            config = replace(config, epochs=given["epochs"])
     else:
         if (run_dir / "last").exists():
             raise UserError(f"{run_dir}: already holds a run; use --resume to continue it or another -o")

@@ -3,10 +3,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 
 import click
 
 from avepipe import __version__
+
+if not sys.stderr.isatty():
+    # Redirected to a log: one progress line every 30 s, not ten a second. tqdm reads TQDM_* at import,
+    # which the sub-commands do after this; a value the user set wins.
+    os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 # (module, attribute) of each sub-command, imported lazily so `avepipe --help`
 # stays fast and one area's import error cannot hide the others.

@@ -157,3 +157,15 @@ def test_kill_9_then_rerun(tmp_path):
     final = FeatureCache(cache)
     assert final.ids == [f"clip{i}" for i in range(6)]
     assert len(list(Path(f"{cache}.parts").glob("v-*.h5"))) == 6
+
+
+@pytest.mark.parametrize("preset, expected", [(None, 30.0), ("2", 2.0)])
+def test_progress_updates_every_30_s_when_stderr_is_a_log(preset, expected):
+    """Not a terminal: tqdm's default 0.1 s would write ten progress lines a second into the log."""
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"}
+    if preset:
+        env["TQDM_MININTERVAL"] = preset
+    probe = "import io, avepipe.cli, tqdm; print(tqdm.tqdm([], file=io.StringIO()).mininterval)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == expected

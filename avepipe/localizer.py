@@ -133,14 +133,13 @@ class Localizer:
         for pictures. Raises ``UserError`` for a file that cannot be decoded.
         With a ``source_model``, event seconds get their sound-source peak.
         """
-        from extract.decode import probe
+        from extract.decode import display_size
         from extract.pipeline import extract_video
 
         features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, self.extractor)
         result = self.localize_features(features, explain=explain)
         if self.source_model is not None and features.has_audio:
-            info = probe(video_path)
-            self.add_source_peaks(result, features, (info.width, info.height))
+            self.add_source_peaks(result, features, display_size(video_path))
         if thumbnails or explain:
             result.thumbnails = second_thumbnails(video_path, features.segments, thumbnail_size)
         return result

@@ -9,7 +9,7 @@ import pytest
 
 from data.video_writer import solid_frames, tone, write_test_video
 from extract.decode import (EmptyFileError, NotMediaError, NoVideoStreamError, TruncatedFileError, decode_audio,
-                            decode_video, probe, upright)
+                            decode_video, display_size, probe, upright)
 from extract.sampling import frame_for_targets, target_times
 from tests._extract_helpers import LOSSLESS, decode_all, simple_clip
 
@@ -75,21 +75,27 @@ def test_corrupt_packet_in_the_middle_is_decoded_past(clips):
     assert decode_video(good, fps=4).notes == []
 
 
-@pytest.mark.parametrize("rotation", [90, -90, 180])
-def test_rotation_metadata_is_honoured(clips, rotation):
-    # Landscape picture, red top-left quadrant; the display matrix turns it by `rotation` degrees CCW.
+def _rotated_clip(clips, rotation: int):
+    """Landscape 96x64 picture, red top-left quadrant; the display matrix turns it by `rotation` degrees CCW."""
     image = np.zeros((64, 96, 3), np.uint8)
     image[:32, :48] = (255, 0, 0)
     path = clips / f"rotated{rotation}.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=4, options={"qp": "0"})
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv444p"
-        stream.set_display_rotation(rotation)
+        if rotation:
+            stream.set_display_rotation(rotation)
         for index in range(4):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_metadata_is_honoured(clips, rotation):
+    path = _rotated_clip(clips, rotation)
     frame = decode_video(path, fps=4).frames[0]
     red = frame[..., 0] > 128
     # Where the red top-left corner lands after a CCW turn: 90 -> bottom-left, -90 -> top-right, 180 -> bottom-right.
@@ -97,6 +103,13 @@ def test_rotation_metadata_is_honoured(clips, rotation):
               180: (slice(112, None), slice(112, None))}[rotation]
     assert red[corner].mean() > 0.95
     assert red.mean() == pytest.approx(0.25, abs=0.02)
+
+
+@pytest.mark.parametrize("rotation, shown", [(0, (96, 64)), (90, (64, 96)), (-90, (64, 96)), (180, (96, 64))])
+def test_display_size_is_the_stored_size_turned_by_the_rotation(clips, rotation, shown):
+    path = _rotated_clip(clips, rotation)
+    assert display_size(path) == shown
+    assert (probe(path).width, probe(path).height) == (96, 64)      # the stored size, for contrast
 
 
 def test_upright_helper_turns_counter_clockwise():

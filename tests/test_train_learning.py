@@ -16,6 +16,8 @@ schedule: fully 0.970 (seed 0), 0.898 (seed 1); weakly 0.868, 0.893, 0.843, 0.85
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,8 @@ FULLY_EPOCHS = 8
 # Weakly: lr 2e-3 (1e-3 had not converged in 10 epochs; 3e-3 without decay oscillated),
 # a quarter of the training videos background-only (as AVE's 178; never in validation).
 WEAK_EPOCHS, WEAK_LR, WEAK_BACKGROUND = 10, 2e-3, 0.25
+# The ablation: 14 epochs, lr x0.3 after epoch 10 (at 8 or 11 epochs PSP has not settled at every seed).
+ABLATION_SCHEDULE = {"epochs": 14, "lr_milestones": (10,)}
 
 
 def _fit(tmp_path, setting, train_set, val_set, epochs, tau=None, seed=0, **overrides):
@@ -99,3 +103,22 @@ def test_tau_inf_is_the_papers_no_psp_ablation(setting):
     net.tau = TAU_WEAKLY if setting == "weakly" else TAU_FULLY
     with torch.no_grad():
         assert not torch.allclose(net(audio, visual).fusion, out.fusion, atol=1e-4)
+
+
+def test_no_psp_does_worse_when_the_deciding_audio_is_in_other_seconds(tmp_path):
+    """Table 1's "w/o PSP" (tau = inf) against PSP (tau 0.099) on the asynchronous variant: the
+    object is seen, silent, in the event window and the sound that decides whether it is an
+    event is heard in two other seconds. Same data, same initialisation seed, accuracy after the
+    last epoch (no epoch picked on the reported set).
+
+    ``benchmarks/psp_ablation.py`` measured this schedule over seeds 0-9 (README, "PSP ablation"):
+    PSP wins at every seed by 4.5 to 15 points; the test's seed 0 gives 5.75. The margin asked
+    here, 3 points, is 12 of the 400 validation segments. (At 11 epochs PSP lost one seed of ten.)
+    """
+    train_set, val_set = tensor_splits(64, 40, asynchronous=True, distractors=DISTRACTORS)
+    floor = _background_share(val_set)
+    psp = _fit(tmp_path / "psp", "fully", train_set, val_set, **ABLATION_SCHEDULE).history[-1]["val_acc"]
+    no_psp = _fit(tmp_path / "no_psp", "fully", train_set, val_set, tau=math.inf,
+                  **ABLATION_SCHEDULE).history[-1]["val_acc"]
+    assert psp >= floor + 0.10, (psp, floor)           # PSP learnt the cross-second rule
+    assert psp >= no_psp + 0.03, (psp, no_psp)

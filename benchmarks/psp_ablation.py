@@ -13,13 +13,14 @@ on the asynchronous variant of ``data.synthetic_features`` (the event window is 
 silent; the class that sounds is heard only in two other seconds) and on the synchronous
 one (the control: sound and object in the same seconds). The reported accuracy is the
 segment accuracy on the validation videos after the LAST epoch: no epoch is picked on the
-set being reported. The schedule is the learning tests' (batches of 8, lr x0.3 after epoch
-6), not the published one.
+set being reported. The schedule is the ablation test's (batches of 8, 14 epochs, lr x0.3
+after epoch 10), not the published one.
 
 Prints one JSON line: per-seed accuracies, mean and sample std of each, the mean paired
 difference psp - no_psp, how many seeds PSP wins (ties counted apart), and per seed the
 accuracy of predicting background everywhere (in the asynchronous variant half the videos
-have no event, so that floor is ~0.8: a model at it has learnt nothing). Not run by the tests.
+have no event, so that floor is ~0.8: a model at it has learnt nothing). The test suite runs
+seed 0 only (tests/test_train_learning.py).
 
     python benchmarks/psp_ablation.py [--seeds 10] [--videos 64] [--epochs 14] [--decay-after 10]
 """

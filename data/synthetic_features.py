@@ -1,14 +1,21 @@
 """Generated features with a known audio-visual structure, for the training tests and the PSP ablation benchmark.
 
-Each class k has a visual prototype (a 512-d pool5-like vector placed at one of
-the 7x7 positions) and an audio prototype (128-d). A segment is an event of the
-video's class c only where the visible object AND the audible sound are both c;
-the background segments show c alone, hear c alone, see/hear a mismatched pair,
-or nothing - so neither modality alone gives the label.
+Each class k has a visual prototype (a 512-d pool5-like vector added over a 3x3
+block of the 7x7 map, as an object spans several pool5 cells) and an audio
+prototype (128-d). A segment is an event of the video's class c only where the
+visible object AND the audible sound are both c; the background segments show c
+alone, hear c alone, see/hear a mismatched pair, or nothing - so neither modality
+alone gives the label.
 
 In the asynchronous variant the object of class c is seen, silent, during the event
 window, and the class that sounds is heard only in two other seconds: the window is
 an event only when that sound is c, so a segment's label needs another second's audio.
+
+Why a block and not one cell: with the object on a single cell, AVGA's attention learnt
+to avoid it from some initialisations (median attention on the object 0.004, against
+0.48 when it worked), and those models never used the visual evidence: 5 of 11 fully
+supervised runs of the learning test's schedule ended below 95%, against 0 of 10 with
+the block.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import torch
 
 T = 10
 NONE = -1
+OBJECT_CELLS = 3        # the object covers a 3x3 block of the 7x7 pool5 map
 
 
 class TensorFeatures(torch.utils.data.Dataset):
@@ -97,7 +105,7 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
     protos = protos or Prototypes(classes)
     rng = np.random.default_rng(seed + 1000)
     audio = rng.normal(0, noise, (n, segments, 128)).astype(np.float32)
-    visual = np.abs(rng.normal(0, noise, (n, segments, 49, 512))).astype(np.float32)
+    visual = np.abs(rng.normal(0, noise, (n, segments, 7, 7, 512))).astype(np.float32)
     seg = np.zeros((n, segments), np.int64)
     vid = np.zeros((n, classes + 1), np.float32)
     for i in range(n):
@@ -108,10 +116,11 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
         vid[i, c if (seg[i] == c).any() else classes] = 1.0
         for t in range(segments):
             if vis[t] != NONE:
-                visual[i, t, rng.integers(0, 49)] += 5.0 * np.abs(protos.visual[vis[t]])
+                row, col = rng.integers(0, 7 - OBJECT_CELLS + 1, size=2)
+                visual[i, t, row:row + OBJECT_CELLS, col:col + OBJECT_CELLS] += 5.0 * np.abs(protos.visual[vis[t]])
             if aud[t] != NONE:
                 audio[i, t] += 2.0 * protos.audio[aud[t]]
-    return audio, visual.reshape(n, segments, 7, 7, 512), seg, vid
+    return audio, visual, seg, vid
 
 
 def tensor_splits(train: int, val: int, classes: int = 4, asynchronous: bool = False, seed: int = 0,

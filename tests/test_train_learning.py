@@ -7,12 +7,15 @@ batches of 8 (8 steps per epoch from 64 videos; the cost per epoch does not depe
 batch size) and the lr multiplied by 0.3 after epoch 6 (the published schedule decays
 after 60 and 120). 40% of the background segments carry the video's class in one modality
 only (seen silent, heard off-screen, or paired with another class): labelling every
-segment where the class is seen or heard scores 76.5% on these validation sets, predicting
-background everywhere ~61%, so the thresholds below need the audio-visual agreement.
+segment where the class is seen or heard scores 76.75% on these validation sets, predicting
+background everywhere 61.5%, so the thresholds below need the audio-visual agreement.
 
-Measured best validation accuracy per seed (generator and init seed together), this
-schedule: fully 0.970 (seed 0), 0.898 (seed 1); weakly 0.868, 0.893, 0.843, 0.850
-(seeds 0-3). The tests use seed 0; the budget is at the edge, not far above it.
+The tests assert the validation accuracy after the last epoch (no epoch picked on the set
+they report). Measured per seed (generator and init seed together), this schedule, seeds
+0-9: fully 0.98-1.0 at every seed (0.9975 at seed 0); weakly 0.8325-0.915, 6 of 10 seeds
+>= 0.85 (0.91 at seed 0; 14 epochs or 96 videos did not make it better). The tests use seed
+0: fully is far above its bar; weakly is 6 points above it there, but 4 seeds of 10 stay
+below it.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ FULLY_EPOCHS = 8
 # Weakly: lr 2e-3 (1e-3 had not converged in 10 epochs; 3e-3 without decay oscillated),
 # a quarter of the training videos background-only (as AVE's 178; never in validation).
 WEAK_EPOCHS, WEAK_LR, WEAK_BACKGROUND = 10, 2e-3, 0.25
-# The ablation: 14 epochs, lr x0.3 after epoch 10 (at 8 or 11 epochs PSP has not settled at every seed).
+# The ablation: 14 epochs, lr x0.3 after epoch 10, the schedule benchmarks/psp_ablation.py measured over 10 seeds.
 ABLATION_SCHEDULE = {"epochs": 14, "lr_milestones": (10,)}
 
 
@@ -57,7 +60,7 @@ def test_fully_psp_reaches_95_percent(tmp_path):
     train_set, val_set = tensor_splits(64, 40, distractors=DISTRACTORS)
     assert _background_share(val_set) < 0.65
     result = _fit(tmp_path, "fully", train_set, val_set, epochs=FULLY_EPOCHS)
-    assert result.best_val_accuracy >= 0.95, result.history
+    assert result.history[-1]["val_acc"] >= 0.95, result.history     # the last epoch: none picked on this set
 
 
 def test_weakly_psp_reaches_85_percent(tmp_path):
@@ -73,7 +76,7 @@ def test_weakly_psp_reaches_85_percent(tmp_path):
     train_set, val_set = tensor_splits(64, 40, background_share=WEAK_BACKGROUND, distractors=DISTRACTORS)
     assert _background_share(val_set) < 0.65
     result = _fit(tmp_path, "weakly", train_set, val_set, epochs=WEAK_EPOCHS, lr=WEAK_LR)
-    assert result.best_val_accuracy >= 0.85, result.history
+    assert result.history[-1]["val_acc"] >= 0.85, result.history
 
 
 @pytest.mark.parametrize("setting", ["fully", "weakly"])
@@ -112,8 +115,8 @@ def test_no_psp_does_worse_when_the_deciding_audio_is_in_other_seconds(tmp_path)
     last epoch (no epoch picked on the reported set).
 
     ``benchmarks/psp_ablation.py`` measured this schedule over seeds 0-9 (README, "PSP ablation"):
-    PSP wins at every seed by 4.5 to 15 points; the test's seed 0 gives 5.75. The margin asked
-    here, 3 points, is 12 of the 400 validation segments. (At 11 epochs PSP lost one seed of ten.)
+    PSP wins at every seed by 2.25 to 9.25 points; the test's seed 0 gives 7.25 (1.0 vs 0.9275).
+    The margin asked here, 3 points, is 12 of the 400 validation segments.
     """
     train_set, val_set = tensor_splits(64, 40, asynchronous=True, distractors=DISTRACTORS)
     floor = _background_share(val_set)

@@ -12,10 +12,10 @@ window, and the class that sounds is heard only in two other seconds: the window
 an event only when that sound is c, so a segment's label needs another second's audio.
 
 Why a block and not one cell: with the object on a single cell, AVGA's attention learnt
-to avoid it from some initialisations (median attention on the object 0.004, against
-0.48 when it worked), and those models never used the visual evidence: 5 of 11 fully
-supervised runs of the learning test's schedule ended below 95%, against 0 of 10 with
-the block.
+to avoid it from some initialisations (median attention on the object 0.004 in a stalled
+run, 0.48 in a good one), and the stalled models called heard-but-unseen sounds events:
+5 of 11 fully supervised runs of the learning test's schedule ended below 95%, against 0
+of 10 with the block.
 """
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ import torch
 
 T = 10
 NONE = -1
-OBJECT_CELLS = 3        # the object covers a 3x3 block of the 7x7 pool5 map
+GRID = 7                # pool5 maps are 7x7
+OBJECT_CELLS = 3        # the object covers a 3x3 block of them
 
 
 class TensorFeatures(torch.utils.data.Dataset):
@@ -105,7 +106,7 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
     protos = protos or Prototypes(classes)
     rng = np.random.default_rng(seed + 1000)
     audio = rng.normal(0, noise, (n, segments, 128)).astype(np.float32)
-    visual = np.abs(rng.normal(0, noise, (n, segments, 7, 7, 512))).astype(np.float32)
+    visual = np.abs(rng.normal(0, noise, (n, segments, GRID, GRID, 512))).astype(np.float32)
     seg = np.zeros((n, segments), np.int64)
     vid = np.zeros((n, classes + 1), np.float32)
     for i in range(n):
@@ -116,7 +117,7 @@ def make_videos(n: int, classes: int = 4, seed: int = 0, asynchronous: bool = Fa
         vid[i, c if (seg[i] == c).any() else classes] = 1.0
         for t in range(segments):
             if vis[t] != NONE:
-                row, col = rng.integers(0, 7 - OBJECT_CELLS + 1, size=2)
+                row, col = rng.integers(0, GRID - OBJECT_CELLS + 1, size=2)
                 visual[i, t, row:row + OBJECT_CELLS, col:col + OBJECT_CELLS] += 5.0 * np.abs(protos.visual[vis[t]])
             if aud[t] != NONE:
                 audio[i, t] += 2.0 * protos.audio[aud[t]]

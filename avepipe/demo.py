@@ -79,8 +79,8 @@ def demo(out: Path) -> None:
 
 def _first_test_event_video(synth: Path) -> str:
     """A held-out video that has an event, so the localisation has something to show."""
-    from data.annotations import load_ave_annotations
-    from data.splits import load_official_splits
+    from avepipe.data.annotations import load_ave_annotations
+    from avepipe.data.splits import load_official_splits
 
     annotations = load_ave_annotations(synth / "Annotations.txt")
     test_ids = load_official_splits(synth, annotations)["test"]

@@ -98,11 +98,11 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     Split files are looked up in ``splits_dir``, beside the annotations, then in the
     run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
     """
-    from data.annotations import load_annotations
-    from data.cache import FeatureCache
-    from data.dataset import FeatureDataset
-    from data.splits import find_split_dir, load_official_splits
-    from models.checkpoint import load_checkpoint, read_checkpoint_info
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.cache import FeatureCache
+    from avepipe.data.dataset import FeatureDataset
+    from avepipe.data.splits import find_split_dir, load_official_splits
+    from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info
     from avepipe.training import check_same_extractor, predict_dataset, select_device
 
     info = read_checkpoint_info(checkpoint)

@@ -69,8 +69,8 @@ def second_thumbnails(video_path: str | Path, segments: int, size: int) -> np.nd
     the extraction pipeline does not hand its frames back, and keeping its
     224x224 frames would make memory grow with the video's length.
     """
-    from extract.decode import decode_video
-    from extract.sampling import frame_for_targets
+    from avepipe.extract.decode import decode_video
+    from avepipe.extract.sampling import frame_for_targets
 
     video = decode_video(video_path, fps=2, size=size, max_time=float(segments))
     return video.frames[frame_for_targets(video.pts, np.arange(segments) + 0.5)]
@@ -105,8 +105,8 @@ class Localizer:
 
         ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
         """
-        from extract.encoders import build_encoders_for
-        from models.checkpoint import load_checkpoint
+        from avepipe.extract.encoders import build_encoders_for
+        from avepipe.models.checkpoint import load_checkpoint
 
         device = device or default_device()
         net, info = load_checkpoint(path, device=device, hint="give it as --source-checkpoint")
@@ -133,8 +133,8 @@ class Localizer:
         for pictures. Raises ``UserError`` for a file that cannot be decoded.
         With a ``source_model``, event seconds get their sound-source peak.
         """
-        from extract.decode import display_size
-        from extract.pipeline import extract_video
+        from avepipe.extract.decode import display_size
+        from avepipe.extract.pipeline import extract_video
 
         features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, self.extractor)
         result = self.localize_features(features, explain=explain)

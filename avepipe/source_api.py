@@ -22,8 +22,8 @@ import torch
 from avepipe.errors import UserError
 from avepipe.source_metrics import Box, evaluate_maps
 from avepipe.source_training import checked_ids, default_device, train_source_localizer
-from extract.features import VideoFeatures
-from models.fnac import SoundSourceLocalizer
+from avepipe.extract.features import VideoFeatures
+from avepipe.models.fnac import SoundSourceLocalizer
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None) -> d
 
 def load_source_localizer(directory: str | Path, device: str = "cpu", hint: str | None = None):
     """``(model in eval mode, CheckpointInfo)`` of a ``task="source"`` checkpoint."""
-    from models.checkpoint import load_checkpoint
+    from avepipe.models.checkpoint import load_checkpoint
 
     return load_checkpoint(directory, device, task="source", hint=hint)
 
@@ -123,7 +123,7 @@ class CacheSet:
 
     def __init__(self, paths: str | Path | Sequence[str | Path]) -> None:
         from avepipe.training import check_same_extractor
-        from data.cache import FeatureCache
+        from avepipe.data.cache import FeatureCache
 
         self.paths = paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         caches = [FeatureCache(p) for p in paths]

@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from avepipe.errors import UserError
-from models.checkpoint import save_checkpoint
-from models.fnac import SoundSourceLocalizer
+from avepipe.models.checkpoint import save_checkpoint
+from avepipe.models.fnac import SoundSourceLocalizer
 
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
 VIDEOS_PER_CHUNK = 256

@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from avepipe import distributed
 from avepipe.errors import UserError
-from data.dataset import already_batched
-from extract.provenance import ExtractorConfig
-from models.checkpoint import read_checkpoint_info, save_checkpoint, tau_as_json
+from avepipe.data.dataset import already_batched
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models.checkpoint import read_checkpoint_info, save_checkpoint, tau_as_json
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"

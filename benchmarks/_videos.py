@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.video_writer import tone, write_test_video
+from avepipe.data.video_writer import tone, write_test_video
 
 
 def moving_frames(count: int, width: int, height: int, seed: int, hold: int = 1):

@@ -35,10 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._videos import write_clip  # noqa: E402
-from extract.batching import FrameBatcher  # noqa: E402
-from extract.decode import decode_audio  # noqa: E402
-from extract.encoders import build_encoders  # noqa: E402
-from extract.sampling import frame_for_targets, target_times  # noqa: E402
+from avepipe.extract.batching import FrameBatcher  # noqa: E402
+from avepipe.extract.decode import decode_audio  # noqa: E402
+from avepipe.extract.encoders import build_encoders  # noqa: E402
+from avepipe.extract.sampling import frame_for_targets, target_times  # noqa: E402
 
 FPS = 16
 

@@ -37,7 +37,7 @@ def peak_rss_mb() -> float:
 
 def write_clip(path: Path, seconds: int, fps: int) -> Path:
     """A moving coloured square with a tone that changes every second (streamed, never all in memory)."""
-    from data.video_writer import write_test_video
+    from avepipe.data.video_writer import write_test_video
 
     rng = np.random.default_rng(0)
     colours = rng.integers(0, 255, size=(seconds, 3), dtype=np.uint8)
@@ -55,9 +55,9 @@ def write_clip(path: Path, seconds: int, fps: int) -> Path:
 
 
 def make_checkpoint(path: Path, fps: int) -> Path:
-    from extract.encoders import build_encoders
-    from models import build_model
-    from models.checkpoint import save_checkpoint
+    from avepipe.extract.encoders import build_encoders
+    from avepipe.models import build_model
+    from avepipe.models.checkpoint import save_checkpoint
 
     _, _, extractor = build_encoders(random_seed=0, fps=fps, device="cpu")
     names = [f"class {i}" for i in range(28)] + ["background"]

@@ -47,8 +47,8 @@ VARIANTS = {"asynchronous": True, "synchronous": False}
 def train_once(train_set, val_set, tau: float, seed: int, epochs: int, decay_after: int) -> float:
     """Validation segment accuracy after the last epoch of one fully supervised run."""
     from avepipe.training import Trainer, defaults_for, seed_everything
-    from extract.provenance import ExtractorConfig
-    from models import build_model
+    from avepipe.extract.provenance import ExtractorConfig
+    from avepipe.models import build_model
 
     seed_everything(seed)
     config = defaults_for("psp", "fully", tau=tau, epochs=epochs, seed=seed, lr_milestones=(decay_after,),
@@ -90,7 +90,7 @@ def main() -> None:
     import torch
     from tqdm import tqdm
 
-    from data.synthetic_features import tensor_splits
+    from avepipe.data.synthetic_features import tensor_splits
 
     started = time.perf_counter()
     acc = {(variant, model): [] for variant in VARIANTS for model in MODELS}

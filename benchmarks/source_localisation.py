@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from avepipe.source_experiment import compare_fnac_baseline
-from data.moving_sources import MovingSourceSpec
+from avepipe.data.moving_sources import MovingSourceSpec
 
 
 def main() -> None:

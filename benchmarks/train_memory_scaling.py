@@ -38,8 +38,8 @@ from benchmarks.train_throughput import CLASSES, T, write_annotations, write_syn
 
 
 def _dataset(cache: Path, annotations: Path):
-    from data.annotations import load_annotations
-    from data.dataset import FeatureDataset
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.dataset import FeatureDataset
 
     labels = load_annotations(annotations)
     return labels, FeatureDataset([cache], labels, labels.video_ids, in_memory=False)
@@ -50,8 +50,8 @@ def run_train(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     from torch.utils.data import Subset
 
     from avepipe.training import Trainer, defaults_for, seed_everything
-    from extract.provenance import ExtractorConfig
-    from models import build_model
+    from avepipe.extract.provenance import ExtractorConfig
+    from avepipe.models import build_model
 
     labels, dataset = _dataset(cache, annotations)
     seed_everything(0)
@@ -72,7 +72,7 @@ def run_loader(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
-    from data.dataset import already_batched
+    from avepipe.data.dataset import already_batched
 
     _, dataset = _dataset(cache, annotations)
     rates = {}
@@ -92,7 +92,7 @@ def run_loader(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
 def run_step(steps: int, batch: int) -> dict:
     import torch
 
-    from models import build_model
+    from avepipe.models import build_model
 
     torch.manual_seed(0)
     net = build_model("psp", "fully", num_classes=CLASSES)

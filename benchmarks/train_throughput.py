@@ -33,9 +33,9 @@ T, VIDEOS, TRAIN_VIDEOS, VAL_VIDEOS, CLASSES = 10, 4143, 3339, 402, 28
 
 
 def write_synthetic_cache(path: Path, videos: int, dtype: str) -> None:
-    from extract.cache_writer import CacheWriter
-    from extract.features import VideoFeatures
-    from extract.provenance import ExtractorConfig
+    from avepipe.extract.cache_writer import CacheWriter
+    from avepipe.extract.features import VideoFeatures
+    from avepipe.extract.provenance import ExtractorConfig
     from tqdm import tqdm
 
     rng = np.random.default_rng(0)
@@ -66,10 +66,10 @@ def run_ours(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     from torch.utils.data import Subset
 
     from avepipe.training import Trainer, defaults_for, seed_everything
-    from data.annotations import load_annotations
-    from data.dataset import FeatureDataset
-    from extract.provenance import ExtractorConfig
-    from models import build_model
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.dataset import FeatureDataset
+    from avepipe.extract.provenance import ExtractorConfig
+    from avepipe.models import build_model
 
     labels = load_annotations(annotations)
     started = time.perf_counter()
@@ -100,9 +100,9 @@ def _timed_epoch(trainer) -> float:
 def run_reference(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     import torch
 
-    from data.annotations import load_annotations
-    from data.cache import FeatureCache
-    from models import build_model
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.cache import FeatureCache
+    from avepipe.models import build_model
 
     labels = load_annotations(annotations)
     features = FeatureCache(cache)

@@ -19,12 +19,12 @@ import numpy as np
 from tqdm import tqdm
 
 from avepipe.errors import UserError
-from data import cache_layout as layout
-from data.annotations import load_annotations
-from data.cache import FeatureCache
-from extract.cache_writer import CacheWriter
-from extract.features import VideoFeatures
-from extract.provenance import AVE_RELEASED
+from avepipe.data import cache_layout as layout
+from avepipe.data.annotations import load_annotations
+from avepipe.data.cache import FeatureCache
+from avepipe.extract.cache_writer import CacheWriter
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import AVE_RELEASED
 
 DATASET = "avadataset"
 FILES = {"visual": "visual_feature.h5", "audio": "audio_feature.h5"}

@@ -17,10 +17,10 @@ import h5py
 import numpy as np
 
 from avepipe.errors import UserError
-from data import cache_layout as layout
-from data.shards import shard_status
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
+from avepipe.data import cache_layout as layout
+from avepipe.data.shards import shard_status
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
 
 
 class FeatureCache:

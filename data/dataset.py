@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from avepipe.errors import UserError
-from data.annotations import Annotations
-from data.cache import FeatureCache
+from avepipe.data.annotations import Annotations
+from avepipe.data.cache import FeatureCache
 
 VISUAL_SHAPE = (7, 7, 512)
 AUDIO_DIM = 128

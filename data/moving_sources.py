@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
 
 GRID = 7
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable
 
 from avepipe.errors import UserError
-from data.cache_layout import atomic_file
+from avepipe.data.cache_layout import atomic_file
 
 MANIFEST_RE = re.compile(r"^shard-(\d+)-of-(\d+)\.json$")
 

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from avepipe.errors import UserError
-from data.annotations import BACKGROUND, Annotations
+from avepipe.data.annotations import BACKGROUND, Annotations
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)

@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from avepipe.errors import UserError
-from data.annotations import BACKGROUND, Annotations, load_ave_annotations
-from data.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, order_path, random_split, write_splits
-from data.video_writer import write_test_video
+from avepipe.data.annotations import BACKGROUND, Annotations, load_ave_annotations
+from avepipe.data.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, order_path, random_split, write_splits
+from avepipe.data.video_writer import write_test_video
 
 # name, RGB; colours are far apart in hue and brightness so they survive random conv features.
 PALETTE = [

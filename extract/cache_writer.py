@@ -20,9 +20,9 @@ import numpy as np
 
 from avepipe import __version__
 from avepipe.errors import UserError
-from data import cache_layout as layout
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
+from avepipe.data import cache_layout as layout
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
 
 _SHAPES = {"visual": (7, 7, 512), "audio": (128,)}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from extract.sampling import target_time
+from avepipe.extract.sampling import target_time
 
 
 class DecodeError(Exception):

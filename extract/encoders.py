@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from avepipe.errors import UserError
-from extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
-from extract.logmel import log_mel_examples
-from extract.provenance import PIPELINE_VERSION, ExtractorConfig
-from extract.tfhub_vggish import TFHUB_VGGISH_ID, TfHubVGGishEncoder
-from extract.vgg19 import imagenet_preprocess, load_torchvision_vgg19, vgg19_features
-from extract.vggish import VGGish, load_vggish_weights
-from extract.weights import (
+from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
+from avepipe.extract.logmel import log_mel_examples
+from avepipe.extract.provenance import PIPELINE_VERSION, ExtractorConfig
+from avepipe.extract.tfhub_vggish import TFHUB_VGGISH_ID, TfHubVGGishEncoder
+from avepipe.extract.vgg19 import imagenet_preprocess, load_torchvision_vgg19, vgg19_features
+from avepipe.extract.vggish import VGGish, load_vggish_weights
+from avepipe.extract.weights import (
     KERAS_VGG19_NOTOP,
     TORCHVISION_VGG19,
     VGGISH,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from avepipe.errors import UserError
-from extract.weights import short_reason
+from avepipe.extract.weights import short_reason
 
 # Caffe/Keras means, in BGR order, on the 0-255 scale.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)

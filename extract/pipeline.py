@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from extract.batching import FrameBatcher
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
-from extract.scheduler import extract_stream
-from extract.stream import in_process_messages
+from avepipe.extract.batching import FrameBatcher
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.extract.scheduler import extract_stream
+from avepipe.extract.stream import in_process_messages
 
 
 def extract_video(path: str | Path, visual_encoder, audio_encoder, config: ExtractorConfig,

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from extract.batching import FrameBatcher
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
-from extract.stream import (DEDUP_WINDOW, AudioPart, FramePart, Message, VideoEnd, VideoFailed,
+from avepipe.extract.batching import FrameBatcher
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.extract.stream import (DEDUP_WINDOW, AudioPart, FramePart, Message, VideoEnd, VideoFailed,
                             failure_reason)
 
 AUDIO_BLOCK_SEGMENTS = 64  # seconds of audio per AudioEncoder call: bounds the log-mel memory

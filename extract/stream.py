@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.decode import DecodeError, SelectedFrames, decode_audio_with_notes
-from extract.provenance import ExtractorConfig
-from extract.sampling import segment_count, target_time
+from avepipe.extract.decode import DecodeError, SelectedFrames, decode_audio_with_notes
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.extract.sampling import segment_count, target_time
 
 # Distinct frames remembered per video for pixel-identical reuse (static shots, frames
 # duplicated by re-encoding). Both ends keep exactly this many: the producer only refers

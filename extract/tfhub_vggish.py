@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from avepipe.errors import UserError
-from extract.logmel import segment_waveform
-from extract.weights import RANDOM_HINT, short_reason
+from avepipe.extract.logmel import segment_waveform
+from avepipe.extract.weights import RANDOM_HINT, short_reason
 
 TFHUB_VGGISH_HANDLE = "https://tfhub.dev/google/vggish/1"
 TFHUB_VGGISH_ID = "tfhub:google/vggish/1"

@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from avepipe.errors import UserError
-from extract.weights import short_reason
+from avepipe.extract.weights import short_reason
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

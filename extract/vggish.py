@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from avepipe.errors import UserError
-from extract.weights import short_reason
+from avepipe.extract.weights import short_reason
 
 
 def _conv(in_channels: int, out_channels: int) -> nn.Conv2d:

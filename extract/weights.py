@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from avepipe.errors import UserError
-from extract.provenance import KERAS_VGG19_NOTOP_MD5
+from avepipe.extract.provenance import KERAS_VGG19_NOTOP_MD5
 
 RANDOM_HINT = "or run with --random-backbones SEED for a smoke test with random weights"
 

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from extract.provenance import ExtractorConfig
-from extract.stream import Message, VideoEnd, VideoFailed, failure_reason, video_messages
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.extract.stream import Message, VideoEnd, VideoFailed, failure_reason, video_messages
 
 POLL_SECONDS = 0.05   # wait for a message this long before letting the CNN run a partial batch
 VIDEOS_PER_WORKER = 2  # one decoding, one ready to start: no gap between videos

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.networks import TAU_FULLY, TAU_WEAKLY, CPSPNet, FullyPSPNet, WeaklyPSPNet
-from models.outputs import ModelOutput
+from avepipe.models.networks import TAU_FULLY, TAU_WEAKLY, CPSPNet, FullyPSPNet, WeaklyPSPNet
+from avepipe.models.outputs import ModelOutput
 
 __all__ = ["build_model", "ModelOutput", "FullyPSPNet", "WeaklyPSPNet", "CPSPNet", "TAU_FULLY", "TAU_WEAKLY"]
 

@@ -22,8 +22,8 @@ from torch import nn
 
 from avepipe import __version__
 from avepipe.errors import UserError
-from extract.provenance import ExtractorConfig
-from models import build_model
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models import build_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -39,7 +39,7 @@ def tau_as_json(tau: float | None) -> float | str | None:
 def build_task_model(task: str, config: dict) -> nn.Module:
     """The network a checkpoint of ``task`` holds, rebuilt from its recorded config."""
     if task == "source":
-        from models.fnac import SoundSourceLocalizer
+        from avepipe.models.fnac import SoundSourceLocalizer
 
         return SoundSourceLocalizer(**config)
     return build_model(**config)

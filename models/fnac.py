@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.fnac_losses import FNS_WEIGHT, FOREGROUND_THRESHOLD, TAU, TNE_WEIGHT, cross_similarity, fnac_loss
+from avepipe.models.fnac_losses import FNS_WEIGHT, FOREGROUND_THRESHOLD, TAU, TNE_WEIGHT, cross_similarity, fnac_loss
 
 
 class SoundSourceLocalizer(nn.Module):

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models import losses
-from models.avga import AVGA
-from models.encoders import AudioVisualLSTM
-from models.outputs import ModelOutput
-from models.psp import PSP
+from avepipe.models import losses
+from avepipe.models.avga import AVGA
+from avepipe.models.encoders import AudioVisualLSTM
+from avepipe.models.outputs import ModelOutput
+from avepipe.models.psp import PSP
 
 TAU_FULLY = 0.099
 TAU_WEAKLY = 0.095

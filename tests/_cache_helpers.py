@@ -5,8 +5,8 @@ import zlib
 
 import numpy as np
 
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
 
 CONFIG = ExtractorConfig(visual_weights="random:7", audio_weights="random:7")
 

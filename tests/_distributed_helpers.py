@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _train_helpers import T, make_videos, write_cache
+from tests._train_helpers import T, make_videos, write_cache
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 4
@@ -16,7 +16,7 @@ CLASSES = 4
 
 def env() -> dict[str, str]:
     """The test's environment with the repo importable and one thread per process (2 shared cores)."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def torchrun(nproc: int, *args: str) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from data.video_writer import solid_frames, tone, write_test_video
+from avepipe.data.video_writer import solid_frames, tone, write_test_video
 
 COLOURS = [(230, 40, 40), (40, 200, 60), (50, 70, 220), (240, 220, 30)]
 TONES = [440.0, 1250.0, 2600.0, 700.0]
@@ -47,7 +47,7 @@ def decode_all(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
 @functools.lru_cache(maxsize=None)
 def random_encoders():
     """Real VGG-19 / VGGish architectures with seeded random weights, built once per test process."""
-    from extract.encoders import build_encoders
+    from avepipe.extract.encoders import build_encoders
 
     return build_encoders(random_seed=0, device="cpu")
 

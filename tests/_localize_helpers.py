@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from data.video_writer import tone, write_test_video
-from extract.provenance import ExtractorConfig
-from models.outputs import ModelOutput
+from avepipe.data.video_writer import tone, write_test_video
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models.outputs import ModelOutput
 
 RED, GREY = (220, 20, 20), (90, 90, 90)
 CLASSES = ["beep", "background"]
@@ -43,7 +43,7 @@ class _CellColours(nn.Module):
 
 def colour_encoder():
     """A real ``VisualEncoder`` whose 'CNN' is transparent: pool5-shaped maps of cell colours."""
-    from extract.encoders import VisualEncoder
+    from avepipe.extract.encoders import VisualEncoder
 
     return VisualEncoder(_CellColours(), lambda frames: frames.permute(0, 3, 1, 2).float() / 255.0, "cpu", 8)
 

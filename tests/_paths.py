@@ -1,4 +1,7 @@
-"""Where the real AVE metadata lives: ``shared/ave`` beside the repository (as in CI)."""
+"""Where the suite's real data lives: the AVE metadata shipped with the package, test-only files here."""
 from pathlib import Path
 
-AVE_DIR = Path(__file__).resolve().parents[2] / "shared" / "ave"
+from avepipe.data.ave_metadata import AVE_METADATA_DIR
+
+AVE_DIR = AVE_METADATA_DIR
+TEST_DATA_DIR = Path(__file__).resolve().parent / "data"

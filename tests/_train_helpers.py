@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.synthetic_features import T, make_videos, tensor_splits
-from extract.cache_writer import CacheWriter
-from extract.features import VideoFeatures
-from extract.provenance import ExtractorConfig
+from avepipe.data.synthetic_features import T, make_videos, tensor_splits
+from avepipe.extract.cache_writer import CacheWriter
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig
 
 __all__ = ["T", "make_videos", "tensor_splits", "write_cache"]    # re-exported for the test files
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from avepipe.errors import UserError
-from extract.encoders import VisualEncoder
-from extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
-from extract.vgg19 import vgg19_features
+from avepipe.extract.encoders import VisualEncoder
+from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
+from avepipe.extract.vgg19 import vgg19_features
 
-from _backbones_helpers import (
+from tests._backbones_helpers import (
     caffe_numpy,
     conv_same_hwio,
     numpy_vgg19_pool5,

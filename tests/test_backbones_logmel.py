@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from extract.logmel import log_mel_examples
+from avepipe.extract.logmel import log_mel_examples
 
 
 def _reference_mel_matrix() -> np.ndarray:

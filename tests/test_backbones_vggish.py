@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from avepipe.errors import UserError
-from extract.vggish import VGGish, load_vggish_weights
+from avepipe.extract.vggish import VGGish, load_vggish_weights
 
 # The keys and shapes of pytorch_vggish.pth, written out from the spec (not read from our module).
 PYTORCH_VGGISH_SHAPES = {

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from data.ave_layout import export_ave, import_ave
-from data.cache import FeatureCache
-from extract.provenance import AVE_RELEASED
-from _paths import AVE_DIR
+from avepipe.data.ave_layout import export_ave, import_ave
+from avepipe.data.cache import FeatureCache
+from avepipe.extract.provenance import AVE_RELEASED
+from tests._paths import AVE_DIR, TEST_DATA_DIR
 
 AVE = AVE_DIR
 # Category names with spaces/commas/parentheses and a repeated VideoID, as in the real file.
@@ -93,12 +93,12 @@ def test_bad_shapes_are_user_errors(tmp_path):
 
 
 def test_real_noisy_audio_file_imports_audio_only(tmp_path):
-    source = AVE / "audio_feature_noisy.h5"
+    source = TEST_DATA_DIR / "audio_feature_noisy.h5"
     with h5py.File(source, "r") as f:
         expected = f["avadataset"][()]
     assert expected.dtype == np.float64 and expected.shape == (178, 10, 128)
     cache = tmp_path / "noisy.h5"
-    added = import_ave(AVE, cache, modalities=("audio",), files={"audio": source.name}, row_ids=True,
+    added = import_ave(AVE, cache, modalities=("audio",), files={"audio": source}, row_ids=True,
                        progress=False)
     assert added == 178
     reader = FeatureCache(cache)
@@ -118,4 +118,4 @@ def test_real_noisy_audio_file_imports_audio_only(tmp_path):
         assert f["avadataset"].dtype == np.float64 and f["avadataset"][()].tobytes() == expected.tobytes()
     # Without --row-ids the 4,143-row Annotations.txt does not fit the 178 rows: a clear refusal.
     with pytest.raises(UserError, match=r"Annotations.txt: 4143 videos but .*audio_feature_noisy.h5 has 178 rows"):
-        import_ave(AVE, tmp_path / "y.h5", modalities=("audio",), files={"audio": source.name}, progress=False)
+        import_ave(AVE, tmp_path / "y.h5", modalities=("audio",), files={"audio": source}, progress=False)

@@ -8,10 +8,12 @@ import numpy as np
 from click.testing import CliRunner
 
 from avepipe.commands.cache import cache
-from extract.cache_writer import CacheWriter
+from avepipe.extract.cache_writer import CacheWriter
 from tests._cache_helpers import CONFIG, make_features
 from tests.test_cache_ave import IDS, make_ave_dir
-from _paths import AVE_DIR
+from tests._paths import AVE_DIR, TEST_DATA_DIR
+
+NOISY_AUDIO = TEST_DATA_DIR / "audio_feature_noisy.h5"
 
 
 def test_info_text_and_json(tmp_path):
@@ -43,10 +45,10 @@ def test_import_then_export_round_trip(tmp_path):
 
 
 def test_audio_only_import_of_the_real_noisy_file(tmp_path):
-    result = CliRunner().invoke(cache, ["import-ave", str(AVE_DIR), "--audio-file", "audio_feature_noisy.h5",
+    result = CliRunner().invoke(cache, ["import-ave", str(AVE_DIR), "--audio-file", str(NOISY_AUDIO),
                                         "--audio-only", "--row-ids", "-o", str(tmp_path / "noisy.h5")])
     assert result.exit_code == 0, result.output
-    with h5py.File(tmp_path / "noisy.h5", "r") as f, h5py.File(AVE_DIR / "audio_feature_noisy.h5") as src:
+    with h5py.File(tmp_path / "noisy.h5", "r") as f, h5py.File(NOISY_AUDIO) as src:
         np.testing.assert_array_equal(f["videos"]["row_00005"]["audio"][()], src["avadataset"][5])
 
 

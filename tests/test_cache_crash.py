@@ -10,8 +10,8 @@ from pathlib import Path
 
 import h5py
 
-from data.cache import FeatureCache
-from data.cache_layout import parts_dir
+from avepipe.data.cache import FeatureCache
+from avepipe.data.cache_layout import parts_dir
 from tests._cache_helpers import make_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ ALL_IDS = [f"video {i:03d} ü" for i in range(60)]
 # index_interval=0 rewrites the index after every video, so kills also land mid-index-rewrite.
 WRITER_SCRIPT = """
 import sys
-from extract.cache_writer import CacheWriter
+from avepipe.extract.cache_writer import CacheWriter
 from tests._cache_helpers import CONFIG, make_features
 ids = [f"video {i:03d} ü" for i in range(60)]
 with CacheWriter(sys.argv[1], CONFIG, index_interval=0) as writer:
@@ -36,7 +36,7 @@ print("DONE", flush=True)
 def _run_writer(cache: Path, kill_after: int | None, delay: float) -> list[str]:
     """Run the writer; SIGKILL it ``delay`` s after it reported ``kill_after`` videos. Returns reported ids."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(cache)], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True, encoding="utf-8", env={**os.environ, "PYTHONPATH": str(REPO)})
+                            text=True, encoding="utf-8", env=os.environ.copy())
     reported = []
     for line in proc.stdout:
         line = line.rstrip("\n")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from data.cache import FeatureCache
-from data.cache_layout import link_name, parts_dir
-from extract.cache_writer import CacheWriter
+from avepipe.data.cache import FeatureCache
+from avepipe.data.cache_layout import link_name, parts_dir
+from avepipe.extract.cache_writer import CacheWriter
 from tests._cache_helpers import CONFIG, make_features
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from data.annotations import load_annotations, load_ave_annotations, load_csv_annotations
-from _paths import AVE_DIR
+from avepipe.data.annotations import load_annotations, load_ave_annotations, load_csv_annotations
+from tests._paths import AVE_DIR
 
 AVE = AVE_DIR
 

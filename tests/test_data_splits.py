@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from data.annotations import Annotations, Event, VideoRecord, load_annotations
-from data.splits import load_official_splits, random_split, read_order_file, write_splits
-from _paths import AVE_DIR
+from avepipe.data.annotations import Annotations, Event, VideoRecord, load_annotations
+from avepipe.data.splits import load_official_splits, random_split, read_order_file, write_splits
+from tests._paths import AVE_DIR
 
 AVE = AVE_DIR
 

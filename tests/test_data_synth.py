@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from avepipe.commands.synth import synth
-from data.annotations import load_annotations
-from data.splits import load_official_splits
-from data.synth import _plan_video, generate_dataset
+from avepipe.data.annotations import load_annotations
+from avepipe.data.splits import load_official_splits
+from avepipe.data.synth import _plan_video, generate_dataset
 
 VIDEOS, CLASSES, SECONDS, FPS = 8, 3, 10, 4
 

@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from data.video_writer import solid_frames, tone, write_test_video
+from avepipe.data.video_writer import solid_frames, tone, write_test_video
 
 
 def _decode(path):

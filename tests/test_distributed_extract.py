@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import cache_layout as layout
-from data.cache import FeatureCache
-from data.shards import Shard, parse_shard, shard_of
+from avepipe.data import cache_layout as layout
+from avepipe.data.cache import FeatureCache
+from avepipe.data.shards import Shard, parse_shard, shard_of
 from avepipe.errors import UserError
-from _distributed_helpers import REPO, avepipe, env, run, torchrun
-from _extract_helpers import simple_clip
+from tests._distributed_helpers import REPO, avepipe, env, run, torchrun
+from tests._extract_helpers import simple_clip
 
 EXTRACT = ["--random-backbones", "0", "--fps", "1", "--segments", "1", "--workers", "0", "--batch-size", "1",
            "--device", "cpu"]

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from avepipe.distributed import split_global_batches
-from _distributed_helpers import avepipe, labelled_cache, run, torchrun
+from tests._distributed_helpers import avepipe, labelled_cache, run, torchrun
 
 VIDEOS = 27     # random split 0.8/0.1/0.1 (seed 4) -> 21 train videos, 3 val
 

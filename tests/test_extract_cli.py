@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from avepipe.commands.extract import extract
-from data.cache import FeatureCache
-from data.video_writer import tone, write_test_video
+from avepipe.data.cache import FeatureCache
+from avepipe.data.video_writer import tone, write_test_video
 from tests._extract_helpers import random_encoders, simple_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_kill_9_then_rerun(tmp_path):
     # lands mid-run (with cross-video batches all six can finish within one polling interval).
     command = [sys.executable, "-m", "avepipe", "extract", str(folder), "-o", str(cache), *FAST,
                "--batch-size", "1", "--workers", "0"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = os.environ.copy()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     try:

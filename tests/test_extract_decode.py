@@ -7,10 +7,10 @@ import av
 import numpy as np
 import pytest
 
-from data.video_writer import solid_frames, tone, write_test_video
-from extract.decode import (EmptyFileError, NotMediaError, NoVideoStreamError, TruncatedFileError, decode_audio,
+from avepipe.data.video_writer import solid_frames, tone, write_test_video
+from avepipe.extract.decode import (EmptyFileError, NotMediaError, NoVideoStreamError, TruncatedFileError, decode_audio,
                             decode_video, display_size, probe, upright)
-from extract.sampling import frame_for_targets, target_times
+from avepipe.extract.sampling import frame_for_targets, target_times
 from tests._extract_helpers import LOSSLESS, decode_all, simple_clip
 
 

@@ -11,17 +11,17 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-import extract.scheduler as scheduler
+import avepipe.extract.scheduler as scheduler
 from avepipe.commands.extract import extract
-from data.video_writer import write_test_video
-from extract.batching import FrameBatcher
-from extract.decode import decode_audio_with_notes, decode_video
-from extract.features import VideoFeatures
-from extract.pipeline import extract_video
-from extract.sampling import frame_for_targets, target_times
-from extract.scheduler import extract_stream
-from extract.stream import VideoFailed, in_process_messages
-from extract.workers import DecoderPool
+from avepipe.data.video_writer import write_test_video
+from avepipe.extract.batching import FrameBatcher
+from avepipe.extract.decode import decode_audio_with_notes, decode_video
+from avepipe.extract.features import VideoFeatures
+from avepipe.extract.pipeline import extract_video
+from avepipe.extract.sampling import frame_for_targets, target_times
+from avepipe.extract.scheduler import extract_stream
+from avepipe.extract.stream import VideoFailed, in_process_messages
+from avepipe.extract.workers import DecoderPool
 from tests._extract_helpers import random_encoders, simple_clip
 
 FPS = 3
@@ -102,9 +102,9 @@ def test_rerun_over_finished_cache_decodes_nothing(encoders, tmp_path, monkeypat
     def forbidden(*args, **kwargs):
         raise AssertionError("decoding or decoder workers started on a finished cache")
 
-    monkeypatch.setattr("extract.stream.SelectedFrames", forbidden)
-    monkeypatch.setattr("extract.stream.decode_audio_with_notes", forbidden)
-    monkeypatch.setattr("extract.workers.DecoderPool", forbidden)
+    monkeypatch.setattr("avepipe.extract.stream.SelectedFrames", forbidden)
+    monkeypatch.setattr("avepipe.extract.stream.decode_audio_with_notes", forbidden)
+    monkeypatch.setattr("avepipe.extract.workers.DecoderPool", forbidden)
     for workers in ("0", "2"):
         again = CliRunner().invoke(extract, [*args[:-1], workers])
         assert again.exit_code == 0, again.output

@@ -12,8 +12,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from data.video_writer import solid_frames, tone, write_test_video
-from extract.pipeline import extract_video
+from avepipe.data.video_writer import solid_frames, tone, write_test_video
+from avepipe.extract.pipeline import extract_video
 from tests._extract_helpers import COLOURS, LOSSLESS, TONES, cosine, random_encoders, simple_clip
 
 SECONDS = 3

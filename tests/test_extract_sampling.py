@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extract.sampling import frame_for_targets, segment_count, target_times
+from avepipe.extract.sampling import frame_for_targets, segment_count, target_times
 
 
 def test_target_times_are_slot_starts_segment_major():

@@ -10,9 +10,9 @@ import pytest
 from avepipe.errors import UserError
 from avepipe.source_api import evaluate_source, run_source_training
 from avepipe.source_experiment import compare_fnac_baseline
-from data.moving_sources import MovingSourceSpec, make_moving_sources
-from extract.cache_writer import CacheWriter
-from extract.provenance import ExtractorConfig
+from avepipe.data.moving_sources import MovingSourceSpec, make_moving_sources
+from avepipe.extract.cache_writer import CacheWriter
+from avepipe.extract.provenance import ExtractorConfig
 
 
 def test_fnac_peak_inside_the_box_and_side_by_side_figures(tmp_path):

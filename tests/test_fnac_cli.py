@@ -10,11 +10,11 @@ from PIL import Image
 
 from avepipe.cli import main
 from avepipe.source_api import evaluate_source
-from data.moving_sources import MovingSourceSpec, make_moving_sources
-from extract.cache_writer import CacheWriter
-from extract.provenance import ExtractorConfig
-from models import build_model
-from models.checkpoint import save_checkpoint
+from avepipe.data.moving_sources import MovingSourceSpec, make_moving_sources
+from avepipe.extract.cache_writer import CacheWriter
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models import build_model
+from avepipe.models.checkpoint import save_checkpoint
 
 VIDEOS, SECONDS = 12, 4
 

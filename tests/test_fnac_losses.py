@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from avepipe.errors import UserError
-from models import build_model
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.fnac import SoundSourceLocalizer
-from models.fnac_losses import fnac_loss
-from extract.provenance import ExtractorConfig
+from avepipe.models import build_model
+from avepipe.models.checkpoint import load_checkpoint, save_checkpoint
+from avepipe.models.fnac import SoundSourceLocalizer
+from avepipe.models.fnac_losses import fnac_loss
+from avepipe.extract.provenance import ExtractorConfig
 
 
 def sigmoid(x: float) -> float:

@@ -14,12 +14,12 @@ from avepipe.localize_schema import SCHEMA, SEGMENT
 from avepipe.localizer import Localizer
 from avepipe.source_heatmaps import to_frame_aspect
 from avepipe.source_metrics import point_in_box
-from data.video_writer import tone, write_test_video
-from extract.encoders import build_encoders
-from extract.provenance import ExtractorConfig
-from models import build_model
-from models.checkpoint import save_checkpoint
-from models.fnac import SoundSourceLocalizer
+from avepipe.data.video_writer import tone, write_test_video
+from avepipe.extract.encoders import build_encoders
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models import build_model
+from avepipe.models.checkpoint import save_checkpoint
+from avepipe.models.fnac import SoundSourceLocalizer
 from tests._localize_helpers import (CLASSES, LoudnessEncoder, RedAndLoudNet, check_png, colour_encoder, schema_errors,
                                      write_video)
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import models
+from avepipe import models
 from avepipe.commands.import_checkpoint import AVE_CLASSES, import_checkpoint
 from avepipe.errors import UserError
 from avepipe.training import TrainConfig
-from extract.provenance import AVE_RELEASED, ExtractorConfig
-from models.checkpoint import import_authors_state_dict, load_checkpoint, save_checkpoint
-from _paths import AVE_DIR
+from avepipe.extract.provenance import AVE_RELEASED, ExtractorConfig
+from avepipe.models.checkpoint import import_authors_state_dict, load_checkpoint, save_checkpoint
+from tests._paths import AVE_DIR
 
 ANNOTATIONS = AVE_DIR / "Annotations.txt"
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models
-from models import losses
-from models.avga import AVGA
-from models.psp import PSP, connection_matrices, prune
+from avepipe import models
+from avepipe.models import losses
+from avepipe.models.avga import AVGA
+from avepipe.models.psp import PSP, connection_matrices, prune
 
 
 def test_prune_keeps_only_entries_strictly_greater_than_tau():

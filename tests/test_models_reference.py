@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models
+from avepipe import models
 
 
 def _lstm_direction(x, sd, prefix, suffix):

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from avepipe.cli import main
-from data.annotations import load_ave_annotations
-from data.splits import load_official_splits
-from extract.provenance import ExtractorConfig
+from avepipe.data.annotations import load_ave_annotations
+from avepipe.data.splits import load_official_splits
+from avepipe.extract.provenance import ExtractorConfig
 
-from _train_helpers import T, write_cache
-from _paths import AVE_DIR
+from tests._train_helpers import T, write_cache
+from tests._paths import AVE_DIR
 
 AVE = AVE_DIR
 LIMIT = 4    # videos per split: enough to exercise every output, cheap on CPU

@@ -8,11 +8,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from avepipe.errors import UserError
-from data.annotations import Annotations, Event, VideoRecord, load_ave_annotations
-from data.dataset import FeatureDataset, already_batched
+from avepipe.data.annotations import Annotations, Event, VideoRecord, load_ave_annotations
+from avepipe.data.dataset import FeatureDataset, already_batched
 
-from _train_helpers import T, write_cache
-from _paths import AVE_DIR
+from tests._train_helpers import T, write_cache
+from tests._paths import AVE_DIR
 
 CLASSES = ["dog", "bell"]
 

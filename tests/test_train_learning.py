@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from avepipe.training import Trainer, defaults_for, seed_everything
-from extract.provenance import ExtractorConfig
-from models import TAU_FULLY, TAU_WEAKLY, build_model
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models import TAU_FULLY, TAU_WEAKLY, build_model
 
-from _train_helpers import tensor_splits
+from tests._train_helpers import tensor_splits
 
 CLASSES = ["a", "b", "c", "d", "background"]
 DISTRACTORS = 0.4

@@ -9,10 +9,10 @@ from safetensors.torch import load_file
 
 from avepipe.errors import UserError
 from avepipe.training import STATE_JSON, STATE_TENSORS, Trainer, defaults_for, seed_everything
-from extract.provenance import ExtractorConfig
-from models import build_model
+from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models import build_model
 
-from _train_helpers import tensor_splits
+from tests._train_helpers import tensor_splits
 
 CLASSES = ["a", "b", "c", "d", "background"]
 # Exactness does not depend on size: 4-second videos, 2 batches of 2 per epoch keep the file cheap.

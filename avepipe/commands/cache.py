@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from avepipe.commands.options import ANNOTATIONS
 from avepipe.errors import UserError
 
 
@@ -45,7 +46,7 @@ def info(cache_path: Path, as_json: bool):
     Works while an extraction is still writing to CACHE (it shows the videos
     finished so far).
     """
-    from data.cache import FeatureCache
+    from avepipe.data.cache import FeatureCache
 
     summary = FeatureCache(cache_path).info()
     if as_json:
@@ -78,7 +79,7 @@ def info(cache_path: Path, as_json: bool):
 @cache.command("export-ave", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("cache_path", metavar="CACHE", type=click.Path(path_type=Path))
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--annotations", type=ANNOTATIONS, default=None,
               help="Annotations.txt (or CSV) whose rows set the row order of the output; every video in it must "
                    "be in CACHE. Default: the rows recorded when CACHE was made by import-ave.")
 @_user_errors
@@ -92,7 +93,7 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
     kept at import are copied back. A cache imported with import-ave exports
     byte-identical datasets.
     """
-    from data.ave_layout import export_ave as run
+    from avepipe.data.ave_layout import export_ave as run
 
     for path in run(cache_path, outdir, annotations=annotations):
         click.echo(f"wrote {path}")
@@ -102,8 +103,9 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", "cache_path", required=True, type=click.Path(path_type=Path),
               help="Cache to create or extend (e.g. ave.h5). Rerunning skips videos already imported.")
-@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Annotations.txt whose VideoID column names row i (default: DIR/Annotations.txt). "
+@click.option("--annotations", type=ANNOTATIONS, default=None,
+              help="Annotations.txt whose VideoID column names row i (default: DIR/Annotations.txt; 'ave': the "
+                   "official file shipped with avepipe). "
                    "Repeated ids become '<id>#2', '<id>#3' as in avepipe's annotation loader.")
 @click.option("--row-ids", is_flag=True,
               help="Name videos row_00000, row_00001, ... instead (for files without an annotation file, "
@@ -136,7 +138,7 @@ def import_ave(directory: Path, cache_path: Path, annotations: Path | None, row_
     avepipe cache import-ave AVE_DIR --audio-file audio_feature_noisy.h5
     --audio-only --row-ids -o noisy.h5
     """
-    from data.ave_layout import import_ave as run
+    from avepipe.data.ave_layout import import_ave as run
 
     if audio_only and visual_only:
         raise UserError("--audio-only and --visual-only exclude each other")

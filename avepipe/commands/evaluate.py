@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from avepipe.commands.task_options import all_options_but, refuse_options_outside
+from avepipe.commands.options import ANNOTATIONS, SPLITS
 from avepipe.errors import UserError
 
 _SOURCE_OPTIONS = ("boxes_path", "threshold")
@@ -44,13 +45,13 @@ def source_table(report: dict) -> str:
                    "against --boxes (cIoU, AUC, mean IoU, peak-in-box).")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--annotations", "annotations_path", type=click.Path(path_type=Path),
-              help="--task event (required): labels (AVE Annotations.txt or CSV); read with the checkpoint's "
+@click.option("--annotations", "annotations_path", type=ANNOTATIONS,
+              help="--task event (required): labels (AVE Annotations.txt or CSV; 'ave': the official AVE file shipped with avepipe); read with the checkpoint's "
                    "class list.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Which split to score.")
-@click.option("--splits", "splits_dir", type=click.Path(path_type=Path),
-              help="Directory with train/val/test_order.h5 (default: beside the annotations, then the "
+@click.option("--splits", "splits_dir", type=SPLITS,
+              help="Directory with train/val/test_order.h5 ('ave': the official AVE splits shipped with avepipe; default: beside the annotations, then the "
                    "run's splits/ next to CHECKPOINT).")
 @click.option("--limit", type=int, help="Score only the first N videos of the split (smoke tests).")
 @click.option("--device", help="torch device. [default: cuda if available, else cpu]")
@@ -78,7 +79,7 @@ def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, thresh
     --task source scores a sound-source checkpoint on every (video, second) of the
     cache with a box and audio.
     """
-    from models.checkpoint import check_task, read_checkpoint_info
+    from avepipe.models.checkpoint import check_task, read_checkpoint_info
 
     try:
         if task == "source":

@@ -33,7 +33,7 @@ def split_duplicate_ids(paths: list[Path]) -> tuple[dict[str, Path], list[tuple[
 
 def one_line(error: BaseException) -> str:
     """A user-facing reason for a failed file (see ``extract.stream.failure_reason``)."""
-    from extract.stream import failure_reason
+    from avepipe.extract.stream import failure_reason
 
     return failure_reason(error)
 
@@ -116,10 +116,10 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
     import torch
 
     from avepipe.distributed import env_ranks
-    from data import shards
-    from extract.cache_writer import CacheWriter
-    from extract.encoders import build_encoders
-    from extract.workers import default_workers
+    from avepipe.data import shards
+    from avepipe.extract.cache_writer import CacheWriter
+    from avepipe.extract.encoders import build_encoders
+    from avepipe.extract.workers import default_workers
 
     paths = discover_videos(video_dir, extensions)
     if not paths:
@@ -181,10 +181,10 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     Decoding runs in ``workers`` processes (0: here); frames of all videos in flight
     share full CNN batches in this process.
     """
-    from extract.batching import FrameBatcher
-    from extract.scheduler import extract_stream
-    from extract.stream import VideoFailed, in_process_messages
-    from extract.workers import DecoderPool, default_workers
+    from avepipe.extract.batching import FrameBatcher
+    from avepipe.extract.scheduler import extract_stream
+    from avepipe.extract.stream import VideoFailed, in_process_messages
+    from avepipe.extract.workers import DecoderPool, default_workers
 
     if not todo:
         return

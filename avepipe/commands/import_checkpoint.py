@@ -49,8 +49,8 @@ def import_checkpoint(state_dict: Path, setting: str, output: Path, classes_file
     released file has but the model does not use are ignored. The checkpoint records the
     released AVE features as its extractor, since the authors trained on them.
     """
-    from extract.provenance import AVE_RELEASED
-    from models.checkpoint import import_authors_state_dict, save_checkpoint
+    from avepipe.extract.provenance import AVE_RELEASED
+    from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
     try:
         class_names = read_class_file(classes_file) if classes_file else AVE_CLASSES + [BACKGROUND]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from avepipe.commands.options import ANNOTATIONS
 from avepipe.errors import UserError
 
 THUMBNAIL_SIZE = 96   # timeline thumbnails (--plot)
@@ -103,8 +104,8 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
 @click.option("--heatmaps", "heatmaps_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for one picture per event second: the frame with the sound-source heatmap overlaid "
                    "and its peak marked (needs --source-checkpoint).")
-@click.option("--annotations", type=click.Path(path_type=Path),
-              help="AVE Annotations.txt or CSV: adds the ground truth to plots and prints the accuracy.")
+@click.option("--annotations", type=ANNOTATIONS,
+              help="AVE Annotations.txt or CSV ('ave': the official AVE file shipped with avepipe): adds the ground truth to plots and prints the accuracy.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="VGG-19 weights file, if the checkpoint's extractor used pretrained weights (offline use).")
@@ -145,7 +146,7 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
     from avepipe.localize_schema import SCHEMA_ID
     from avepipe.localizer import Localizer
     from avepipe.plots import plot_attention, plot_connections, plot_timeline
-    from data.annotations import load_annotations
+    from avepipe.data.annotations import load_annotations
 
     if heatmaps_dir and not source_checkpoint:
         raise UserError("--heatmaps needs --source-checkpoint (a model from `avepipe train --task source`)")

@@ -48,7 +48,7 @@ def synth(out_dir, videos, classes, seconds, seed, size, fps, sample_rate, chann
     """Write OUT_DIR/videos/*.mp4 (H.264 + AAC) plus Annotations.txt (AVE format), annotations.csv,
     train/val/test_order.h5, boxes.json (box of the sounding object per second) and scenes.json
     (what is seen and heard each second)."""
-    from data.synth import generate_dataset
+    from avepipe.data.synth import generate_dataset
 
     try:
         dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,

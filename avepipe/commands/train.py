@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from avepipe.commands.task_options import all_options_but, refuse_options_outside
+from avepipe.commands.options import ANNOTATIONS, SPLITS
 from avepipe.errors import UserError
 
 _SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr")
@@ -20,8 +21,8 @@ def resolve_splits(annotations, annotations_path: Path, splits_dir: Path | None,
     """Official ``*_order.h5`` splits (``--splits`` or beside the annotations), else a seeded random split
     of the cached videos. Returns the splits and a one-line description of where they came from.
     """
-    from data.annotations import Annotations
-    from data.splits import find_split_dir, load_official_splits, random_split
+    from avepipe.data.annotations import Annotations
+    from avepipe.data.splits import find_split_dir, load_official_splits, random_split
 
     if splits_dir and not find_split_dir([splits_dir]):
         raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
@@ -51,9 +52,10 @@ def _milestones(ctx, param, value: str | None):
                    "self-supervised (no labels); its defaults are the authors': --epochs 20, --batch-size 128 "
                    "(video, second) pairs, --lr 1e-4, weight decay 1e-4, the first 3 epochs contrastive only.")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--annotations", "annotations_path", type=click.Path(path_type=Path),
+@click.option("--annotations", "annotations_path", type=ANNOTATIONS,
               help="Labels (required for --task event): AVE Annotations.txt or a CSV "
-                   "(video_id,start,end,label). Class names come from here "
+                   "(video_id,start,end,label); 'ave' is the official AVE file shipped with avepipe. "
+                   "Class names come from here "
                    "and travel with the checkpoint.")
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), default="fully", show_default=True,
               help="fully: per-segment labels; weakly: video-level labels only (MIL).")
@@ -62,8 +64,8 @@ def _milestones(ctx, param, value: str | None):
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used); "
                    "--task source: checkpoint/, metrics.csv, loss.png.")
-@click.option("--splits", "splits_dir", type=click.Path(path_type=Path),
-              help="Directory with train/val/test_order.h5 (default: beside the annotations file; "
+@click.option("--splits", "splits_dir", type=SPLITS,
+              help="Directory with train/val/test_order.h5 ('ave': the official AVE splits shipped with avepipe; default: beside the annotations file; "
                    "if absent there, a seeded random split of the cached videos).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Validation share of a random split (ignored with official splits).")
@@ -135,11 +137,11 @@ def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_d
 
 
 def _train(opts: dict):
-    from data.annotations import load_annotations
-    from data.cache import FeatureCache
-    from data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
-    from data.splits import write_splits
-    from models import build_model
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.cache import FeatureCache
+    from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
+    from avepipe.data.splits import write_splits
+    from avepipe.models import build_model
     from avepipe import distributed
     from avepipe.training import Trainer, check_same_extractor, defaults_for, seed_everything, stored_run
 

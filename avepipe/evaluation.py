@@ -115,10 +115,14 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     annotations = load_annotations(annotations_path, classes=info.class_names)
     if splits_dir and not find_split_dir([splits_dir]):
         raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
-    directory = find_split_dir([splits_dir, Path(annotations_path).parent, Path(checkpoint).parent / "splits"])
-    if directory is None:
-        raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
-    splits = load_official_splits(directory, annotations)
+    if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
+        splits, directory = annotations.splits, annotations.source
+    else:
+        beside = Path(annotations_path).parent if isinstance(annotations_path, str) else annotations_path.parent
+        directory = find_split_dir([splits_dir, beside, Path(checkpoint).parent / "splits"])
+        if directory is None:
+            raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
+        splits = load_official_splits(directory, annotations)
     if split not in splits:
         raise UserError(f"unknown split {split!r} (choose from {', '.join(splits)})")
     ids = splits[split][:limit] if limit else splits[split]

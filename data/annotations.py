@@ -152,7 +152,12 @@ class Annotations:
 # -- loading ---------------------------------------------------------------------------------
 
 def load_annotations(path: str | Path, classes: Sequence[str] | None = None) -> Annotations:
-    """Read an AVE ``Annotations.txt`` or a CSV file, recognised by extension or first line."""
+    """Read an AVE ``Annotations.txt`` or a CSV file, recognised by extension or first line, or
+    VGGSound-AVEL files given as ``vggsound:META.csv,CATEGORIES.txt,LABELS_DIR`` (data/vggsound.py)."""
+    from avepipe.data import vggsound
+
+    if isinstance(path, vggsound.VGGSoundFiles) or str(path).startswith(vggsound.PREFIX):
+        return vggsound.load_vggsound(path, classes)
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return load_csv_annotations(path, classes)

@@ -46,7 +46,7 @@ def source_table(report: dict) -> str:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--annotations", "annotations_path", type=ANNOTATIONS,
-              help="--task event (required): labels (AVE Annotations.txt or CSV; 'ave': the official AVE file shipped with avepipe); read with the checkpoint's "
+              help="--task event (required): labels (AVE Annotations.txt or CSV; 'ave': the official AVE file shipped with avepipe; vggsound:META.csv,CATEGORIES.txt,LABELS_DIR: VGGSound-AVEL); read with the checkpoint's "
                    "class list.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Which split to score.")

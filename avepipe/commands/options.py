@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 
 from avepipe.data.ave_metadata import BUNDLED, resolve_annotations, resolve_splits_dir
+from avepipe.data.vggsound import PREFIX, VGGSoundFiles
+from avepipe.errors import UserError
 
 
 class _MetadataPath(click.Path):
@@ -21,5 +23,19 @@ class _MetadataPath(click.Path):
         return super().convert(value, param, ctx)
 
 
-ANNOTATIONS = _MetadataPath(resolve_annotations, dir_okay=False)
+class _AnnotationsPath(_MetadataPath):
+    """Also ``vggsound:META.csv,CATEGORIES.txt,LABELS_DIR`` (the VGGSound-AVEL files, data/vggsound.py)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, VGGSoundFiles):
+            return value
+        if str(value).startswith(PREFIX):
+            try:
+                return VGGSoundFiles.parse(str(value))
+            except UserError as err:
+                self.fail(str(err), param, ctx)
+        return super().convert(value, param, ctx)
+
+
+ANNOTATIONS = _AnnotationsPath(resolve_annotations, dir_okay=False)
 SPLITS = _MetadataPath(resolve_splits_dir, file_okay=False)

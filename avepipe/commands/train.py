@@ -26,6 +26,8 @@ def resolve_splits(annotations, annotations_path: Path, splits_dir: Path | None,
 
     if splits_dir and not find_split_dir([splits_dir]):
         raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
+    if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
+        return annotations.splits, f"official splits from {annotations.source}"
     directory = find_split_dir([splits_dir, annotations_path.parent])
     if directory:
         return load_official_splits(directory, annotations), f"official splits from {directory}"
@@ -54,7 +56,8 @@ def _milestones(ctx, param, value: str | None):
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--annotations", "annotations_path", type=ANNOTATIONS,
               help="Labels (required for --task event): AVE Annotations.txt or a CSV "
-                   "(video_id,start,end,label); 'ave' is the official AVE file shipped with avepipe. "
+                   "(video_id,start,end,label); 'ave' is the official AVE file shipped with avepipe; "
+                   "vggsound:META.csv,CATEGORIES.txt,LABELS_DIR the VGGSound-AVEL100k/50k files (docs/vggsound.md). "
                    "Class names come from here "
                    "and travel with the checkpoint.")
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), default="fully", show_default=True,

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
 from avepipe.data.cache import FeatureCache
+from avepipe.data.packed_cache import open_packed
 
 VISUAL_SHAPE = (7, 7, 512)
 AUDIO_DIM = 128
@@ -94,6 +95,11 @@ class FeatureDataset(Dataset):
         first = self._items[0]
         self.segments = segments or opened[first.cache_index].summary(first.video_id).segments
         self.extractors = [c.config for c in opened]
+        # A current packed copy (data/packed_cache.py) is read instead of the per-video parts.
+        self._packed = [open_packed(c.path, c.config.to_json()) for c in opened]
+        self.packed = all(p is not None and p.segments == self.segments for p in self._packed)
+        self._packed_rows = (np.array([[it.cache_index, self._packed[it.cache_index].row[it.video_id]]
+                                       for it in self._items], dtype=np.int64) if self.packed else None)
         del opened    # workers reopen lazily; no HDF5 handle may cross a fork
 
         labelled = self.keys[:self.num_labelled]
@@ -133,13 +139,29 @@ class FeatureDataset(Dataset):
                             f"of {VISUAL_SHAPE}/{AUDIO_DIM}")
         return audio, visual
 
+    def _read_packed(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A batch from the packed copies: one pread per video and modality, no file opened."""
+        cache_of, rows = self._packed_rows[idx].T
+        out: dict[str, np.ndarray] = {}
+        for c in np.unique(cache_of):
+            chosen = np.flatnonzero(cache_of == c)
+            for key in ("audio", "visual"):
+                part = self._packed[c].read_rows(key, rows[chosen])
+                if key not in out:
+                    out[key] = np.empty((len(idx), *part.shape[1:]), part.dtype)
+                out[key][chosen] = part
+        return out["audio"], out["visual"]
+
     def _load_all(self) -> None:
         """Read every video once, keeping the storage dtype (float16 caches stay half the size)."""
         from tqdm import tqdm
 
         audio, visual = None, None
         for i in tqdm(range(len(self)), desc="loading features", unit="video", leave=False):
-            a, v = self._read(i)
+            if self.packed:
+                a, v = (x[0] for x in self._read_packed(np.array([i])))
+            else:
+                a, v = self._read(i)
             if audio is None:
                 audio = np.empty((len(self), *a.shape), a.dtype)
                 visual = np.empty((len(self), *v.shape), v.dtype)
@@ -151,6 +173,8 @@ class FeatureDataset(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         if self.in_memory:
             audio, visual = self._audio[idx], self._visual[idx]
+        elif self.packed:
+            audio, visual = self._read_packed(idx)
         else:
             pairs = [self._read(int(i)) for i in idx]
             audio = np.stack([a for a, _ in pairs])

@@ -278,3 +278,15 @@ def write_vggsound_files(root: str | Path, videos: Iterable[tuple[str, str, str,
             with zipfile.ZipFile(files.labels_dir / f"{video_id}.zip", "w") as archive:
                 archive.writestr(f"{video_id}.pkl", pickle.dumps(array, protocol=2))
     return files
+
+
+def write_synth_as_vggsound(dataset, seconds: int) -> VGGSoundFiles:
+    """The labels of an ``avepipe synth`` dataset (data/synth.py) as VGGSound-AVEL files in its folder."""
+    annotations = dataset.annotations()
+    split_of = {video_id: split for split, keys in dataset.splits.items() for video_id in keys}
+    videos = []
+    for key in annotations.video_ids:
+        events = annotations.events(key)
+        flags = (annotations.segment_labels(key, seconds) != annotations.background_index).astype(np.int64)
+        videos.append((annotations.source_id(key), events[0].label, split_of[key], flags))
+    return write_vggsound_files(dataset.root, videos, annotations.event_classes)

@@ -183,3 +183,29 @@ def test_spec_string(tmp_path):
     assert files.labels_dir == tmp_path / "labels" and str(files) == f"vggsound:{tmp_path}/m.csv,{tmp_path}/c.txt,{tmp_path}/labels"
     with pytest.raises(UserError, match="expected vggsound:META.csv,CATEGORIES.txt,LABELS_DIR"):
         VGGSoundFiles.parse("vggsound:m.csv,c.txt")
+
+
+def test_synth_writes_vggsound_avel_files_that_read_back_exactly(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from avepipe.cli import main
+
+    out = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", str(out), "--format", "vggsound-avel", "--videos", "6",
+                                       "--classes", "2", "--seconds", "4", "--size", "64x48", "--fps", "4"])
+    assert result.exit_code == 0, result.output
+    files = VGGSoundFiles(out / "metadata.csv", out / "categories.txt", out / "labels")
+    assert f"--annotations {files}" in result.output
+    annotations = load_vggsound(files)
+    scenes = json.loads((out / "scenes.json").read_text())
+    assert annotations.event_classes == scenes["classes"]
+    assert len(annotations) == 6
+    for video_id, seconds in scenes["videos"].items():        # what was rendered, second by second
+        expected = [annotations.class_index[s["label"]] if s["label"] else annotations.background_index
+                    for s in seconds]
+        np.testing.assert_array_equal(annotations.segment_labels(video_id, 4), expected)
+    refused = CliRunner().invoke(main, ["synth", str(tmp_path / "x"), "--format", "vggsound-avel",
+                                        "--background-fraction", "0.2"])
+    assert refused.exit_code == 2 and "VGGSound-AVEL has no background-only videos" in refused.output

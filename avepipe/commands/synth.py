@@ -43,13 +43,26 @@ def _parse_fractions(ctx, param, value: str) -> tuple[float, float, float]:
               help="Fraction of videos without any event.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_fractions,
               help="Train,val,test fractions of the seeded stratified split written as *_order.h5.")
-def synth(out_dir, videos, classes, seconds, seed, size, fps, sample_rate, channels, background_fraction,
-          split_fractions):
+@click.option("--format", "label_format", type=click.Choice(["ave", "vggsound-avel"]), default="ave",
+              show_default=True,
+              help="vggsound-avel: also write metadata.csv, categories.txt and labels/VIDEO_ID.zip, the "
+                   "VGGSound-AVEL100k files (docs/vggsound.md); every video then has an event "
+                   "(--background-fraction 0).")
+@click.pass_context
+def synth(ctx, out_dir, videos, classes, seconds, seed, size, fps, sample_rate, channels, background_fraction,
+          split_fractions, label_format):
     """Write OUT_DIR/videos/*.mp4 (H.264 + AAC) plus Annotations.txt (AVE format), annotations.csv,
     train/val/test_order.h5, boxes.json (box of the sounding object per second) and scenes.json
     (what is seen and heard each second)."""
     from avepipe.data.synth import generate_dataset
 
+    if label_format == "vggsound-avel":
+        if ctx.get_parameter_source("background_fraction") != click.core.ParameterSource.DEFAULT \
+                and background_fraction > 0:
+            click.echo("error: --format vggsound-avel: VGGSound-AVEL has no background-only videos, "
+                       "use --background-fraction 0", err=True)
+            sys.exit(2)
+        background_fraction = 0.0
     try:
         dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
                                    fps=fps, sample_rate=sample_rate, channels=channels,
@@ -57,6 +70,10 @@ def synth(out_dir, videos, classes, seconds, seed, size, fps, sample_rate, chann
     except UserError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+    if label_format == "vggsound-avel":
+        from avepipe.data.vggsound import write_synth_as_vggsound
+
+        click.echo(f"VGGSound-AVEL files: --annotations {write_synth_as_vggsound(dataset, seconds)}")
     sizes = ", ".join(f"{name} {len(ids)}" for name, ids in dataset.splits.items())
     click.echo(f"wrote {len(dataset.videos)} videos to {dataset.root / 'videos'} ({sizes})")
     click.echo(f"annotations: {dataset.annotations_path}")

@@ -68,26 +68,28 @@ def build_report(predicted: np.ndarray, truth: np.ndarray, class_names: Sequence
 
 
 def plot_confusion(path: Path, report: EvaluationReport) -> None:
-    """Row-normalised confusion matrix (truth rows), so rare classes are as visible as common ones."""
-    import matplotlib
+    """Row-normalised confusion matrix (truth rows), so rare classes are as visible as common ones.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Every class keeps its named row and column: up to 40 classes at 0.35 in per class, more (VGGSound-AVEL's
+    142) at 0.17 in with 5 pt names, which stays legible when the PNG is viewed at full size.
+    """
+    from matplotlib.figure import Figure
 
     counts = report.confusion.astype(np.float64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     k = len(report.class_names)
-    size = max(6.0, 0.35 * k + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    cell, font = (0.35, 7) if k <= 40 else (0.17, 5)
+    size = max(6.0, cell * k + 2)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.add_subplot()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), report.class_names, rotation=90, fontsize=7)
-    ax.set_yticks(range(k), report.class_names, fontsize=7)
+    ax.set_xticks(range(k), report.class_names, rotation=90, fontsize=font)
+    ax.set_yticks(range(k), report.class_names, fontsize=font)
     ax.set(xlabel="predicted", ylabel="true",
            title=f"{report.split}: segment accuracy {100 * report.segment_accuracy:.1f}%")
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=100 if k <= 40 else 150)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], annotations_path: str | Path,

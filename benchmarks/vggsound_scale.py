@@ -13,9 +13,10 @@ each in its own child process so that peak RSS is per size:
 
 - ``open``: ``FeatureCache`` + ``FeatureDataset`` over all N videos (what
   ``avepipe train`` does before its first step), and ``cache info``;
-- ``epoch``: one shuffled epoch read through the streaming loader (DataLoader,
+- ``epoch``: a shuffled epoch read through the streaming loader (DataLoader,
   batch 128, no workers; the cache's pages synced and dropped first, so it is what
-  a cache larger than RAM costs): wall and CPU seconds per epoch and per video, peak RSS;
+  a cache larger than RAM costs), its first ``--epoch-videos`` videos: wall and CPU
+  milliseconds per video, the epoch time projected from them, peak RSS;
 - ``step`` (once): wall and CPU seconds of fully supervised PSP training compute per
   video (forward, backward, Adam, batch 128, T segments) on in-memory tensors.
 
@@ -46,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from avepipe import __version__  # noqa: E402
-from avepipe.data.packed_cache import pack_cache  # noqa: E402
+from avepipe.data.packed_cache import open_packed, pack_cache  # noqa: E402
+from avepipe.extract.provenance import ExtractorConfig  # noqa: E402
 
 CLASSES = 141
 WRITTEN = 1000      # videos written by the first CacheWriter
@@ -169,7 +171,7 @@ def run_open(cache: Path, videos: int) -> dict:
             "size_gb": info["size_bytes"] / 1e9, "videos": info["videos"], "packed": dataset.packed}
 
 
-def run_epoch(cache: Path, videos: int, batch: int) -> dict:
+def run_epoch(cache: Path, videos: int, batch: int, limit: int) -> dict:
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
@@ -184,9 +186,12 @@ def run_epoch(cache: Path, videos: int, batch: int) -> dict:
     started, cpu, seen = time.perf_counter(), time.process_time(), 0
     for item in loader:
         seen += item["audio"].shape[0]
+        if seen >= limit:
+            break
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"packed": dataset.packed, "epoch_read_s": seconds, "read_ms_per_video": 1e3 * seconds / seen,
-            "epoch_read_cpu_s": cpu, "read_cpu_ms_per_video": 1e3 * cpu / seen, "videos_read": seen}
+    return {"packed": dataset.packed, "videos_read": seen, "read_ms_per_video": 1e3 * seconds / seen,
+            "read_cpu_ms_per_video": 1e3 * cpu / seen, "epoch_read_s": seconds * len(dataset) / seen,
+            "epoch_read_cpu_s": cpu * len(dataset) / seen}
 
 
 def run_step(segments: int, batch: int, steps: int = 6) -> dict:
@@ -220,7 +225,7 @@ def _child(args) -> None:
     if args.child == "open":
         result = run_open(args.cache, args.n)
     elif args.child == "epoch":
-        result = run_epoch(args.cache, args.n, args.batch_size)
+        result = run_epoch(args.cache, args.n, args.batch_size, args.epoch_videos)
     else:
         result = run_step(args.segments, args.batch_size)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -229,7 +234,7 @@ def _child(args) -> None:
 
 def _spawn(kind: str, args, cache: Path | None = None, videos: int = 0) -> dict:
     command = [sys.executable, __file__, "--child", kind, "--segments", str(args.segments),
-               "--batch-size", str(args.batch_size), "--n", str(videos)]
+               "--batch-size", str(args.batch_size), "--n", str(videos), "--epoch-videos", str(args.epoch_videos)]
     if cache:
         command += ["--cache", str(cache)]
     out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
@@ -241,6 +246,8 @@ def main() -> None:
     parser.add_argument("--videos", default="10000,100000", help="cache sizes (comma-separated)")
     parser.add_argument("--segments", type=int, default=1, help="segments per video (AVE/VGGSound: 10)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epoch-videos", type=int, default=10000,
+                        help="videos read of each shuffled epoch (the epoch time is projected from them)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "avepipe_vggsound_scale")
     parser.add_argument("--only-write", action="store_true", help="write the caches and stop")
     parser.add_argument("--keep", action="store_true", help="keep the caches (default: delete them at the end)")
@@ -262,9 +269,9 @@ def main() -> None:
             print(json.dumps({"videos": videos, "write": written}), flush=True)
             continue
         for form in ("parts", "packed"):
-            if form == "packed":
+            if form == "packed" and open_packed(cache, ExtractorConfig(segments=args.segments).to_json()) is None:
                 started = time.perf_counter()
-                pack_cache(cache, progress=False)
+                pack_cache(cache)
                 written["pack_s"] = time.perf_counter() - started
             result = {"benchmark": "vggsound_scale", "form": form, "videos": videos, "segments": args.segments,
                       "dtype": "float16", "write": written, **_spawn("open", args, cache, videos)}

@@ -16,14 +16,18 @@ computed offset: no per-video open, no memory map (so resident memory does not g
 with the pages read). The packed copy is used only while its fingerprint matches the
 parts directory; a video added or rewritten afterwards makes it stale and readers
 fall back to the parts (``avepipe cache pack`` refreshes it). It is written into a
-temporary directory, fsynced and renamed, so a crash leaves the old copy or none.
+temporary directory, fsynced and renamed, so a crash leaves the old copy or none
+(and a ``CACHE.packed.tmp-*`` directory that the next ``pack_cache`` removes; pack a
+cache from one process at a time).
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +72,9 @@ def pack_cache(cache: str | Path, progress: bool = True) -> Path:
                         f"{ids[0]!r} has {segments}; only caches of equal-length videos can be packed")
     fingerprint = parts_fingerprint(cache)
     final = packed_dir(cache)
-    tmp = final.with_name(layout.temp_name(final.name))
+    for leftover in final.parent.glob(f"{glob.escape(final.name)}.tmp-*"):    # of a packer killed earlier
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = _scratch_name(final)
     tmp.mkdir()
     try:
         arrays = {key: np.lib.format.open_memmap(tmp / f"{key}.npy", mode="w+", dtype=source.dtype[key],
@@ -98,10 +104,15 @@ def pack_cache(cache: str | Path, progress: bool = True) -> Path:
     return final
 
 
+def _scratch_name(final: Path) -> Path:
+    """``CACHE.packed.tmp-<pid>-<random>``: not a cache temp file (those are files), removed by the next pack."""
+    return final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
 def _swap_in(tmp: Path, final: Path) -> None:
     """Replace ``final`` by ``tmp``; a crash in between leaves no packed copy (readers use the parts)."""
     if final.exists():
-        old = final.with_name(layout.temp_name(final.name))
+        old = _scratch_name(final)
         os.replace(final, old)
         shutil.rmtree(old)
     os.replace(tmp, final)

@@ -106,6 +106,17 @@ def test_crash_while_packing_keeps_the_previous_copy(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5", "c.h5.errors.json", "c.h5.packed", "c.h5.parts"]
 
 
+def test_packer_killed_mid_write_leaves_nothing_in_the_way(tmp_path):
+    cache = _write(tmp_path / "c.h5", IDS)
+    leftover = tmp_path / "c.h5.packed.tmp-999999-0badc0de"       # what kill -9 during pack_cache leaves
+    leftover.mkdir()
+    (leftover / "visual.npy").write_bytes(b"half")
+    _write(cache, ["new video"])                                     # a writer still opens the cache
+    assert open_packed(cache, CONFIG.to_json()) is None
+    pack_cache(cache, progress=False)
+    assert not leftover.exists() and open_packed(cache, CONFIG.to_json()) is not None
+
+
 def test_cache_pack_command(tmp_path):
     cache = _write(tmp_path / "c.h5", IDS[:3])
     result = CliRunner().invoke(main, ["cache", "pack", str(cache)])

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._child import run_child  # noqa: E402
 from benchmarks.train_throughput import CLASSES, T, write_annotations, write_synthetic_cache  # noqa: E402
 
 
@@ -89,17 +89,17 @@ def run_loader(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     return {"read_segments_per_s": rates}
 
 
-def run_step(steps: int, batch: int) -> dict:
+def run_step(steps: int, batch: int, segments: int = T, classes: int = CLASSES) -> dict:
     import torch
 
     from avepipe.models import build_model
 
     torch.manual_seed(0)
-    net = build_model("psp", "fully", num_classes=CLASSES)
+    net = build_model("psp", "fully", num_classes=classes)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    audio, visual = torch.randn(batch, T, 128), torch.rand(batch, T, 7, 7, 512)
-    segment_labels = torch.randint(0, CLASSES + 1, (batch, T))
-    video_labels = torch.zeros(batch, CLASSES + 1)
+    audio, visual = torch.randn(batch, segments, 128), torch.rand(batch, segments, 7, 7, 512)
+    segment_labels = torch.randint(0, classes + 1, (batch, segments))
+    video_labels = torch.zeros(batch, classes + 1)
 
     def step():
         loss = net.compute_loss(net(audio, visual), segment_labels, video_labels)["loss"]
@@ -108,10 +108,11 @@ def run_step(steps: int, batch: int) -> dict:
         optimizer.step()
 
     step()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    return {"step_segments_per_s": steps * batch * T / (time.perf_counter() - started),
+    return {"step_segments_per_s": steps * batch * segments / (time.perf_counter() - started),
+            "step_cpu_s_per_segment": (time.process_time() - cpu) / (steps * batch * segments),
             "threads": torch.get_num_threads()}
 
 
@@ -127,12 +128,10 @@ def _child(kind: str, args) -> None:
 
 
 def _spawn(kind: str, args, cache: Path | None = None, annotations: Path | None = None) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--steps", str(args.steps),
-               "--batch-size", str(args.batch_size)]
+    arguments = ["--child", kind, "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
     if cache:
-        command += ["--cache", str(cache), "--annotations", str(annotations)]
-    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        arguments += ["--cache", str(cache), "--annotations", str(annotations)]
+    return run_child(__file__, arguments)
 
 
 def main() -> None:

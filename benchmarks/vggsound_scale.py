@@ -34,7 +34,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from avepipe import __version__  # noqa: E402
+from benchmarks._child import run_child  # noqa: E402
 from avepipe.data.packed_cache import open_packed, pack_cache  # noqa: E402
 from avepipe.extract.provenance import ExtractorConfig  # noqa: E402
 
@@ -81,7 +81,6 @@ def write_cache(path: Path, videos: int, segments: int) -> dict:
 
     from avepipe.extract.cache_writer import CacheWriter
     from avepipe.extract.features import VideoFeatures
-    from avepipe.extract.provenance import ExtractorConfig
 
     rng = np.random.default_rng(0)
     config = ExtractorConfig(segments=segments)
@@ -195,30 +194,12 @@ def run_epoch(cache: Path, videos: int, batch: int, limit: int) -> dict:
 
 
 def run_step(segments: int, batch: int, steps: int = 6) -> dict:
-    import torch
+    """PSP training compute per video (benchmarks/train_memory_scaling.py's step, at these sizes)."""
+    from benchmarks.train_memory_scaling import run_step as psp_step
 
-    from avepipe.models import build_model
-
-    torch.manual_seed(0)
-    net = build_model("psp", "fully", num_classes=CLASSES)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    audio, visual = torch.randn(batch, segments, 128), torch.rand(batch, segments, 7, 7, 512)
-    segment_labels = torch.randint(0, CLASSES + 1, (batch, segments))
-    video_labels = torch.zeros(batch, CLASSES + 1)
-
-    def step():
-        loss = net.compute_loss(net(audio, visual), segment_labels, video_labels)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()
-    started, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    return {"compute_ms_per_video": 1e3 * (time.perf_counter() - started) / (steps * batch),
-            "compute_cpu_ms_per_video": 1e3 * (time.process_time() - cpu) / (steps * batch),
-            "threads": torch.get_num_threads()}
+    step = psp_step(steps, batch, segments, CLASSES)
+    return {"compute_ms_per_video": 1e3 * segments / step["step_segments_per_s"],
+            "compute_cpu_ms_per_video": 1e3 * segments * step["step_cpu_s_per_segment"], "threads": step["threads"]}
 
 
 def _child(args) -> None:
@@ -233,12 +214,9 @@ def _child(args) -> None:
 
 
 def _spawn(kind: str, args, cache: Path | None = None, videos: int = 0) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--segments", str(args.segments),
-               "--batch-size", str(args.batch_size), "--n", str(videos), "--epoch-videos", str(args.epoch_videos)]
-    if cache:
-        command += ["--cache", str(cache)]
-    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    arguments = ["--child", kind, "--segments", str(args.segments), "--batch-size", str(args.batch_size),
+                 "--n", str(videos), "--epoch-videos", str(args.epoch_videos)]
+    return run_child(__file__, arguments + (["--cache", str(cache)] if cache else []))
 
 
 def main() -> None:

@@ -136,13 +136,17 @@ class Annotations:
 
     def segment_label_matrix(self, video_ids: Iterable[str] | None = None, segments: int = 10) -> np.ndarray:
         ids = self.video_ids if video_ids is None else list(video_ids)
-        return np.stack([self.segment_labels(v, segments) for v in ids]) if ids else np.zeros((0, segments), np.int64)
+        out = np.empty((len(ids), segments), np.int64)
+        for row, video_id in enumerate(ids):
+            out[row] = self.segment_labels(video_id, segments)
+        return out
 
     def video_label_matrix(self, video_ids: Iterable[str] | None = None) -> np.ndarray:
         ids = self.video_ids if video_ids is None else list(video_ids)
-        if not ids:
-            return np.zeros((0, len(self.classes)), np.float32)
-        return np.stack([self.video_label(v) for v in ids])
+        out = np.empty((len(ids), len(self.classes)), np.float32)
+        for row, video_id in enumerate(ids):
+            out[row] = self.video_label(video_id)
+        return out
 
     def subset(self, video_ids: Iterable[str]) -> Annotations:
         """The same classes, only these videos (in the given order)."""

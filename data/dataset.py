@@ -77,13 +77,13 @@ class FeatureDataset(Dataset):
         for index in range(len(caches)):
             for vid in opened[index].ids:
                 where.setdefault(vid, index)
-        missing = [k for k in ids if annotations.source_id(k) not in where]
+        sources = [annotations.source_id(k) for k in ids]
+        missing = [k for k, source in zip(ids, sources) if source not in where]
         if missing:
             raise UserError(f"{self.cache_paths[0]}: {len(missing)} annotated videos are not in the cache "
                             f"(first: {missing[0]!r})")
-        for key in ids:
-            self.keys.append(key)
-            self._items.append(_Item(where[annotations.source_id(key)], annotations.source_id(key)))
+        self.keys.extend(ids)
+        self._items.extend(_Item(where[source], source) for source in sources)
         self.num_labelled = len(self.keys)
         for index in range(len(caches), len(opened)):
             for vid in opened[index].ids:

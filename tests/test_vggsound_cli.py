@@ -25,7 +25,7 @@ def test_train_and_evaluate_on_vggsound_files(stand_in, tmp_path, model, setting
     run = tmp_path / "run"
     trained = CliRunner().invoke(main, [
         "train", str(cache), "--annotations", str(files), "--model", model, "--setting", setting,
-        "-o", str(run), "--epochs", "8", "--batch-size", "8", "--seed", "0", "--device", "cpu"])
+        "-o", str(run), "--epochs", "5", "--batch-size", "8", "--seed", "0", "--device", "cpu"])
     assert trained.exit_code == 0, trained.output
     assert f"official splits from {files}: 40 train, 10 val videos" in trained.output
     config = json.loads((run / "best" / "config.json").read_text())

@@ -84,15 +84,21 @@ def pack_cache(cache: str | Path, progress: bool = True,
     tmp = _scratch_name(final)
     tmp.mkdir()
     try:
-        arrays = {key: np.lib.format.open_memmap(tmp / f"{key}.npy", mode="w+", dtype=source.dtype[key],
-                                                 shape=(len(ids), segments, *shape))
-                  for key, shape in SHAPES.items()}
-        for row, video_id in enumerate(tqdm(ids, desc=f"packing {cache.name}", unit="video", disable=not progress,
-                                            mininterval=5)):
-            arrays["visual"][row], arrays["audio"][row] = read(video_id)
-        for array in arrays.values():
-            array.flush()
-        del arrays
+        # Rows are appended with plain writes, not through a memory map: the packer's resident memory
+        # stays flat however large the copy (mapped pages would count towards its RSS).
+        handles = {key: open(tmp / f"{key}.npy", "wb") for key in SHAPES}
+        try:
+            for key, shape in SHAPES.items():
+                np.lib.format.write_array_header_1_0(handles[key], {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(source.dtype[key])), "fortran_order": False,
+                    "shape": (len(ids), segments, *shape)})
+            for video_id in tqdm(ids, desc=f"packing {cache.name}", unit="video", disable=not progress,
+                                 mininterval=5):
+                for key, array in zip(("visual", "audio"), read(video_id)):
+                    handles[key].write(np.ascontiguousarray(array, dtype=source.dtype[key]).tobytes())
+        finally:
+            for handle in handles.values():
+                handle.close()
         (tmp / "index.json").write_text(json.dumps({
             "format": FORMAT, "format_version": FORMAT_VERSION, "segments": segments, "dtype": source.dtype,
             "extractor": json.loads(source.config.to_json()), "parts_fingerprint": fingerprint, "ids": ids,

@@ -54,6 +54,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None   # max gradient norm, None = no clipping
     seed: int = 0
     dropout: float | None = None          # None = the model's own dropout probabilities
+    cpsp_loss: str | None = None          # CPSP only: "released" (the authors' code) or "corrected"
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 1-based ``epoch``: multiplied by ``lr_gamma`` after each milestone epoch."""
@@ -64,7 +65,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        data = {"dropout": None, **data}     # runs saved before the option existed
+        # Runs saved before these options existed; a CPSP run then trained with the corrected loss.
+        data = {"dropout": None, "cpsp_loss": "corrected" if data.get("model") == "cpsp" else None, **data}
         data["lr_milestones"] = tuple(data["lr_milestones"])
         data["tau"] = None if data.get("tau") is None else float(data["tau"])
         return cls(**data)
@@ -76,7 +78,8 @@ _PUBLISHED = {
     ("psp", "fully"): TrainConfig(model="psp", setting="fully", tau=0.099),
     ("psp", "weakly"): TrainConfig(model="psp", setting="weakly", tau=0.095),
     ("cpsp", "fully"): TrainConfig(model="cpsp", setting="fully", tau=0.099, epochs=45, batch_size=64,
-                                   lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1),
+                                   lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1,
+                                   cpsp_loss="released"),
 }
 
 
@@ -87,6 +90,8 @@ def defaults_for(model: str, setting: str, **overrides) -> TrainConfig:
     except KeyError:
         raise UserError(f"no {model!r} model for the {setting!r} setting "
                         f"(choose from {', '.join('/'.join(k) for k in _PUBLISHED)})") from None
+    if model != "cpsp" and overrides.get("cpsp_loss") is not None:
+        raise UserError(f"the CPSP loss variant applies to the cpsp model only, not {model!r}")
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -13,7 +13,8 @@ from avepipe.errors import UserError
 
 _SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr")
 _SOURCE_OPTIONS = ("no_fns", "no_tne")
-_HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed", "dropout")
+_HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed", "dropout",
+          "cpsp_loss")
 
 
 def resolve_splits(annotations, annotations_path: Path, splits_dir: Path | None, available: set[str],
@@ -90,6 +91,10 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (cpsp: 0.1; psp: no clipping).")
 @click.option("--tau", type=float, help="PSP pruning threshold (fully/cpsp: 0.099, weakly: 0.095). "
                                         "'-inf' keeps all connections; 'inf' disables propagation ('w/o PSP').")
+@click.option("--cpsp-loss", type=click.Choice(["released", "corrected"]),
+              help="--model cpsp: released (default) trains with the loss and initialisation of the authors' "
+                   "code, which gave the published numbers; corrected computes the intended PSA_S, category "
+                   "and PSA_V terms (docs/cpsp.md). Recorded in the checkpoint.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help="Dropout probability of every dropout layer (default: the model's own, PSP 0.1). 0 makes "
                    "torchrun training reproduce single-process losses exactly (per-rank dropout masks differ).")
@@ -106,7 +111,7 @@ def _milestones(ctx, param, value: str | None):
 @click.pass_context
 def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
           background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
-          dropout, workers, in_memory, resume, no_fns, no_tne):
+          cpsp_loss, dropout, workers, in_memory, resume, no_fns, no_tne):
     """Train a PSP/CPSP model (--task source: the FNAC sound-source localiser) on feature CACHE(s).
 
     Model selection uses validation segment accuracy only; the test split is
@@ -200,7 +205,8 @@ def _train(opts: dict):
     val_set = FeatureDataset(opts["caches"], annotations, val_ids, in_memory=memory)
 
     seed_everything(config.seed)
-    net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1)
+    net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1,
+                      cpsp_loss=config.cpsp_loss)
     device = distributed.local_device(opts["device"], ranks) if ranks.distributed else opts["device"]
     trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
                       device=device, workers=opts["workers"])

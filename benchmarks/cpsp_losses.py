@@ -21,7 +21,7 @@ clipping and decay factor, with --epochs, --batch-size and one lr decay after --
 
 Prints one JSON line (with the CPU model and flags).
 
-    nice -n 10 python benchmarks/cpsp_losses.py [--seeds 5] [--videos 48] [--test-videos 48] [--epochs 4]
+    nice -n 10 python benchmarks/cpsp_losses.py [--seeds 5] [--videos 32] [--test-videos 32] [--epochs 3] [--threads 1]
 """
 from __future__ import annotations
 
@@ -106,15 +106,18 @@ def summarise(accuracy: dict[str, list[float]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..S-1 (data and initialisation)")
-    parser.add_argument("--videos", type=int, default=48, help="training videos per seed")
+    parser.add_argument("--videos", type=int, default=32, help="training videos per seed")
     parser.add_argument("--val-videos", type=int, default=8, help="validation videos (logged by the trainer only)")
-    parser.add_argument("--test-videos", type=int, default=48, help="held-out videos the accuracy is measured on")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--test-videos", type=int, default=32, help="held-out videos the accuracy is measured on")
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--decay-after", type=int, default=3, help="one lr decay (the model's factor) after this epoch")
+    parser.add_argument("--decay-after", type=int, default=2, help="one lr decay (the model's factor) after this epoch")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least overhead on a shared machine)")
     args = parser.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
     from avepipe.data.synthetic_features import Prototypes, TensorFeatures, make_videos

@@ -33,7 +33,7 @@ T, VIDEOS, TRAIN_VIDEOS, VAL_VIDEOS, CLASSES = 10, 4143, 3339, 402, 28
 
 
 def write_synthetic_cache(path: Path, videos: int, dtype: str) -> None:
-    from avepipe.extract.cache_writer import CacheWriter
+    from avepipe.data.cache import CacheWriter
     from avepipe.extract.features import VideoFeatures
     from avepipe.extract.provenance import ExtractorConfig
     from tqdm import tqdm

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint

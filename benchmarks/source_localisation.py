@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from avepipe.source_experiment import compare_fnac_baseline
-from avepipe.data.moving_sources import MovingSourceSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the generators live in the checkout's tests/
+
+from tests.generators.source_experiment import compare_fnac_baseline
+from tests.generators.moving_sources import MovingSourceSpec
 
 
 def main() -> None:

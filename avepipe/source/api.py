@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
-from avepipe.source_metrics import Box, evaluate_maps
-from avepipe.source_training import checked_ids, default_device, train_source_localizer
+from avepipe.source.metrics import Box, evaluate_maps
+from avepipe.source.training import checked_ids, train_source_localizer
 from avepipe.extract.features import VideoFeatures
 from avepipe.models.fnac import SoundSourceLocalizer
 
@@ -147,7 +148,7 @@ class CacheSet:
 
 
 def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path, **options) -> Path:
-    """``avepipe train --task source``: options are those of ``train_source_localizer``.
+    """``avepipe source train``: options are those of ``train_source_localizer``.
 
     Refuses an ``out_dir`` that already holds a checkpoint (a run is not silently replaced).
     """
@@ -159,8 +160,8 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
 def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],
                     boxes_json: str | Path, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
                     device: str | None = None, frame_size: tuple[int, int] | None = None) -> dict:
-    """``avepipe evaluate --task source``: refuses a cache made by another extractor."""
-    device = device or default_device()
+    """``avepipe source evaluate``: refuses a cache made by another extractor."""
+    device = select_device(device)
     model, info = load_source_localizer(checkpoint_dir, device)
     cache = CacheSet(cache_paths)
     differences = info.extractor.differences(cache.config)

@@ -31,7 +31,8 @@ from avepipe.commands.options import ANNOTATIONS
               help="Folder for one picture per event second: the frame with the sound-source heatmap overlaid "
                    "and its peak marked (needs --source-checkpoint).")
 @click.option("--annotations", type=ANNOTATIONS,
-              help="AVE Annotations.txt or CSV ('ave': the official AVE file shipped with avepipe): adds the ground truth to plots and prints the accuracy.")
+              help="AVE Annotations.txt or CSV ('ave': the official AVE file shipped with avepipe): adds the ground "
+                   "truth to plots and prints the accuracy.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="VGG-19 weights file, if the checkpoint's extractor used pretrained weights (offline use).")

@@ -32,8 +32,9 @@ def _milestones(ctx, param, value: str | None):
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used).")
 @click.option("--splits", "splits_dir", type=SPLITS,
-              help="Directory with train/val/test_order.h5 ('ave': the official AVE splits shipped with avepipe; default: beside the annotations file; "
-                   "if absent there, a seeded random split of the cached videos).")
+              help="Directory with train/val/test_order.h5 ('ave': the official AVE splits shipped with avepipe; "
+                   "default: beside the annotations file; if absent there, a seeded random split of the cached "
+                   "videos).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Validation share of a random split (ignored with official splits).")
 @click.option("--test-fraction", type=float, default=0.1, show_default=True,

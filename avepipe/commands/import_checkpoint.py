@@ -1,12 +1,12 @@
 """``avepipe import-checkpoint``: turn the PSP/CPSP authors' released .pth into an avepipe checkpoint."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from avepipe.data.annotations import BACKGROUND
+from avepipe.commands.base import Command
 from avepipe.errors import UserError
 
 
@@ -32,7 +32,7 @@ def read_class_file(path: Path) -> list[str]:
     return names + [BACKGROUND]
 
 
-@click.command("import-checkpoint")
+@click.command("import-checkpoint", cls=Command)
 @click.argument("state_dict", type=click.Path(path_type=Path))
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), required=True,
               help="Which released model the file holds: fully or weakly supervised (CPSP: fully only).")
@@ -55,16 +55,12 @@ def import_checkpoint(state_dict: Path, setting: str, model_name: str, output: P
     from avepipe.extract.provenance import AVE_RELEASED
     from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
-    try:
-        if model_name == "cpsp" and setting != "fully":
-            raise UserError(f"{state_dict}: CPSP is imported fully supervised only (--setting fully); the "
-                            "authors' weakly supervised CPSP script cannot run as released")
-        class_names = read_class_file(classes_file) if classes_file else ave_classes() + [BACKGROUND]
-        model = import_authors_state_dict(state_dict, setting, model_name)
-        save_checkpoint(output, model, class_names, AVE_RELEASED,
-                        extra={"imported_from": state_dict.name,
-                               "source": f"{model_name.upper()} authors' released weights"})
-    except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    if model_name == "cpsp" and setting != "fully":
+        raise UserError(f"{state_dict}: CPSP is imported fully supervised only (--setting fully); the "
+                        "authors' weakly supervised CPSP script cannot run as released")
+    class_names = read_class_file(classes_file) if classes_file else ave_classes() + [BACKGROUND]
+    model = import_authors_state_dict(state_dict, setting, model_name)
+    save_checkpoint(output, model, class_names, AVE_RELEASED,
+                    extra={"imported_from": state_dict.name,
+                           "source": f"{model_name.upper()} authors' released weights"})
     click.echo(f"wrote {output} ({setting} {model_name.upper()}, tau={model.tau}, {len(class_names)} classes)")

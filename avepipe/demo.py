@@ -1,9 +1,10 @@
 """``make demo``: the whole workflow on a small synthetic set, offline, in minutes.
 
 synth -> extract (seeded RANDOM backbones) -> train (fully supervised PSP) ->
-evaluate on held-out videos -> localize one held-out video. Every stage runs
-the real ``avepipe`` command in a subprocess, exactly as a user would type it,
-so the demo exercises the same code paths as the CLI and shows the commands.
+evaluate on held-out videos -> localize one held-out video (table, plots and
+report.html, the page to watch it). Every stage runs the real ``avepipe``
+command in a subprocess, exactly as a user would type it, so the demo exercises
+the same code paths as the CLI and shows the commands.
 
 Random backbones make the demo run offline without downloading weights; their
 features keep colour and spectrum, which is what the synthetic classes differ
@@ -64,14 +65,15 @@ def demo(out: Path) -> None:
     report = json.loads(run(["evaluate", str(run_dir / "best"), str(cache), "--annotations", str(annotations),
                              "--split", "test", "--json", "-o", str(out / "evaluation")], capture=True))
     held_out = _first_test_event_video(synth)
-    plot = out / "localize.png"
+    plot, page = out / "localize.png", out / "report.html"
     run(["localize", str(synth / "videos" / f"{held_out}.mp4"), "-c", str(run_dir / "best"),
          "--annotations", str(annotations), "--plot", str(plot), "--explain", str(out / "explain"),
-         "--json", str(out / "localize.json")])
+         "--json", str(out / "localize.json"), "--html", str(page)])
 
     click.echo(click.style("\nsummary (random backbones: a smoke test, not real features)", bold=True))
     click.echo(f"  held-out segment accuracy: {100 * report['segment_accuracy']:.1f}% "
                f"(test split, {report['videos']} videos never used for training or model selection)")
+    click.echo(f"  page to watch:             {page}  (open it in a browser)")
     click.echo(f"  timeline plot:             {plot}")
     click.echo(f"  explain pictures:          {out / 'explain'}")
     click.echo(f"  total time:                {time.monotonic() - started:.0f} s")

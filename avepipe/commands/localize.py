@@ -10,7 +10,10 @@ import click
 
 from avepipe.commands.options import ANNOTATIONS
 from avepipe.errors import UserError
+from avepipe.report_html import VIDEO_MODES
 
+NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one by training (`avepipe train`) "
+                 "or by importing the authors' released weights (`avepipe import-checkpoint`)")
 THUMBNAIL_SIZE = 96   # timeline thumbnails (--plot)
 HEATMAP_SIZE = 224    # frames under a sound-source heatmap: the longer side, at the frame's aspect
 
@@ -86,13 +89,20 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
 
 @click.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-c", "--checkpoint", required=True, type=click.Path(path_type=Path),
-              help="Checkpoint directory (from `avepipe train` or `import-checkpoint`); its recorded "
-                   "extractor (backbones, weights, fps) is rebuilt exactly.")
+@click.option("-c", "--checkpoint", envvar="AVEPIPE_CHECKPOINT", type=click.Path(path_type=Path),
+              help="Checkpoint directory (from `avepipe train` or `import-checkpoint`; default: "
+                   "$AVEPIPE_CHECKPOINT); its recorded extractor (backbones, weights, fps) is rebuilt exactly.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write all results as JSON (schema: python -m avepipe.localize_schema).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write per-second rows and merged intervals as CSV.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained page to watch the results (player, timeline, probabilities, events; "
+                   "with --source-checkpoint / --explain their maps too). Opens offline from disk.")
+@click.option("--html-video", type=click.Choice(VIDEO_MODES), default="link", show_default=True,
+              help="How the page reaches each video: link (relative path to the original), copy (into "
+                   "PAGE_media/ beside the page), transcode (like copy, but videos browsers cannot play are "
+                   "re-encoded to H.264/AAC MP4 with PyAV).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG: one thumbnail per second above the predicted timeline (FILE_<video>.png for several).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -111,8 +121,8 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
               help="VGG-19 weights file, if the checkpoint's extractor used pretrained weights (offline use).")
 @click.option("--vggish-weights", type=click.Path(path_type=Path), default=None,
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
-def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None, csv_path: Path | None,
-             plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
+def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path | None, csv_path: Path | None,
+             html_path: Path | None, html_video: str, plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
              heatmaps_dir: Path | None, annotations: Path | None, device: str | None,
              vgg_weights: Path | None, vggish_weights: Path | None) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.
@@ -123,7 +133,10 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
     are reported one line each and skipped (exit status 2).
     """
     try:
-        ok = run_localize(videos, checkpoint, json_path=json_path, csv_path=csv_path, plot_path=plot_path,
+        if checkpoint is None:
+            raise UserError(NO_CHECKPOINT)
+        ok = run_localize(videos, checkpoint, json_path=json_path, csv_path=csv_path, html_path=html_path,
+                          html_video=html_video, plot_path=plot_path,
                           explain_dir=explain_dir, source_checkpoint=source_checkpoint,
                           heatmaps_dir=heatmaps_dir, annotations_path=annotations, device=device,
                           vgg_weights=vgg_weights, vggish_weights=vggish_weights)
@@ -134,6 +147,7 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
 
 
 def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv_path: Path | None = None,
+                 html_path: Path | None = None, html_video: str = "link",
                  plot_path: Path | None = None, explain_dir: Path | None = None,
                  source_checkpoint: Path | None = None, heatmaps_dir: Path | None = None,
                  annotations_path: Path | None = None, device: str | None = None,
@@ -165,7 +179,7 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
     if localizer.extractor.is_random:
         echo("note: this checkpoint's extractor uses random backbones: a smoke test, not real features")
     many = len(paths) > 1
-    done, correct, total = [], 0, 0
+    done, truths, correct, total = [], {}, 0, 0
     for path in tqdm(paths, desc="localize", unit="video", file=sys.stderr, disable=not many):
         try:
             result = localizer.localize(path, explain=explain_dir is not None,
@@ -180,6 +194,7 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
         truth = truth_labels(labels, result.video, len(result.segments))
         text = format_table(result)
         if truth is not None:
+            truths[result.video] = truth
             hits = sum(p == t for p, t in zip(result.labels, truth))
             correct, total = correct + hits, total + len(truth)
             text += f"\n  accuracy vs annotations: {hits}/{len(truth)} seconds"
@@ -208,4 +223,12 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
         json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     if csv_path:
         write_csv(csv_path, done)
+    if html_path:
+        from avepipe.report_html import write_report
+
+        for note in write_report(html_path, done, localizer.class_names, truths=truths, extractor=localizer.extractor,
+                                 checkpoint=checkpoint, source_checkpoint=source_checkpoint, video_mode=html_video,
+                                 errors=errors):
+            echo(f"note: {note}", err=True)
+        echo(f"page: {html_path}")
     return not errors

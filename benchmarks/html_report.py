@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -89,11 +90,12 @@ def render_times(browser, page: Path, runs: int) -> dict:
     paints, ready, rendered, seeks = [], [], [], []
     for run in range(runs + 1):
         tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.goto(page.as_uri())
-        while not tab.evaluate("document.documentElement.dataset.rendered"):
+        tab.goto(page.as_uri(), wait_until="commit")
+        while not tab.evaluate("document.documentElement.dataset.rendered && "
+                               "performance.getEntriesByName('first-contentful-paint').length"):
             time.sleep(0.02)
         timing = tab.evaluate("""() => ({
-            paint: (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime,
+            paint: performance.getEntriesByName('first-contentful-paint')[0].startTime,
             ready: +document.documentElement.dataset.ready, rendered: +document.documentElement.dataset.rendered })""")
         if run == 0:   # warm-up: the browser's first page pays for its own start
             tab.close()
@@ -127,7 +129,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path())
         out = {"benchmark": "html_report", **cpu_info(), "browser": f"Chromium {browser.version}",
-               "classes": len(classes)}
+               "load_average_1min": round(os.getloadavg()[0], 1), "classes": len(classes)}
         for name, seconds in (("short", 10), ("long", args.long_seconds)):
             page, write_s = write_page(Path(tmp), seconds, classes)
             out[name] = {"seconds": seconds, "html_bytes": page.stat().st_size, "write_s": round(write_s, 3),

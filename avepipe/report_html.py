@@ -136,8 +136,8 @@ def video_entry(video_path: str, result, class_names: list[str], truth: list[str
     index = {name: i for i, name in enumerate(class_names)}
     segments = document["segments"]
     entry = {
-        "video": document["video"], "path": video_path, "src": src, "video_note": video_note, "duration": document["duration"],
-        "has_audio": document["has_audio"], "notes": document["notes"], "intervals": document["intervals"],
+        "video": document["video"], "path": video_path, "src": src, "video_note": video_note,
+        "duration": document["duration"], "has_audio": document["has_audio"], "notes": document["notes"], "intervals": document["intervals"],
         "labels": [index[s["label"]] for s in segments],
         "confidence": [round(s["confidence"], DIGITS) for s in segments],
         "probabilities": None if not segments or "probabilities" not in segments[0] else

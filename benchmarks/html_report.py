@@ -104,12 +104,14 @@ def render_times(browser, page: Path, runs: int) -> dict:
         ready.append(timing["ready"])
         rendered.append(timing["rendered"])
         seeks.append(tab.evaluate("""() => { const T = state.entry.labels.length, times = [];
-            for (let i = 0; i < 20; i++) { const t0 = performance.now(); seek((i * 7919) % T); times.push(performance.now() - t0); }
+            for (let i = 0; i < 20; i++) {
+                const t0 = performance.now(); seek((i * 7919) % T); times.push(performance.now() - t0); }
             return times.sort((a, b) => a - b)[10]; }"""))
         tab.close()
     return {"first_contentful_paint_ms": round(statistics.median(paints), 1),
             "script_done_ms": round(statistics.median(ready), 1),
-            "first_full_render_ms": round(statistics.median(rendered), 1), "seek_ms": round(statistics.median(seeks), 2)}
+            "first_full_render_ms": round(statistics.median(rendered), 1),
+            "seek_ms": round(statistics.median(seeks), 2)}
 
 
 def main() -> None:
@@ -136,7 +138,8 @@ def main() -> None:
                          **render_times(browser, page, args.runs)}
         browser.close()
     out["size_ratio_long_vs_short"] = round(out["long"]["html_bytes"] / out["short"]["html_bytes"], 1)
-    out["render_ratio_long_vs_short"] = round(out["long"]["first_full_render_ms"] / out["short"]["first_full_render_ms"], 2)
+    out["render_ratio_long_vs_short"] = round(out["long"]["first_full_render_ms"]
+                                              / out["short"]["first_full_render_ms"], 2)
     print(json.dumps(out))
 
 

@@ -134,7 +134,8 @@ def test_timeline_seek_highlight_and_heatmap_in_chromium(browser, demo_page, tmp
     assert view.js("overlay.dataset.drawn") == "source"
     assert (overlay[..., 3] > 0).mean() > 0.9 and overlay[..., :3].std() > 5   # a heatmap, not a flat tint
     peak_x, peak_y = result.segments[events[-1]].source_peak
-    x, y = round(peak_x / result.frame_size[0] * overlay.shape[1]), round(peak_y / result.frame_size[1] * overlay.shape[0])
+    x = round(peak_x / result.frame_size[0] * overlay.shape[1])
+    y = round(peak_y / result.frame_size[1] * overlay.shape[0])
     assert (overlay[y - 1:y + 2, x - 1:x + 2, :3].min(axis=-1) > 200).sum() >= 6   # the white cross on the peak
 
     view.click_cell(quiet[0])

@@ -122,7 +122,8 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
 @click.option("--vggish-weights", type=click.Path(path_type=Path), default=None,
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
 def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path | None, csv_path: Path | None,
-             html_path: Path | None, html_video: str, plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
+             html_path: Path | None, html_video: str, plot_path: Path | None, explain_dir: Path | None,
+             source_checkpoint: Path | None,
              heatmaps_dir: Path | None, annotations: Path | None, device: str | None,
              vgg_weights: Path | None, vggish_weights: Path | None) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.

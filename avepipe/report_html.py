@@ -55,10 +55,13 @@ def browser_problem(video_path: Path) -> str | None:
 
 
 def transcode_for_browser(source: Path, target: Path) -> Path:
-    """Re-encode ``source`` as MP4 with H.264 (yuv420p, even size) and AAC (when it has audio), using PyAV."""
+    """Re-encode ``source`` as MP4 with H.264 (yuv420p, even size) and AAC (when it has audio), using PyAV.
+
+    Video frames keep their timestamps, so a variable frame rate stays in sync with the timeline.
+    """
     import av
 
-    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
+    with av.open(str(source)) as reader, av.open(str(target), "w", options={"movflags": "+faststart"}) as writer:
         video_in = reader.streams.video[0]
         audio_in = reader.streams.audio[0] if reader.streams.audio else None
         rate = video_in.average_rate or 25
@@ -66,7 +69,8 @@ def transcode_for_browser(source: Path, target: Path) -> Path:
         video_out.width = video_in.codec_context.width // 2 * 2
         video_out.height = video_in.codec_context.height // 2 * 2
         video_out.pix_fmt = "yuv420p"
-        video_out.options = {"crf": "23", "preset": "veryfast", "movflags": "+faststart"}
+        video_out.codec_context.time_base = video_in.time_base
+        video_out.options = {"crf": "23", "preset": "veryfast"}
         audio_out = None
         if audio_in is not None:
             audio_out = writer.add_stream("aac", rate=audio_in.codec_context.sample_rate)
@@ -74,9 +78,9 @@ def transcode_for_browser(source: Path, target: Path) -> Path:
         for packet in reader.demux(*streams):
             for frame in packet.decode():
                 if packet.stream is video_in:
-                    frame = frame.reformat(video_out.width, video_out.height, "yuv420p")
-                    frame.pts = None
-                    writer.mux(video_out.encode(frame))
+                    picture = frame.reformat(video_out.width, video_out.height, "yuv420p")
+                    picture.pts, picture.time_base = frame.pts, frame.time_base
+                    writer.mux(video_out.encode(picture))
                 else:
                     frame.pts = None
                     writer.mux(audio_out.encode(frame))

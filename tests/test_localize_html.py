@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from avepipe.cli import main
 from avepipe.demo import CLASSES as DEMO_CLASSES, SECONDS, SEED, SOURCE_FPS, SPLIT, _first_test_event_video
 from avepipe.localizer import Localizer
-from avepipe.report_html import write_report
+from avepipe.report_html import browser_problem, transcode_for_browser, write_report
 from avepipe.data.annotations import load_ave_annotations
 from avepipe.data.synth import generate_dataset
 from avepipe.data.video_writer import tone, write_test_video
@@ -225,9 +225,25 @@ def test_transcode_makes_a_copy_chromium_plays(browser, tmp_path):
     view = PageUnderTest(browser, tmp_path / "page.html")
     view.wait_for_video()
     assert view.js("video.getAttribute('src')") == "page_media/old.mp4"
-    assert abs(view.js("video.duration") - 2.0) < 0.2
+    with av.open(str(source)) as container:
+        duration = container.duration / 1e6
+    assert abs(view.js("video.duration") - duration) < 0.1   # the copy keeps the source's timing
     assert view.errors == []
     view.close()
+
+
+def test_transcode_keeps_variable_frame_timing(tmp_path):
+    frames = np.zeros((5, 47, 65, 3), np.uint8)   # odd size: libx264 writes 4:4:4, which browsers do not decode
+    frames[:, :, :, 0] = np.arange(5)[:, None, None] * 50
+    pts = [0.0, 0.1, 0.5, 1.7, 2.9]
+    source = write_test_video(tmp_path / "vfr.mp4", frames, 8, pts=pts, audio=tone(440, 3.0))
+    assert browser_problem(source) == "H.264 in yuv444p is not a pixel format browsers play"
+    copy = transcode_for_browser(source, tmp_path / "copy.mp4")
+    assert browser_problem(copy) is None
+    with av.open(str(copy)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (64, 46)
+        assert [float(f.pts * f.time_base) for f in container.decode(stream)] == pytest.approx(pts, abs=1e-3)
 
 
 def test_a_missing_video_says_what_to_do(browser, tmp_path):

@@ -174,7 +174,8 @@ def test_video_without_audio_in_chromium(browser, silent_page):
     assert view.cells() == [(t, "background") for t in range(4)]
     assert view.js("document.querySelector('#chart text').textContent") == "no audio: every second is background"
     assert "no audio stream" in view.js("document.getElementById('notes').textContent")
-    assert view.js("document.getElementById('modes').hidden") is True   # no maps: no overlay choice
+    hidden = "id => getComputedStyle(document.getElementById(id)).display === 'none'"
+    assert view.js(hidden, "modes") and view.js(hidden, "truth-name")   # no maps, no truth: neither is shown
     view.click_cell(2)
     view.wait_until("Math.abs(video.currentTime - 2) < 0.05")
     assert view.current_second() == 2

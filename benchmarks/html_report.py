@@ -6,8 +6,8 @@ attention maps (--explain) and sound-source maps (--source-checkpoint). The resu
 are generated (seeded), not computed by a model: the page's cost depends only on
 their shapes. Both videos are real H.264/AAC files beside the page.
 
-Headless system Chromium (Playwright) opens each page from file:// ``--runs`` times
-(after one discarded warm-up load), times from navigation start: first contentful
+Headless system Chromium (Playwright) opens the two pages from file:// in turn, ``--runs``
+times each (after one discarded warm-up round), times from navigation start: first contentful
 paint (the header), the end of the page's script (timeline, chart, overlay built),
 and the first frame painted after it (first full render); then the cost of a seek
 (a cell clicked -> highlight, overlay and explanations redrawn), median of 20 seeks.
@@ -86,38 +86,41 @@ def write_page(folder: Path, seconds: int, classes: list[str]) -> tuple[Path, fl
     return page, time.perf_counter() - started
 
 
-def render_times(browser, page: Path, runs: int) -> dict:
-    paints, ready, rendered, seeks = [], [], [], []
-    for run in range(runs + 1):
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.goto(page.as_uri(), wait_until="commit")
-        while not tab.evaluate("document.documentElement.dataset.rendered && "
-                               "performance.getEntriesByName('first-contentful-paint').length"):
-            time.sleep(0.02)
-        timing = tab.evaluate("""() => ({
-            paint: performance.getEntriesByName('first-contentful-paint')[0].startTime,
-            ready: +document.documentElement.dataset.ready, rendered: +document.documentElement.dataset.rendered })""")
-        if run == 0:   # warm-up: the browser's first page pays for its own start
-            tab.close()
-            continue
-        paints.append(timing["paint"])
-        ready.append(timing["ready"])
-        rendered.append(timing["rendered"])
-        seeks.append(tab.evaluate("""() => { const T = state.entry.labels.length, times = [];
+def load_once(browser, page: Path) -> dict:
+    """One load of ``page`` in a new tab: paint and script marks from navigation start, and a seek's cost."""
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab.goto(page.as_uri(), wait_until="commit")
+    while not tab.evaluate("document.documentElement.dataset.rendered && "
+                           "performance.getEntriesByName('first-contentful-paint').length"):
+        time.sleep(0.02)
+    timing = tab.evaluate("""() => ({
+        first_contentful_paint_ms: performance.getEntriesByName('first-contentful-paint')[0].startTime,
+        script_done_ms: +document.documentElement.dataset.ready,
+        first_full_render_ms: +document.documentElement.dataset.rendered,
+        seek_ms: (() => { const T = state.entry.labels.length, times = [];
             for (let i = 0; i < 20; i++) {
                 const t0 = performance.now(); seek((i * 7919) % T); times.push(performance.now() - t0); }
-            return times.sort((a, b) => a - b)[10]; }"""))
-        tab.close()
-    return {"first_contentful_paint_ms": round(statistics.median(paints), 1),
-            "script_done_ms": round(statistics.median(ready), 1),
-            "first_full_render_ms": round(statistics.median(rendered), 1),
-            "seek_ms": round(statistics.median(seeks), 2)}
+            return times.sort((a, b) => a - b)[10]; })() })""")
+    tab.close()
+    return timing
+
+
+def render_times(browser, pages: dict[str, Path], runs: int) -> dict[str, dict]:
+    """Medians over ``runs`` loads of each page, interleaved so that both see the same machine load."""
+    samples = {name: [] for name in pages}
+    for run in range(runs + 1):
+        for name, page in pages.items():
+            timing = load_once(browser, page)
+            if run:   # run 0 warms the browser up: its first pages pay for its own start
+                samples[name].append(timing)
+    return {name: {key: round(statistics.median(s[key] for s in values), 1) for key in values[0]}
+            for name, values in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--long-seconds", type=int, default=600)
-    parser.add_argument("--runs", type=int, default=5, help="page loads per video; medians are reported")
+    parser.add_argument("--runs", type=int, default=9, help="page loads per video; medians are reported")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -132,10 +135,12 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=chromium_path())
         out = {"benchmark": "html_report", **cpu_info(), "browser": f"Chromium {browser.version}",
                "load_average_1min": round(os.getloadavg()[0], 1), "classes": len(classes)}
+        pages = {}
         for name, seconds in (("short", 10), ("long", args.long_seconds)):
-            page, write_s = write_page(Path(tmp), seconds, classes)
-            out[name] = {"seconds": seconds, "html_bytes": page.stat().st_size, "write_s": round(write_s, 3),
-                         **render_times(browser, page, args.runs)}
+            pages[name], write_s = write_page(Path(tmp), seconds, classes)
+            out[name] = {"seconds": seconds, "html_bytes": pages[name].stat().st_size, "write_s": round(write_s, 3)}
+        for name, timing in render_times(browser, pages, args.runs).items():
+            out[name].update(timing)
         browser.close()
     out["size_ratio_long_vs_short"] = round(out["long"]["html_bytes"] / out["short"]["html_bytes"], 1)
     out["render_ratio_long_vs_short"] = round(out["long"]["first_full_render_ms"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+from avepipe.errors import UserError
+
 PIPELINE_VERSION = "1"
 
 # Fields that describe storage or bookkeeping, not the feature function.
@@ -57,6 +59,19 @@ class ExtractorConfig:
             if mine != theirs:
                 out.append(f"{f.name}: {mine!r} vs {theirs!r}")
         return out
+
+
+def require_same_extractor(ours: ExtractorConfig, theirs: ExtractorConfig, where: str, than: str,
+                           labels: tuple[str, str], hint: str) -> None:
+    """The one extractor-mismatch error: features of two extractors must never meet silently.
+
+    ``where`` names the file at fault, ``than`` what it was compared with; the
+    differing fields are listed as ``labels[0]`` value vs ``labels[1]`` value.
+    """
+    differences = ours.differences(theirs)
+    if differences:
+        raise UserError(f"{where}: features from a different extractor than {than} "
+                        f"({labels[0]} vs {labels[1]}: {'; '.join(differences)}); {hint}")
 
 
 # md5 of keras-applications' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from avepipe.extract.batching import FrameBatcher
-from avepipe.extract.features import VideoFeatures
+from avepipe.extract.features import AUDIO_SHAPE, VideoFeatures
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.extract.stream import (DEDUP_WINDOW, AudioPart, FramePart, Message, VideoEnd, VideoFailed,
                             failure_reason)
@@ -29,7 +29,7 @@ def encode_audio_rows(audio_encoder, waveform: np.ndarray, sample_rate: int, lim
     """
     seconds = -(-len(waveform) // sample_rate)
     seconds = seconds if limit is None else min(seconds, limit)
-    rows = [np.zeros((0, 128), np.float32)]
+    rows = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
     for first in range(0, seconds, AUDIO_BLOCK_SEGMENTS):
         count = min(AUDIO_BLOCK_SEGMENTS, seconds - first)
         chunk = waveform[first * sample_rate:(first + count) * sample_rate]

@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import log_mel_examples
-from avepipe.extract.provenance import PIPELINE_VERSION, ExtractorConfig
+from avepipe.extract.provenance import PIPELINE_VERSION, ExtractorConfig, require_same_extractor
 from avepipe.extract.tfhub_vggish import TFHUB_VGGISH_ID, TfHubVGGishEncoder
 from avepipe.extract.vgg19 import imagenet_preprocess, load_torchvision_vgg19, vgg19_features
 from avepipe.extract.vggish import VGGish, load_vggish_weights
@@ -30,13 +32,6 @@ from avepipe.extract.weights import (
 PRESETS = ("torchvision", "ave")
 AUDIO_BACKENDS = ("torch", "tfhub")
 _AUDIO_BACKBONE_NAMES = {"torch": "vggish-torch", "tfhub": "vggish-tfhub"}
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -56,7 +51,7 @@ class VisualEncoder:
         device: str | torch.device | None = None,
         batch_size: int = 32,
     ) -> None:
-        self.device = default_device(device)
+        self.device = select_device(device)
         self.features = features.eval().to(self.device, memory_format=torch.channels_last)
         self.preprocess = preprocess
         self.batch_size = batch_size
@@ -72,7 +67,7 @@ class VisualEncoder:
                 maps = self.features(images)  # [B, 512, h, w], channels-last memory
                 outputs.append(maps.permute(0, 2, 3, 1).float().cpu().numpy())
         if not outputs:
-            return np.zeros((0, 7, 7, 512), np.float32)
+            return np.zeros((0, *VISUAL_SHAPE), np.float32)
         return np.ascontiguousarray(np.concatenate(outputs), dtype=np.float32)
 
 
@@ -86,13 +81,13 @@ class VGGishEncoder:
     """The torch ``AudioEncoder``: VGGish-exact log-mel, then our PyTorch VGGish."""
 
     def __init__(self, model: VGGish, device: str | torch.device | None = None, batch_size: int = 64) -> None:
-        self.device = default_device(device)
+        self.device = select_device(device)
         self.model = model.eval().to(self.device)
         self.batch_size = batch_size
 
     def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray:
         examples = log_mel_examples(waveform_16k, segments)[:, None]  # [T, 1, 96, 64]
-        outputs = [np.zeros((0, 128), np.float32)]
+        outputs = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
         with torch.inference_mode():
             for start in range(0, len(examples), self.batch_size):
                 batch = _to_device(examples[start:start + self.batch_size], self.device)
@@ -242,6 +237,7 @@ def build_encoders_for(
         segments=config.segments,
         visual_precision=config.visual_precision,
     )
-    if rebuilt != config:  # e.g. a tfhub config recording other weights than google/vggish/1
-        raise UserError(f"cannot rebuild the recorded extractor: {'; '.join(rebuilt.differences(config))}")
+    # e.g. a tfhub config recording other weights than google/vggish/1
+    require_same_extractor(rebuilt, config, "rebuilt extractor", "the recorded one", ("rebuilt", "recorded"),
+                           "cannot rebuild the recorded extractor; give the weight files it was made with")
     return visual, audio, rebuilt

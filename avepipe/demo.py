@@ -1,9 +1,10 @@
 """``make demo``: the whole workflow on a small synthetic set, offline, in minutes.
 
 synth -> extract (seeded RANDOM backbones) -> train (fully supervised PSP) ->
-evaluate on held-out videos -> localize one held-out video. Every stage calls
-the library function its ``avepipe`` command calls, and first prints that
-command line, so a user sees what to type to do the same by hand.
+evaluate on held-out videos -> localize one held-out video (table, plots and
+report.html, the page to watch it). Every stage calls the library function
+its ``avepipe`` command calls, and first prints that command line, so a user
+sees what to type to do the same by hand.
 
 Random backbones make the demo run offline without downloading weights; their
 features keep colour and spectrum, which is what the synthetic classes differ
@@ -84,17 +85,18 @@ def demo(out: Path) -> None:
     write_report(out / "evaluation", report)
     click.echo(report.table())
     held_out = _first_test_event_video(synth)
-    plot = out / "localize.png"
+    plot, page = out / "localize.png", out / "report.html"
     stage(["localize", str(synth / "videos" / f"{held_out}.mp4"), "-c", str(run_dir / "best"),
            "--annotations", str(annotations), "--plot", str(plot), "--explain", str(out / "explain"),
-           "--json", str(out / "localize.json")],
+           "--json", str(out / "localize.json"), "--html", str(page)],
           lambda: localize_videos([synth / "videos" / f"{held_out}.mp4"], run_dir / "best",
                                   annotations_path=annotations, plot_path=plot, explain_dir=out / "explain",
-                                  json_path=out / "localize.json", echo=click.echo))
+                                  json_path=out / "localize.json", html_path=page, echo=click.echo))
 
     click.echo(click.style("\nsummary (random backbones: a smoke test, not real features)", bold=True))
     click.echo(f"  held-out segment accuracy: {100 * report.segment_accuracy:.1f}% "
                f"(test split, {report.videos} videos never used for training or model selection)")
+    click.echo(f"  page to watch:             {page}  (open it in a browser)")
     click.echo(f"  timeline plot:             {plot}")
     click.echo(f"  explain pictures:          {out / 'explain'}")
     click.echo(f"  total time:                {time.monotonic() - started:.0f} s")

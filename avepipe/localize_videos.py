@@ -87,6 +87,7 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
 
 
 def localize_videos(videos, checkpoint: Path, *, json_path: Path | None = None, csv_path: Path | None = None,
+                    html_path: Path | None = None, html_video: str = "link",
                     plot_path: Path | None = None, explain_dir: Path | None = None,
                     source_checkpoint: Path | None = None, heatmaps_dir: Path | None = None,
                     annotations_path: Path | None = None, device: str | None = None,
@@ -120,7 +121,7 @@ def localize_videos(videos, checkpoint: Path, *, json_path: Path | None = None, 
     if localizer.extractor.is_random:
         echo("note: this checkpoint's extractor uses random backbones: a smoke test, not real features")
     many = len(paths) > 1
-    done, correct, total = [], 0, 0
+    done, truths, correct, total = [], {}, 0, 0
     for path in tqdm(paths, desc="localize", unit="video", file=sys.stderr, disable=not many):
         try:
             result = localizer.localize(path, explain=explain_dir is not None,
@@ -135,6 +136,7 @@ def localize_videos(videos, checkpoint: Path, *, json_path: Path | None = None, 
         truth = truth_labels(labels, result.video, len(result.segments))
         text = format_table(result)
         if truth is not None:
+            truths[result.video] = truth
             hits = sum(p == t for p, t in zip(result.labels, truth))
             correct, total = correct + hits, total + len(truth)
             text += f"\n  accuracy vs annotations: {hits}/{len(truth)} seconds"
@@ -163,4 +165,12 @@ def localize_videos(videos, checkpoint: Path, *, json_path: Path | None = None, 
         json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     if csv_path:
         write_csv(csv_path, done)
+    if html_path:
+        from avepipe.report_html import write_report
+
+        for note in write_report(html_path, done, localizer.class_names, truths=truths, extractor=localizer.extractor,
+                                 checkpoint=checkpoint, source_checkpoint=source_checkpoint, video_mode=html_video,
+                                 errors=errors):
+            echo(f"note: {note}", err=True)
+        echo(f"page: {html_path}")
     return not errors

@@ -8,17 +8,29 @@ import click
 
 from avepipe.commands.base import Command
 from avepipe.commands.options import ANNOTATIONS
+from avepipe.errors import UserError
+from avepipe.report_html import VIDEO_MODES
+
+NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one by training (`avepipe train`) "
+                 "or by importing the authors' released weights (`avepipe import-checkpoint`)")
 
 
 @click.command(cls=Command)
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-c", "--checkpoint", required=True, type=click.Path(path_type=Path),
-              help="Checkpoint directory (from `avepipe train` or `import-checkpoint`); its recorded "
-                   "extractor (backbones, weights, fps) is rebuilt exactly.")
+@click.option("-c", "--checkpoint", envvar="AVEPIPE_CHECKPOINT", type=click.Path(path_type=Path),
+              help="Checkpoint directory (from `avepipe train` or `import-checkpoint`; default: "
+                   "$AVEPIPE_CHECKPOINT); its recorded extractor (backbones, weights, fps) is rebuilt exactly.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write all results as JSON (schema: python -m avepipe.localize_schema).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write per-second rows and merged intervals as CSV.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained page to watch the results (player, timeline, probabilities, events; "
+                   "with --source-checkpoint / --explain their maps too). Opens offline from disk.")
+@click.option("--html-video", type=click.Choice(VIDEO_MODES), default="link", show_default=True,
+              help="How the page reaches each video: link (relative path to the original), copy (into "
+                   "PAGE_media/ beside the page), transcode (like copy, but videos browsers cannot play are "
+                   "re-encoded to H.264/AAC MP4 with PyAV).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG: one thumbnail per second above the predicted timeline (FILE_<video>.png for several).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -38,8 +50,8 @@ from avepipe.commands.options import ANNOTATIONS
               help="VGG-19 weights file, if the checkpoint's extractor used pretrained weights (offline use).")
 @click.option("--vggish-weights", type=click.Path(path_type=Path), default=None,
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
-def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None, csv_path: Path | None,
-             plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
+def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path | None, csv_path: Path | None,
+             html_path: Path | None, html_video: str, plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
              heatmaps_dir: Path | None, annotations: Path | None, device: str | None,
              vgg_weights: Path | None, vggish_weights: Path | None) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.
@@ -51,7 +63,10 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
     """
     from avepipe.localize_videos import localize_videos
 
-    ok = localize_videos(videos, checkpoint, json_path=json_path, csv_path=csv_path, plot_path=plot_path,
+    if checkpoint is None:
+        raise UserError(NO_CHECKPOINT)
+    ok = localize_videos(videos, checkpoint, json_path=json_path, csv_path=csv_path, html_path=html_path,
+                         html_video=html_video, plot_path=plot_path,
                          explain_dir=explain_dir, source_checkpoint=source_checkpoint, heatmaps_dir=heatmaps_dir,
                          annotations_path=annotations, device=device, vgg_weights=vgg_weights,
                          vggish_weights=vggish_weights, echo=click.echo)

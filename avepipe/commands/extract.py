@@ -48,10 +48,13 @@ def one_line(error: BaseException) -> str:
                    "(16 is what the AVE features and the published models used).")
 @click.option("--segments", type=click.IntRange(min=1), default=None,
               help="Fixed number of one-second segments T per video (longer videos are cropped, shorter "
-                   "ones padded). Default: T = ceil(duration) per video. AVE uses 10.")
+                   "ones padded). Default: T = ceil(duration) per video (--preset ave: duration rounded). "
+                   "AVE uses 10.")
 @click.option("--preset", type=click.Choice(["torchvision", "ave"]), default="torchvision", show_default=True,
-              help="torchvision: torchvision's ImageNet VGG-19 and its normalisation. ave: Keras VGG-19 "
-                   "weights with Caffe preprocessing, reproducing the released AVE features.")
+              help="torchvision: torchvision's ImageNet VGG-19 and its normalisation, PTS-timed frames, "
+                   "per-second audio. ave: the recipe of the released AVE features (Keras VGG-19 with Caffe "
+                   "preprocessing, AVE frame indices, OpenCV resize, VGGish examples of whole 10-second "
+                   "clips; needs the 'ave' extra); see docs/preset-ave.md.")
 @click.option("--audio-backend", type=click.Choice(["torch", "tfhub"]), default="torch", show_default=True,
               help="torch: our PyTorch VGGish (loads pytorch_vggish.pth). tfhub: the official TF-Hub "
                    "VGGish (needs the 'tfhub' extra).")
@@ -78,6 +81,9 @@ def one_line(error: BaseException) -> str:
                    "change the features slightly (see the README for measured drift); on CPUs without "
                    "native bf16 they are much slower. Recorded in the cache's provenance, so caches of "
                    "different precisions are never mixed.")
+@click.option("--tf32", "allow_tf32", is_flag=True, default=False,
+              help="On CUDA, let fp32 convolutions and matmuls use TF32 (faster on recent GPUs, ~1e-3 "
+                   "relative drift). Off by default: fp32 means fp32. Recorded in the cache's provenance.")
 @click.option("--extensions", default=VIDEO_EXTENSIONS, show_default=True,
               help="Comma-separated file extensions to extract (case-insensitive), searched recursively.")
 @click.option("--shard", "shard_text", metavar="I/N", default=None,
@@ -87,7 +93,7 @@ def one_line(error: BaseException) -> str:
 def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset: str, audio_backend: str,
             vgg_weights: Path | None, vggish_weights: Path | None, random_seed: int | None, dtype: str,
             device: str | None, batch_size: int | None, workers: int | None, precision: str,
-            extensions: str, shard_text: str | None) -> None:
+            allow_tf32: bool, extensions: str, shard_text: str | None) -> None:
     """Extract VGG-19 pool5 (visual) and VGGish (audio) features of every video in VIDEO_DIR.
 
     Video ids are file stems. Each video becomes T one-second segments with visual
@@ -99,7 +105,8 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
     """
     try:
         failed = _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vggish_weights,
-                      random_seed, dtype, device, batch_size, workers, precision, extensions, shard_text)
+                      random_seed, dtype, device, batch_size, workers, precision, allow_tf32, extensions,
+                      shard_text)
     except UserError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -111,7 +118,7 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
 
 
 def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vggish_weights, random_seed,
-         dtype, device, batch_size, workers, precision, extensions, shard_text) -> int:
+         dtype, device, batch_size, workers, precision, allow_tf32, extensions, shard_text) -> int:
     """Extract what is not yet in the cache (of this shard's videos); returns the number of failed files."""
     import torch
 
@@ -139,7 +146,8 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
 
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
-        random_seed=random_seed, device=device, fps=fps, segments=segments, precision=precision)
+        random_seed=random_seed, device=device, fps=fps, segments=segments, precision=precision,
+        allow_tf32=allow_tf32)
     if config.is_random:
         click.echo(f"note: random backbones (seed {random_seed}): features are for testing only", err=True)
 
@@ -192,7 +200,7 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     keyed = list(enumerate(todo.items()))
     ids = {key: vid for key, (vid, _) in keyed}
     paths = [(key, path) for key, (_, path) in keyed]
-    batcher = FrameBatcher(visual_encoder, batch_size, config.visual_precision)
+    batcher = FrameBatcher(visual_encoder, batch_size, config.visual_precision, config.tf32)
     pool = DecoderPool(min(workers, len(paths)), config) if workers else None
     try:
         messages = pool.messages(paths) if pool else in_process_messages(paths, config)

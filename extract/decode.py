@@ -3,7 +3,9 @@
 Video frames are timed by their PTS relative to the stream start, resized and
 converted by FFmpeg's scaler (``VideoFrame.to_ndarray(width=, height=, format="rgb24")``)
 so no full-resolution RGB copy is ever made in Python, and turned upright by the
-display-matrix rotation. Decoding streams: only frames that some sampling target
+display-matrix rotation. ``--preset ave`` instead counts frames by index
+(``IndexedFrames``, ``reader_count``) and resizes full-resolution RGB24 with OpenCV, as
+the original AVE scripts did. Decoding streams: only frames that some sampling target
 selects are kept, so memory grows with the number of selected frames, not with
 the length of the video.
 

@@ -33,7 +33,7 @@ CHUNK_FRAMES = 8  # distinct frames per FramePart: 1.2 MB of pixels per message 
 @dataclass
 class AudioPart:
     key: int
-    waveform: np.ndarray | None  # mono float32 at the config's sample rate; None: no audio stream
+    waveform: np.ndarray | None  # mono at the config's sample rate (float32; float64 for AVE framing); None: no audio
     notes: list[str] = field(default_factory=list)
 
 

@@ -56,15 +56,15 @@ def windowed_tones(samples: int) -> np.ndarray:
     return np.round(np.stack([0.35 * mono, 0.2 * mono]) * 32767).astype(np.int16)
 
 
-def write_clip(path: Path, fps: Fraction, seconds: float, per_frame: bool = True, first_frame: int = 0,
-               first_sample: int = 0) -> Path:
-    """A lossless clip: frame j shows content j (or its second, floor(j / fps)), audio ``windowed_tones``.
+def write_clip(path: Path, fps: Fraction, seconds: float, picture_seconds: float | None = None,
+               first_frame: int = 0, first_sample: int = 0) -> Path:
+    """A lossless clip: frame j shows picture j (or floor(j / fps / picture_seconds)), audio ``windowed_tones``.
 
     ``first_frame``/``first_sample`` offset both, so a block of a longer clip can be written as its own file.
     """
     count = int(round(seconds * fps))
     index = np.arange(first_frame, first_frame + count)
-    content = index if per_frame else np.floor(index / float(fps)).astype(int)
+    content = index if picture_seconds is None else np.floor(index / float(fps) / picture_seconds).astype(int)
     pcm = windowed_tones(first_sample + int(round(seconds * WAV_RATE)))[:, first_sample:]
     return write_test_video(path, textures(content), fps, audio=pcm / 32767.0, sample_rate=WAV_RATE, **LOSSLESS)
 

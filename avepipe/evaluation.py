@@ -99,19 +99,16 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
     """
     from avepipe.data.annotations import load_annotations
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset
     from avepipe.data.splits import find_split_dir, load_official_splits
     from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info
-    from avepipe.training import check_same_extractor, predict_dataset, select_device
+    from avepipe.extract.provenance import require_same_extractor
+    from avepipe.training import predict_dataset, select_device
 
     info = read_checkpoint_info(checkpoint)
-    opened = [FeatureCache(p) for p in caches]
-    extractor = check_same_extractor([(str(c.path), c.config) for c in opened])
-    diff = info.extractor.differences(extractor)
-    if diff:
-        raise UserError(f"{opened[0].path}: features come from a different extractor than the checkpoint "
-                        f"{checkpoint} (checkpoint vs cache: {'; '.join(diff)})")
+    require_same_extractor(info.extractor, CacheSet(caches).config, str(caches[0]), f"the checkpoint {checkpoint}",
+                           ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     annotations = load_annotations(annotations_path, classes=info.class_names)
     if splits_dir and not find_split_dir([splits_dir]):
         raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")

@@ -106,6 +106,7 @@ class Localizer:
         ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
         """
         from avepipe.extract.encoders import build_encoders_for
+        from avepipe.extract.provenance import require_same_extractor
         from avepipe.models.checkpoint import load_checkpoint
 
         device = device or default_device()
@@ -114,10 +115,8 @@ class Localizer:
         if source_checkpoint is not None:
             source_model, source_info = load_checkpoint(source_checkpoint, device=device, task="source",
                                                         hint="give it as -c/--checkpoint")
-            differences = source_info.extractor.differences(info.extractor)
-            if differences:
-                raise UserError(f"{source_checkpoint}: made with another extractor than {path} (source vs event: "
-                                f"{'; '.join(differences)}); both must read the same features")
+            require_same_extractor(source_info.extractor, info.extractor, str(source_checkpoint), str(path),
+                                   ("source", "event"), "both must read the same features")
         visual, audio, extractor = build_encoders_for(info.extractor, vgg_weights=vgg_weights,
                                                       vggish_weights=vggish_weights, device=device)
         names = class_names_with_background(info.class_names, net.num_classes + 1)

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from avepipe.errors import UserError
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.models.checkpoint import save_checkpoint
 from avepipe.models.fnac import SoundSourceLocalizer
 
@@ -48,7 +49,7 @@ def iterate_pairs(cache, ids: Sequence[str], batch_size: int, rng: np.random.Gen
     smaller than one batch; leftovers of a chunk carry over to the next.
     """
     order = rng.permutation(len(ids))
-    audio_left, visual_left = np.zeros((0, 128), np.float32), np.zeros((0, 7, 7, 512), np.float32)
+    audio_left, visual_left = np.zeros((0, *AUDIO_SHAPE), np.float32), np.zeros((0, *VISUAL_SHAPE), np.float32)
     yielded = False
     for start in range(0, len(order), videos_per_chunk):
         chunk = [f for f in (cache.read(ids[i]) for i in order[start:start + videos_per_chunk]) if f.has_audio]

@@ -90,17 +90,6 @@ def defaults_for(model: str, setting: str, **overrides) -> TrainConfig:
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def check_same_extractor(named: Sequence[tuple[str, ExtractorConfig]]) -> ExtractorConfig:
-    """The common extractor of several sources, or a UserError naming the first that differs and how."""
-    first_name, first = named[0]
-    for name, config in named[1:]:
-        diff = config.differences(first)
-        if diff:
-            raise UserError(f"{name}: features come from a different extractor than {first_name} "
-                            f"({name} vs {first_name}: {'; '.join(diff)}); they cannot be mixed")
-    return first
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -405,5 +394,5 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "check_same_extractor", "predict_dataset",
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset",
            "select_device", "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]

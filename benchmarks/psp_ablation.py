@@ -37,6 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._machine import machine  # noqa: E402
+
 CLASSES = ["a", "b", "c", "d", "background"]
 DISTRACTORS = 0.4          # the learning tests' share of single-modality background segments
 SCHEDULE = {"batch_size": 8, "lr_gamma": 0.3}
@@ -109,7 +111,7 @@ def main() -> None:
               "metric": "val segment accuracy after the last epoch", "seeds": args.seeds,
               "train_videos": args.videos, "val_videos": args.val_videos, "epochs": args.epochs,
               "decay_after": args.decay_after,
-              "distractors": DISTRACTORS, "threads": torch.get_num_threads()}
+              "distractors": DISTRACTORS, "machine": machine()}
     report.update({variant: summarise(acc[(variant, "psp")], acc[(variant, "no_psp")], floor[variant])
                    for variant in VARIANTS})
     report["wall_s"] = round(time.perf_counter() - started, 1)

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from avepipe.errors import UserError
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
-from avepipe.extract.provenance import AVE_RECIPE, PIPELINE_VERSION, ExtractorConfig
+from avepipe.extract.provenance import AVE_RECIPE, PIPELINE_VERSION, ExtractorConfig, require_same_extractor
 from avepipe.extract.tfhub_vggish import TFHUB_VGGISH_ID, TfHubVGGishEncoder
 from avepipe.extract.vgg19 import imagenet_preprocess, load_torchvision_vgg19, vgg19_features
 from avepipe.extract.vggish import VGGish, load_vggish_weights
@@ -72,7 +73,7 @@ class VisualEncoder:
                 maps = self.features(images)  # [B, 512, h, w], channels-last memory
                 outputs.append(maps.permute(0, 2, 3, 1).float().cpu().numpy())
         if not outputs:
-            return np.zeros((0, 7, 7, 512), np.float32)
+            return np.zeros((0, *VISUAL_SHAPE), np.float32)
         return np.ascontiguousarray(np.concatenate(outputs), dtype=np.float32)
 
 
@@ -96,7 +97,7 @@ class VGGishEncoder:
 
     def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
         examples = log_mel_examples(waveform_16k, segments, hop)[:, None]  # [T, 1, 96, 64]
-        outputs = [np.zeros((0, 128), np.float32)]
+        outputs = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
         with torch.inference_mode():
             for start in range(0, len(examples), self.batch_size):
                 batch = _to_device(examples[start:start + self.batch_size], self.device)
@@ -264,6 +265,7 @@ def build_encoders_for(
         tf32=config.tf32,
         **recipe,
     )
-    if rebuilt != config:  # e.g. a tfhub config recording other weights than google/vggish/1
-        raise UserError(f"cannot rebuild the recorded extractor: {'; '.join(rebuilt.differences(config))}")
+    # e.g. a tfhub config recording other weights than google/vggish/1
+    require_same_extractor(rebuilt, config, "rebuilt extractor", "the recorded one", ("rebuilt", "recorded"),
+                           "cannot rebuild the recorded extractor; give the weight files it was made with")
     return visual, audio, rebuilt

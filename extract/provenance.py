@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+from avepipe.errors import UserError
+
 PIPELINE_VERSION = "1"
 
 # Fields that describe storage or bookkeeping, not the feature function.
@@ -43,7 +45,16 @@ class ExtractorConfig:
         return self.visual_weights.startswith("random") or self.audio_weights.startswith("random")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """Sorted JSON; fields added after version 1 are written only when they differ from their default.
+
+        So a default extractor writes the JSON earlier versions wrote, and they can still
+        read it (their ``from_json`` refuses unknown fields); reading fills the defaults back.
+        """
+        data = asdict(self)
+        for name in _ADDED_AFTER_V1:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ExtractorConfig":
@@ -73,8 +84,24 @@ class ExtractorConfig:
     @property
     def predates_ave_recipe(self) -> bool:
         """An ``ave``-preset config with the default recipe: what ``--preset ave`` recorded before it had its own."""
-        return self.visual_preset == "ave" and (self.frame_sampling, self.frame_resize, self.audio_framing) == (
-            "pts", "ffmpeg-bilinear", "per-second")
+        return self.visual_preset == "ave" and all(getattr(self, name) == _DEFAULTS[name] for name in AVE_RECIPE)
+
+
+_ADDED_AFTER_V1 = ("frame_sampling", "frame_resize", "audio_framing", "tf32")
+_DEFAULTS = {f.name: f.default for f in fields(ExtractorConfig)}
+
+
+def require_same_extractor(ours: ExtractorConfig, theirs: ExtractorConfig, where: str, than: str,
+                           labels: tuple[str, str], hint: str) -> None:
+    """The one extractor-mismatch error: features of two extractors must never meet silently.
+
+    ``where`` names the file at fault, ``than`` what it was compared with; the
+    differing fields are listed as ``labels[0]`` value vs ``labels[1]`` value.
+    """
+    differences = ours.differences(theirs)
+    if differences:
+        raise UserError(f"{where}: features from a different extractor than {than} "
+                        f"({labels[0]} vs {labels[1]}: {'; '.join(differences)}); {hint}")
 
 
 # md5 of keras-applications' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from avepipe.extract.batching import FrameBatcher, cuda_fp32
-from avepipe.extract.features import VideoFeatures
+from avepipe.extract.features import AUDIO_SHAPE, VideoFeatures
 from avepipe.extract.logmel import EXAMPLE_HOP
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.extract.sampling import AVE_CLIP_SECONDS
@@ -36,7 +36,7 @@ def encode_audio_rows(audio_encoder, waveform: np.ndarray, config: ExtractorConf
                   else (AUDIO_BLOCK_SEGMENTS, sample_rate))
     seconds = -(-len(waveform) // sample_rate)
     seconds = seconds if limit is None else min(seconds, limit)
-    rows = [np.zeros((0, 128), np.float32)]
+    rows = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
     with cuda_fp32(config.tf32):
         for first in range(0, seconds, block):
             count = min(block, seconds - first)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from avepipe.data.synthetic_features import T, make_videos, tensor_splits
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import ExtractorConfig
 

@@ -11,7 +11,7 @@ from avepipe.errors import UserError
 from avepipe.source_api import evaluate_source, run_source_training
 from avepipe.source_experiment import compare_fnac_baseline
 from avepipe.data.moving_sources import MovingSourceSpec, make_moving_sources
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 
 

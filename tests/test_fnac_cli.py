@@ -11,7 +11,7 @@ from PIL import Image
 from avepipe.cli import main
 from avepipe.source_api import evaluate_source
 from avepipe.data.moving_sources import MovingSourceSpec, make_moving_sources
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint

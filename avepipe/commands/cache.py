@@ -46,34 +46,10 @@ def info(cache_path: Path, as_json: bool):
     Works while an extraction is still writing to CACHE (it shows the videos
     finished so far).
     """
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache import FeatureCache, format_summary
 
     summary = FeatureCache(cache_path).info()
-    if as_json:
-        click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
-        return
-    dtype = summary["dtype"]
-    lines = [
-        f"cache:        {summary['path']}",
-        f"videos:       {summary['videos']} ({summary['segments_total']} segments)",
-        "segments:     " + (", ".join(f"T={t}: {n}" for t, n in summary["segments_histogram"].items()) or "-"),
-        f"dtype:        visual {dtype['visual']}, audio {dtype['audio']}",
-        f"no audio:     {summary['no_audio']}",
-        f"no video:     {summary['no_video']}",
-        f"size on disk: {summary['size_bytes'] / 2**20:.1f} MiB",
-        f"errors:       {summary['errors_last_run']} in the last run",
-        "extractor:" + ("      (RANDOM backbones: smoke tests only)" if summary["random_backbones"] else ""),
-    ]
-    lines += [f"  {key}: {value}" for key, value in summary["extractor"].items()]
-    if summary["shards"]:
-        complete = sum(s["complete"] for s in summary["shards"])
-        lines.append(f"shards:       {complete} of {len(summary['shards'])} complete")
-        for s in summary["shards"]:
-            missing = "" if s["complete"] else (f", missing {s['missing_count']}: " + ", ".join(s["missing"])
-                                                 + (", ..." if s["missing_count"] > len(s["missing"]) else ""))
-            failed = f", {s['failed_last_run']} failed in its last run" if s["failed_last_run"] else ""
-            lines.append(f"  shard {s['shard']}: {s['done']} of {s['expected']} done{failed}{missing}")
-    click.echo("\n".join(lines))
+    click.echo(json.dumps(summary, indent=1, ensure_ascii=False) if as_json else format_summary(summary))
 
 
 @cache.command("export-ave", context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +69,7 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
     kept at import are copied back. A cache imported with import-ave exports
     byte-identical datasets.
     """
-    from avepipe.data.ave_layout import export_ave as run
+    from avepipe.data.cache import export_ave as run
 
     for path in run(cache_path, outdir, annotations=annotations):
         click.echo(f"wrote {path}")
@@ -138,7 +114,7 @@ def import_ave(directory: Path, cache_path: Path, annotations: Path | None, row_
     avepipe cache import-ave AVE_DIR --audio-file audio_feature_noisy.h5
     --audio-only --row-ids -o noisy.h5
     """
-    from avepipe.data.ave_layout import import_ave as run
+    from avepipe.data.cache import import_ave as run
 
     if audio_only and visual_only:
         raise UserError("--audio-only and --visual-only exclude each other")

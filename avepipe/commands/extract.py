@@ -123,8 +123,7 @@ def _run(video_dir, cache, fps, segments, preset, audio_backend, vgg_weights, vg
     import torch
 
     from avepipe.distributed import env_ranks
-    from avepipe.data import shards
-    from avepipe.extract.cache_writer import CacheWriter
+    from avepipe.data.cache import CacheWriter, shards
     from avepipe.extract.encoders import build_encoders
     from avepipe.extract.workers import default_workers
 

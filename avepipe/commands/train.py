@@ -138,12 +138,13 @@ def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_d
 
 def _train(opts: dict):
     from avepipe.data.annotations import load_annotations
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
     from avepipe.data.splits import write_splits
     from avepipe.models import build_model
     from avepipe import distributed
-    from avepipe.training import Trainer, check_same_extractor, defaults_for, seed_everything, stored_run
+    from avepipe.extract.provenance import require_same_extractor
+    from avepipe.training import Trainer, defaults_for, seed_everything, stored_run
 
     ctx: click.Context = opts["ctx"]
     refuse_options_outside(ctx, all_options_but(ctx, _SOURCE_OPTIONS), "event")
@@ -152,15 +153,13 @@ def _train(opts: dict):
     run_dir: Path = opts["run_dir"]
     given = {k: opts[k] for k in _HYPER
              if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
-    opened = [FeatureCache(p) for p in [*opts["caches"], *opts["background_caches"]]]
-    extractor = check_same_extractor([(str(c.path), c.config) for c in opened])
+    cache_set = CacheSet([*opts["caches"], *opts["background_caches"]])
+    extractor = cache_set.config
 
     if opts["resume"]:
         config, run_extractor, class_names = stored_run(run_dir)
-        diff = run_extractor.differences(extractor)
-        if diff:
-            raise UserError(f"{opened[0].path}: extractor differs from the run in {run_dir} "
-                            f"(run vs cache: {'; '.join(diff)}); resume with the run's cache")
+        require_same_extractor(run_extractor, extractor, str(opts["caches"][0]), f"the run in {run_dir}",
+                               ("run", "cache"), "resume with the run's cache")
         changed = [f"{k}: run {getattr(config, k)!r} vs given {v!r}" for k, v in given.items()
                    if k != "epochs" and getattr(config, k) != v]
         if changed:
@@ -175,7 +174,7 @@ def _train(opts: dict):
     annotations = load_annotations(opts["annotations_path"])
     if opts["resume"] and class_names != annotations.classes:
         raise UserError(f"{opts['annotations_path']}: class list differs from the run's checkpoint")
-    available = {vid for c in opened[:len(opts["caches"])] for vid in c.ids}
+    available = {vid for c in cache_set.caches[:len(opts["caches"])] for vid in c.ids}
     splits, origin = resolve_splits(annotations, opts["annotations_path"], opts["splits_dir"], available,
                                     opts["val_fraction"], opts["test_fraction"], config.seed)
     train_ids, val_ids = splits["train"], splits["val"]
@@ -192,7 +191,8 @@ def _train(opts: dict):
     memory = {"auto": "auto", "yes": True, "no": False}[opts["in_memory"]]
     if memory == "auto" and ranks.local_world_size > 1:
         # Every rank on this machine would hold its own copy: decide for all of them together.
-        segments = opened[0].summary(opened[0].ids[0]).segments
+        first = cache_set.caches[0]
+        segments = first.summary(first.ids[0]).segments
         memory = (estimated_bytes((len(train_ids) + len(val_ids)) * ranks.local_world_size, segments)
                   < MEMORY_SHARE * available_memory_bytes())
     train_set = FeatureDataset(opts["caches"], annotations, train_ids, in_memory=memory,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import tempfile
 from dataclasses import replace
 from fractions import Fraction
@@ -29,17 +28,12 @@ import torch
 from avepipe.extract.encoders import _he_init, _seeded
 from avepipe.extract.logmel import EXAMPLE_HOP, log_mel_examples
 from avepipe.extract.vggish import VGGish
+from benchmarks._machine import machine
 from tests._ave_reference import keras_vgg19, original_examples, original_frames, write_clip
 from tests._backbones_helpers import random_keras_weights, write_keras_notop
 from tests.test_extract_preset_ave import AVE, mismatches, recipe_output
 
 FPS = [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30)]
-
-
-def cpu() -> dict[str, str]:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    field = lambda name: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(name)), "")  # noqa: E731
-    return {"cpu": field("model name") or platform.processor(), "flags": field("flags")}
 
 
 def centred_cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
@@ -75,8 +69,8 @@ def main() -> None:
                     "ave": centred_cosines(embed(log_mel_examples(waveform, 10, EXAMPLE_HOP)), expected),
                     "per_second_framing": centred_cosines(embed(log_mel_examples(waveform, 10)), expected)},
             }
-    print(json.dumps({"benchmark": "preset_ave_fidelity", "date": datetime.date.today().isoformat(), **cpu(),
-                      "results": results}))
+    print(json.dumps({"benchmark": "preset_ave_fidelity", "date": datetime.date.today().isoformat(),
+                      "machine": machine(), "results": results}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Which decoded frame each sampling target uses: PTS-timed, never index / nominal fps.
+"""Which decoded frame each sampling target uses: PTS-timed, never index / nominal fps --
+except for ``--preset ave``, whose point is to reproduce the original AVE scripts' index
+formula (``ave_frame_indices``, at the end of this module).
 
 Segment t covers [t, t+1) seconds; its ``fps`` targets are t + k/fps, k = 0..fps-1
 (the start of each 1/fps slot, as the original AVE scripts sampled). A target takes

@@ -32,8 +32,9 @@ def encode_audio_rows(audio_encoder, waveform: np.ndarray, config: ExtractorConf
     (``ave_clip_waveforms``), each framed on its own at hop 0.96 s, as the recipe does.
     """
     sample_rate, limit = config.sample_rate, config.segments
-    block, hop = ((AVE_CLIP_SECONDS, EXAMPLE_HOP) if config.audio_framing == "ave-clip"
-                  else (AUDIO_BLOCK_SEGMENTS, sample_rate))
+    # Only the AVE framing passes ``hop``: an encoder that does not know it still serves the default.
+    block, framing = ((AVE_CLIP_SECONDS, {"hop": EXAMPLE_HOP}) if config.audio_framing == "ave-clip"
+                      else (AUDIO_BLOCK_SEGMENTS, {}))
     seconds = -(-len(waveform) // sample_rate)
     seconds = seconds if limit is None else min(seconds, limit)
     rows = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
@@ -41,7 +42,7 @@ def encode_audio_rows(audio_encoder, waveform: np.ndarray, config: ExtractorConf
         for first in range(0, seconds, block):
             count = min(block, seconds - first)
             chunk = waveform[first * sample_rate:(first + block) * sample_rate]
-            rows.append(np.asarray(audio_encoder.encode(chunk, count, hop), dtype=np.float32))
+            rows.append(np.asarray(audio_encoder.encode(chunk, count, **framing), dtype=np.float32))
     return np.concatenate(rows)
 
 

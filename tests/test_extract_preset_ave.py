@@ -21,6 +21,7 @@ from avepipe.extract.decode import reader_count
 from avepipe.extract.encoders import _he_init, _seeded
 from avepipe.extract.logmel import EXAMPLE_HOP, log_mel_examples
 from avepipe.extract.provenance import AVE_RECIPE, ExtractorConfig
+from avepipe.extract.sampling import ave_frame_indices, ave_segment_count
 from avepipe.extract.stream import AudioPart, FramePart, VideoEnd, video_messages
 from avepipe.extract.vggish import VGGish
 from tests._ave_reference import (TONES_HZ, keras_vgg19, original_examples, original_frames, original_visual,
@@ -184,3 +185,13 @@ def test_tones_change_every_096_seconds():
         start = int(0.96 * window * 44100) + 100
         spectrum = np.abs(np.fft.rfft(pcm[start:start + 4096] * np.hanning(4096)))
         assert abs(spectrum.argmax() * 44100 / 4096 - TONES_HZ[window]) < 44100 / 4096
+
+
+def test_segment_count_and_padding_blocks():
+    """T is the duration rounded (a 10.01 s AVE clip is 10 seconds); a padded block has no frames of its own."""
+    assert [ave_segment_count(d) for d in (10.01, 9.6, 10.5, 25.0, 0.3)] == [10, 10, 11, 25, 1]
+    assert ave_segment_count(25.0, segments=10) == 10
+    cropped = ave_frame_indices(25.0, 25.0, 10)  # the first block of a longer video: a whole 10 s clip
+    assert list(cropped[-16:]) == [225 + int(i / 16 * 25) for i in range(16)]
+    padded = ave_frame_indices(10.01, 25.0, 12)  # block 1 would be a 0.01 s clip: n = 0, every target at its start
+    assert list(padded[:160]) == list(ave_frame_indices(10.01, 25.0, 10)) and set(padded[160:]) == {250}

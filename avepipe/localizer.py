@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.results import Interval, LocalizationResult, SegmentPrediction
 from avepipe.windows import average_window_matrices, average_window_scores
@@ -25,10 +26,6 @@ from avepipe.windows import average_window_matrices, average_window_scores
 DEFAULT_TRAIN_SEGMENTS = 10
 NO_AUDIO_NOTE = ("no audio stream: an audio-visual event must be audible, "
                  "so every second is background (the model was not consulted)")
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def class_names_with_background(names: list[str], num_outputs: int) -> list[str]:
@@ -106,11 +103,11 @@ class Localizer:
 
         ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
         """
-        from avepipe.extract.encoders import build_encoders_for
+        from avepipe.extract.backbones import build_encoders_for
         from avepipe.extract.provenance import require_same_extractor
         from avepipe.models.checkpoint import load_checkpoint
 
-        device = device or default_device()
+        device = select_device(device)
         net, info = load_checkpoint(path, device=device, hint="give it as --source-checkpoint")
         source_model = None
         if source_checkpoint is not None:
@@ -149,8 +146,8 @@ class Localizer:
 
     def add_source_peaks(self, result: LocalizationResult, features, frame_size: tuple[int, int]) -> None:
         """Sound-source maps of every second, and the peak (pixels of ``frame_size``) of each event second."""
-        from avepipe.source_api import source_maps
-        from avepipe.source_metrics import peak_position
+        from avepipe.source.api import source_maps
+        from avepipe.source.metrics import peak_position
 
         result.source_maps = source_maps(self.source_model, features, self.device)
         result.frame_size = frame_size

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from tqdm import tqdm
 
 from avepipe import distributed
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.dataset import already_batched
 from avepipe.extract.provenance import ExtractorConfig
@@ -96,10 +97,6 @@ class TrainResult:
     best_epoch: int
     best_val_accuracy: float
     history: list[dict] = field(default_factory=list)
-
-
-def select_device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _loader(dataset: Dataset, batch_size: int, workers: int,
@@ -364,13 +361,11 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 
 def plot_curves(path: Path, history: list[dict]) -> None:
     """Loss parts (left) and train/validation segment accuracy (right) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for key in history[0]:
         if key.startswith("train_") and key != "train_acc":
             values = [row[key] for row in history]
@@ -384,7 +379,6 @@ def plot_curves(path: Path, history: list[dict]) -> None:
     ax_acc.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def seed_everything(seed: int) -> None:
@@ -395,4 +389,4 @@ def seed_everything(seed: int) -> None:
 
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset",
-           "select_device", "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]
+           "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]

@@ -36,7 +36,7 @@ from benchmarks._machine import machine  # noqa: E402
 from benchmarks._videos import write_clip  # noqa: E402
 from avepipe.extract.batching import FrameBatcher  # noqa: E402
 from avepipe.extract.decode import decode_audio  # noqa: E402
-from avepipe.extract.encoders import build_encoders  # noqa: E402
+from avepipe.extract.backbones import build_encoders  # noqa: E402
 from avepipe.extract.sampling import frame_for_targets, target_times  # noqa: E402
 
 FPS = 16

@@ -56,7 +56,7 @@ def write_clip(path: Path, seconds: int, fps: int) -> Path:
 
 
 def make_checkpoint(path: Path, fps: int) -> Path:
-    from avepipe.extract.encoders import build_encoders
+    from avepipe.extract.backbones import build_encoders
     from avepipe.models import build_model
     from avepipe.models.checkpoint import save_checkpoint
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avepipe.extract.encoders import _he_init, _seeded
+from avepipe.extract.backbones import _he_init, _seeded
 from avepipe.extract.logmel import EXAMPLE_HOP, log_mel_examples
 from avepipe.extract.vggish import VGGish
 from benchmarks._machine import machine

@@ -60,7 +60,7 @@ class _Launched:
 class FrameBatcher:
     """Collects ``(pixels, owner)`` rows; ``run`` returns ``(owner, map [7, 7, 512] float32)`` as maps arrive.
 
-    ``encoder`` is an ``extract.encoders.VisualEncoder`` (its network, preprocessing and
+    ``encoder`` is an ``extract.backbones.VisualEncoder`` (its network, preprocessing and
     device are used); ``precision`` is "fp32", "bf16" or "fp16" (autocast; fp32 default);
     ``allow_tf32`` lets CUDA use TF32 for fp32 work (``cuda_fp32``).
     """

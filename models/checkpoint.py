@@ -29,6 +29,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "avepipe-checkpoint/1"
 TASKS = {"event": "an event (PSP/CPSP)", "source": "a sound-source"}
+EVALUATE_COMMANDS = {"event": "avepipe evaluate", "source": "avepipe source evaluate"}
 
 
 def tau_as_json(tau: float | None) -> float | str | None:
@@ -108,7 +109,7 @@ def check_task(info: CheckpointInfo, task: str, directory: str | Path, hint: str
     if info.task not in TASKS:
         raise UserError(f"{Path(directory) / CONFIG_FILE}: unknown task {info.task!r}")
     if info.task != task:
-        hint = hint or f"use --task {info.task}"
+        hint = hint or f"use `{EVALUATE_COMMANDS[info.task]}`"
         raise UserError(f"{directory}: this is {TASKS[info.task]} checkpoint, not {TASKS[task]} one; {hint}")
 
 
@@ -117,7 +118,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", t
     """Rebuild the model from ``config.json`` and load ``model.safetensors`` (eval mode, on ``device``).
 
     A checkpoint of another ``task`` is refused before anything else is read (``hint`` ends
-    that message; by default it names the ``--task`` option).
+    that message; by default it names the command that scores such a checkpoint).
     """
     info = read_checkpoint_info(directory)
     check_task(info, task, directory, hint)

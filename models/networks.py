@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from avepipe.models import losses
 from avepipe.models.avga import AVGA
-from avepipe.models.encoders import AudioVisualLSTM
+from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
 

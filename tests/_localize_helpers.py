@@ -43,7 +43,7 @@ class _CellColours(nn.Module):
 
 def colour_encoder():
     """A real ``VisualEncoder`` whose 'CNN' is transparent: pool5-shaped maps of cell colours."""
-    from avepipe.extract.encoders import VisualEncoder
+    from avepipe.extract.backbones import VisualEncoder
 
     return VisualEncoder(_CellColours(), lambda frames: frames.permute(0, 3, 1, 2).float() / 255.0, "cpu", 8)
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from avepipe.commands.extract import extract
 from avepipe.data.cache import FeatureCache
 from avepipe.extract.decode import reader_count
-from avepipe.extract.encoders import _he_init, _seeded
+from avepipe.extract.backbones import _he_init, _seeded
 from avepipe.extract.logmel import EXAMPLE_HOP, log_mel_examples
 from avepipe.extract.provenance import AVE_RECIPE, ExtractorConfig
 from avepipe.extract.sampling import ave_frame_indices, ave_segment_count

@@ -12,7 +12,7 @@ import torch
 from avepipe.errors import UserError
 from avepipe.extract.batching import cuda_fp32
 from avepipe.data.cache import CacheSet, CacheWriter
-from avepipe.extract.encoders import build_encoders
+from avepipe.extract.backbones import build_encoders
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import AVE_RECIPE, AVE_RELEASED, ExtractorConfig, require_same_extractor
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from avepipe.cli import main
 from avepipe.localize_schema import SCHEMA, SEGMENT
 from avepipe.localizer import Localizer
-from avepipe.source_heatmaps import to_frame_aspect
-from avepipe.source_metrics import point_in_box
+from avepipe.source.heatmaps import to_frame_aspect
+from avepipe.source.metrics import point_in_box
 from avepipe.data.video_writer import tone, write_test_video
-from avepipe.extract.encoders import build_encoders
+from avepipe.extract.backbones import build_encoders
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint

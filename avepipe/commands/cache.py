@@ -1,29 +1,18 @@
 """``avepipe cache``: inspect a feature cache and move features in and out of the official AVE layout."""
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import click
 
+from avepipe.commands.base import Group
 from avepipe.commands.options import ANNOTATIONS
 from avepipe.errors import UserError
 
 
-def _user_errors(func):
-    """Show UserError as one ``error: ...`` line on stderr with exit status 2, never a traceback."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise SystemExit(2) from None
-    return wrapper
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group)
 def cache():
     """Inspect feature caches and convert to/from the official AVE layout.
 
@@ -33,11 +22,10 @@ def cache():
     """
 
 
-@cache.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cache.command()
 @click.argument("cache_path", metavar="CACHE", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object (for scripts) instead of text.")
-@_user_errors
 def info(cache_path: Path, as_json: bool):
     """Summarise CACHE: videos, segment counts, dtype, videos without audio/video,
     extractor provenance, size on disk, errors of the last run and, for a sharded
@@ -52,13 +40,12 @@ def info(cache_path: Path, as_json: bool):
     click.echo(json.dumps(summary, indent=1, ensure_ascii=False) if as_json else format_summary(summary))
 
 
-@cache.command("export-ave", context_settings={"help_option_names": ["-h", "--help"]})
+@cache.command("export-ave")
 @click.argument("cache_path", metavar="CACHE", type=click.Path(path_type=Path))
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--annotations", type=ANNOTATIONS, default=None,
               help="Annotations.txt (or CSV) whose rows set the row order of the output; every video in it must "
                    "be in CACHE. Default: the rows recorded when CACHE was made by import-ave.")
-@_user_errors
 def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
     """Write CACHE as the official AVE layout into OUTDIR.
 
@@ -75,7 +62,7 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
         click.echo(f"wrote {path}")
 
 
-@cache.command("import-ave", context_settings={"help_option_names": ["-h", "--help"]})
+@cache.command("import-ave")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", "cache_path", required=True, type=click.Path(path_type=Path),
               help="Cache to create or extend (e.g. ave.h5). Rerunning skips videos already imported.")
@@ -98,7 +85,6 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
               show_default=True,
               help="Storage dtype in the cache. 'source' keeps each file's dtype (float32 or float64) so "
                    "export-ave gives back identical bytes; float16 halves the size.")
-@_user_errors
 def import_ave(directory: Path, cache_path: Path, annotations: Path | None, row_ids: bool, audio_only: bool,
                visual_only: bool, visual_file: str, audio_file: str, dtype: str):
     """Import the official AVE feature layout from DIR into a cache.

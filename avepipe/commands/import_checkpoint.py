@@ -1,11 +1,11 @@
 """``avepipe import-checkpoint``: turn the PSP authors' released .pth into an avepipe checkpoint."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from avepipe.commands.base import Command
 from avepipe.errors import UserError
 
 # The 28 AVE event classes in order of first appearance in Annotations.txt (the authors'
@@ -33,7 +33,7 @@ def read_class_file(path: Path) -> list[str]:
     return names + [BACKGROUND]
 
 
-@click.command("import-checkpoint")
+@click.command("import-checkpoint", cls=Command)
 @click.argument("state_dict", type=click.Path(path_type=Path))
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), required=True,
               help="Which released model the file holds: fully or weakly supervised PSP.")
@@ -52,12 +52,8 @@ def import_checkpoint(state_dict: Path, setting: str, output: Path, classes_file
     from avepipe.extract.provenance import AVE_RELEASED
     from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
-    try:
-        class_names = read_class_file(classes_file) if classes_file else AVE_CLASSES + [BACKGROUND]
-        model = import_authors_state_dict(state_dict, setting)
-        save_checkpoint(output, model, class_names, AVE_RELEASED,
-                        extra={"imported_from": state_dict.name, "source": "PSP authors' released weights"})
-    except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    class_names = read_class_file(classes_file) if classes_file else AVE_CLASSES + [BACKGROUND]
+    model = import_authors_state_dict(state_dict, setting)
+    save_checkpoint(output, model, class_names, AVE_RELEASED,
+                    extra={"imported_from": state_dict.name, "source": "PSP authors' released weights"})
     click.echo(f"wrote {output} ({setting} PSP, tau={model.tau}, {len(class_names)} classes)")

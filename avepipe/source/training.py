@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.models.checkpoint import save_checkpoint
@@ -23,10 +24,6 @@ from avepipe.models.fnac import SoundSourceLocalizer
 
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
 VIDEOS_PER_CHUNK = 256
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def checked_ids(cache, ids: Sequence[str] | None = None) -> list[str]:
@@ -88,7 +85,7 @@ def train_source_localizer(
     Writes ``out_dir/checkpoint`` (safetensors + config.json), ``out_dir/metrics.csv`` (per
     epoch mean of every loss term) and ``out_dir/loss.png``.
     """
-    device = device or default_device()
+    device = select_device(device)
     ids = checked_ids(cache, ids)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

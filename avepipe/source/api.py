@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheSet
-from avepipe.source_metrics import Box, evaluate_maps
-from avepipe.source_training import checked_ids, default_device, train_source_localizer
+from avepipe.source.metrics import Box, evaluate_maps
+from avepipe.source.training import checked_ids, train_source_localizer
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import require_same_extractor
 from avepipe.models.fnac import SoundSourceLocalizer
@@ -121,7 +122,7 @@ def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, Vide
 
 
 def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path, **options) -> Path:
-    """``avepipe train --task source``: options are those of ``train_source_localizer``.
+    """``avepipe source train``: options are those of ``train_source_localizer``.
 
     Refuses an ``out_dir`` that already holds a checkpoint (a run is not silently replaced).
     """
@@ -133,8 +134,8 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
 def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],
                     boxes_json: str | Path, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
                     device: str | None = None, frame_size: tuple[int, int] | None = None) -> dict:
-    """``avepipe evaluate --task source``: refuses a cache made by another extractor."""
-    device = device or default_device()
+    """``avepipe source evaluate``: refuses a cache made by another extractor."""
+    device = select_device(device)
     model, info = load_source_localizer(checkpoint_dir, device)
     cache = CacheSet(cache_paths)
     require_same_extractor(info.extractor, cache.config, str(cache.paths[0]), f"the checkpoint {checkpoint_dir}",

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
@@ -33,13 +34,6 @@ AUDIO_BACKENDS = ("torch", "tfhub")
 _AUDIO_BACKBONE_NAMES = {"torch": "vggish-torch", "tfhub": "vggish-tfhub"}
 
 
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if device.type == "cuda":
@@ -57,7 +51,7 @@ class VisualEncoder:
         device: str | torch.device | None = None,
         batch_size: int = 32,
     ) -> None:
-        self.device = default_device(device)
+        self.device = select_device(device)
         self.features = features.eval().to(self.device, memory_format=torch.channels_last)
         self.preprocess = preprocess
         self.batch_size = batch_size
@@ -91,7 +85,7 @@ class VGGishEncoder:
     """The torch ``AudioEncoder``: VGGish-exact log-mel, then our PyTorch VGGish."""
 
     def __init__(self, model: VGGish, device: str | torch.device | None = None, batch_size: int = 64) -> None:
-        self.device = default_device(device)
+        self.device = select_device(device)
         self.model = model.eval().to(self.device)
         self.batch_size = batch_size
 

@@ -10,6 +10,7 @@ event second also gets the peak of its sound-source map.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,10 @@ class Localizer:
         from avepipe.extract.decode import display_size
         from avepipe.extract.pipeline import extract_video
 
-        features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, self.extractor)
+        # The whole video, whatever fixed T the features were trained with: windows of the training
+        # length cover it (an imported AVE checkpoint records T = 10, which would crop it).
+        whole = replace(self.extractor, segments=None)
+        features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, whole)
         result = self.localize_features(features, explain=explain)
         if self.source_model is not None and features.has_audio:
             self.add_source_peaks(result, features, display_size(video_path))

@@ -15,8 +15,8 @@ from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
-from avepipe.extract.logmel import log_mel_examples
-from avepipe.extract.provenance import PIPELINE_VERSION, ExtractorConfig, require_same_extractor
+from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
+from avepipe.extract.provenance import AVE_RECIPE, PIPELINE_VERSION, ExtractorConfig, require_same_extractor
 from avepipe.extract.tfhub_vggish import TFHUB_VGGISH_ID, TfHubVGGishEncoder
 from avepipe.extract.vgg19 import imagenet_preprocess, load_torchvision_vgg19, vgg19_features
 from avepipe.extract.vggish import VGGish, load_vggish_weights
@@ -72,9 +72,13 @@ class VisualEncoder:
 
 
 class AudioEncoder(Protocol):
-    """16 kHz mono waveform -> one 128-d VGGish embedding per one-second segment ``[T, 128]``."""
+    """16 kHz mono waveform -> one 128-d VGGish embedding per segment ``[T, 128]``.
 
-    def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray: ...
+    Example t starts at sample ``hop * t``: 16000 (one per second) by default, 15360
+    (0.96 s, examples framed from a whole clip) for the AVE recipe.
+    """
+
+    def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray: ...
 
 
 class VGGishEncoder:
@@ -85,8 +89,8 @@ class VGGishEncoder:
         self.model = model.eval().to(self.device)
         self.batch_size = batch_size
 
-    def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray:
-        examples = log_mel_examples(waveform_16k, segments)[:, None]  # [T, 1, 96, 64]
+    def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
+        examples = log_mel_examples(waveform_16k, segments, hop)[:, None]  # [T, 1, 96, 64]
         outputs = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
         with torch.inference_mode():
             for start in range(0, len(examples), self.batch_size):
@@ -176,14 +180,18 @@ def build_encoders(
     fps: int = 16,
     segments: int | None = None,
     precision: str = "fp32",
+    allow_tf32: bool = False,
 ) -> tuple[VisualEncoder, AudioEncoder, ExtractorConfig]:
     """Encoders for the user's options, and the ``ExtractorConfig`` that identifies them.
 
     ``random_seed`` gives both backbones seeded random weights (smoke tests,
     demos), recorded as ``random:<seed>`` so such features are never mistaken
-    for real ones.
+    for real ones. ``preset="ave"`` also selects the AVE recipe (``AVE_RECIPE``).
+    ``allow_tf32`` is recorded only where it changes anything: on CUDA.
     """
     _check_choices(preset, audio_backend)
+    recipe = AVE_RECIPE if preset == "ave" else {}
+    _check_recipe_extra(recipe)
     if random_seed is not None and (vgg_weights or vggish_weights):
         raise UserError("--random-backbones and --vgg-weights/--vggish-weights exclude each other")
     audio, audio_id = _audio(audio_backend, vggish_weights, random_seed, device)
@@ -196,8 +204,18 @@ def build_encoders(
         fps=fps,
         segments=segments,
         visual_precision=precision,
+        tf32=allow_tf32 and visual.device.type == "cuda",
+        **recipe,
     )
     return visual, audio, config
+
+
+def _check_recipe_extra(recipe: dict[str, str]) -> None:
+    """The AVE recipe's resize and resampler come from the ``ave`` extra: fail before decoding anything."""
+    if recipe.get("frame_resize") == "opencv-linear" or recipe.get("audio_framing") == "ave-clip":
+        from avepipe.extract.ave_recipe import require_ave_extra
+
+        require_ave_extra()
 
 
 def build_encoders_for(
@@ -222,6 +240,8 @@ def build_encoders_for(
     if backend is None:
         raise UserError(f"unknown audio backbone {config.audio_backbone!r} in extractor config")
     _check_choices(config.visual_preset, backend)
+    recipe = {name: getattr(config, name) for name in AVE_RECIPE}
+    _check_recipe_extra(recipe)
     audio, audio_id = _audio(
         backend, vggish_weights, _parse_random(config.audio_weights), device, config.audio_weights
     )
@@ -236,6 +256,8 @@ def build_encoders_for(
         fps=config.fps,
         segments=config.segments,
         visual_precision=config.visual_precision,
+        tf32=config.tf32,
+        **recipe,
     )
     # e.g. a tfhub config recording other weights than google/vggish/1
     require_same_extractor(rebuilt, config, "rebuilt extractor", "the recorded one", ("rebuilt", "recorded"),

@@ -73,7 +73,8 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
                    preset: str = "torchvision", audio_backend: str = "torch", vgg_weights: Path | None = None,
                    vggish_weights: Path | None = None, random_seed: int | None = None, dtype: str = "float32",
                    device: str | None = None, batch_size: int | None = None, workers: int | None = None,
-                   precision: str = "fp32", extensions: str = VIDEO_EXTENSIONS, shard_text: str | None = None,
+                   precision: str = "fp32", allow_tf32: bool = False, extensions: str = VIDEO_EXTENSIONS,
+                   shard_text: str | None = None,
                    log: Callable[[str], None] = _stderr) -> FolderExtraction:
     """Extract what is not yet in the cache (of this shard's videos); one bad file is recorded, not fatal."""
     import torch
@@ -101,7 +102,8 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
 
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
-        random_seed=random_seed, device=device, fps=fps, segments=segments, precision=precision)
+        random_seed=random_seed, device=device, fps=fps, segments=segments, precision=precision,
+        allow_tf32=allow_tf32)
     if config.is_random:
         log(f"note: random backbones (seed {random_seed}): features are for testing only")
 
@@ -153,7 +155,7 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     keyed = list(enumerate(todo.items()))
     ids = {key: vid for key, (vid, _) in keyed}
     paths = [(key, path) for key, (_, path) in keyed]
-    batcher = FrameBatcher(visual_encoder, batch_size, config.visual_precision)
+    batcher = FrameBatcher(visual_encoder, batch_size, config.visual_precision, config.tf32)
     pool = DecoderPool(min(workers, len(paths)), config) if workers else None
     try:
         messages = pool.messages(paths) if pool else in_process_messages(paths, config)

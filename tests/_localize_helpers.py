@@ -88,10 +88,10 @@ class RedAndLoudNet(nn.Module):
         return labels, confidence
 
 
-def red_and_loud_localizer(segments: int = 10):
+def red_and_loud_localizer(segments: int = 10, extractor: ExtractorConfig = ExtractorConfig(fps=2)):
     from avepipe.localizer import Localizer
 
-    return Localizer(RedAndLoudNet(), colour_encoder(), LoudnessEncoder(), ExtractorConfig(fps=2), CLASSES,
+    return Localizer(RedAndLoudNet(), colour_encoder(), LoudnessEncoder(), extractor, CLASSES,
                      segments=segments, device="cpu")
 
 

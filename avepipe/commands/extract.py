@@ -20,10 +20,13 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
                    "(16 is what the AVE features and the published models used).")
 @click.option("--segments", type=click.IntRange(min=1), default=None,
               help="Fixed number of one-second segments T per video (longer videos are cropped, shorter "
-                   "ones padded). Default: T = ceil(duration) per video. AVE uses 10.")
+                   "ones padded). Default: T = ceil(duration) per video (--preset ave: duration rounded). "
+                   "AVE uses 10.")
 @click.option("--preset", type=click.Choice(["torchvision", "ave"]), default="torchvision", show_default=True,
-              help="torchvision: torchvision's ImageNet VGG-19 and its normalisation. ave: Keras VGG-19 "
-                   "weights with Caffe preprocessing, reproducing the released AVE features.")
+              help="torchvision: torchvision's ImageNet VGG-19 and its normalisation, PTS-timed frames, "
+                   "per-second audio. ave: the recipe of the released AVE features (Keras VGG-19 with Caffe "
+                   "preprocessing, AVE frame indices, OpenCV resize, VGGish examples of whole 10-second "
+                   "clips; needs the 'ave' extra); see docs/preset-ave.md.")
 @click.option("--audio-backend", type=click.Choice(["torch", "tfhub"]), default="torch", show_default=True,
               help="torch: our PyTorch VGGish (loads pytorch_vggish.pth). tfhub: the official TF-Hub "
                    "VGGish (needs the 'tfhub' extra).")
@@ -50,6 +53,9 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
                    "change the features slightly (see the README for measured drift); on CPUs without "
                    "native bf16 they are much slower. Recorded in the cache's provenance, so caches of "
                    "different precisions are never mixed.")
+@click.option("--tf32", "allow_tf32", is_flag=True, default=False,
+              help="On CUDA, let fp32 convolutions and matmuls use TF32 (faster on recent GPUs, ~1e-3 "
+                   "relative drift). Off by default: fp32 means fp32. Recorded in the cache's provenance.")
 @click.option("--extensions", default=VIDEO_EXTENSIONS, show_default=True,
               help="Comma-separated file extensions to extract (case-insensitive), searched recursively.")
 @click.option("--shard", "shard_text", metavar="I/N", default=None,
@@ -59,7 +65,7 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
 def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset: str, audio_backend: str,
             vgg_weights: Path | None, vggish_weights: Path | None, random_seed: int | None, dtype: str,
             device: str | None, batch_size: int | None, workers: int | None, precision: str,
-            extensions: str, shard_text: str | None) -> None:
+            allow_tf32: bool, extensions: str, shard_text: str | None) -> None:
     """Extract VGG-19 pool5 (visual) and VGGish (audio) features of every video in VIDEO_DIR.
 
     Video ids are file stems. Each video becomes T one-second segments with visual
@@ -75,7 +81,8 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
         result = extract_folder(video_dir, cache, fps=fps, segments=segments, preset=preset,
                                 audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
                                 random_seed=random_seed, dtype=dtype, device=device, batch_size=batch_size,
-                                workers=workers, precision=precision, extensions=extensions, shard_text=shard_text,
+                                workers=workers, precision=precision, allow_tf32=allow_tf32,
+                                extensions=extensions, shard_text=shard_text,
                                 log=lambda message: click.echo(message, err=True))
     except KeyboardInterrupt:
         click.echo("interrupted: videos finished so far are in the cache; rerun the same command to continue",

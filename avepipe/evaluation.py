@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a split: the paper's segment accuracy and the numbers users need beside it."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ def plot_confusion(path: Path, report: EvaluationReport) -> None:
     cell, font = (0.35, 7) if k <= 40 else (0.17, 5)
     size = max(6.0, cell * k + 2)
     fig = Figure(figsize=(size + 1, size))
-    ax = fig.add_subplot()
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), report.class_names, rotation=90, fontsize=font)
     ax.set_yticks(range(k), report.class_names, fontsize=font)
@@ -90,6 +91,13 @@ def plot_confusion(path: Path, report: EvaluationReport) -> None:
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
     fig.savefig(path, dpi=100 if k <= 40 else 150)
+
+
+def write_report(out_dir: Path, report: EvaluationReport) -> None:
+    """``metrics.json`` and ``confusion.png`` of ``report`` in ``out_dir`` (created if needed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+    plot_confusion(out_dir / "confusion.png", report)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], annotations_path: str | Path,
@@ -101,27 +109,23 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
     """
     from avepipe.data.annotations import load_annotations
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset
-    from avepipe.data.splits import find_split_dir, load_official_splits
-    from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info
-    from avepipe.training import check_same_extractor, predict_dataset, select_device
+    from avepipe.data.splits import load_official_splits, official_split_dir
+    from avepipe.device import select_device
+    from avepipe.extract.provenance import require_same_extractor
+    from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
+    from avepipe.training import predict_dataset
 
     info = read_checkpoint_info(checkpoint)
-    opened = [FeatureCache(p) for p in caches]
-    extractor = check_same_extractor([(str(c.path), c.config) for c in opened])
-    diff = info.extractor.differences(extractor)
-    if diff:
-        raise UserError(f"{opened[0].path}: features come from a different extractor than the checkpoint "
-                        f"{checkpoint} (checkpoint vs cache: {'; '.join(diff)})")
+    check_task(info, "event", checkpoint)
+    require_same_extractor(info.extractor, CacheSet(caches).config, str(caches[0]), f"the checkpoint {checkpoint}",
+                           ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     annotations = load_annotations(annotations_path, classes=info.class_names)
-    if splits_dir and not find_split_dir([splits_dir]):
-        raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
     if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
         splits, directory = annotations.splits, annotations.source
     else:
-        beside = Path(annotations_path).parent if isinstance(annotations_path, str) else annotations_path.parent
-        directory = find_split_dir([splits_dir, beside, Path(checkpoint).parent / "splits"])
+        directory = official_split_dir(splits_dir, Path(annotations_path).parent, Path(checkpoint).parent / "splits")
         if directory is None:
             raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
         splits = load_official_splits(directory, annotations)

@@ -8,7 +8,7 @@ writer on a shared 2-core machine is too slow for 100k; the clones are the files
 writer makes, byte for byte, but for the id), then the last 100 by a second
 ``CacheWriter`` - an interrupted extraction being resumed into a 100k cache (its
 open and close include the directory scan and the index rewrite). Then, for the
-parts and again for the packed copy (data/packed_cache.py, after ``pack_cache``, which
+parts and again for the packed copy (data/cache/packed.py, after ``pack_cache``, which
 takes a clone's arrays from the template instead of opening its HDF5 file, so pack
 time is that of the real parts only), each in its own child process so that peak
 RSS is per size:
@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from avepipe import __version__  # noqa: E402
 from benchmarks._child import run_child  # noqa: E402
-from avepipe.data.packed_cache import open_packed, pack_cache  # noqa: E402
+from avepipe.data.cache.packed import open_packed, pack_cache  # noqa: E402
 from avepipe.extract.provenance import ExtractorConfig  # noqa: E402
 
 CLASSES = 141

@@ -1,8 +1,8 @@
 """A torch Dataset of cached features and their labels, streamed from disk or held in memory.
 
-Streaming is the default so that a cache larger than RAM trains: each worker
-process opens its own read-only handle on first use (HDF5 handles must not cross
-a fork). Small caches are loaded once (``in_memory="auto"`` decides from the
+Streaming is the default so that a cache larger than RAM trains: each read opens
+and closes one part file, so no HDF5 handle crosses a fork into DataLoader
+workers. Small caches are loaded once (``in_memory="auto"`` decides from the
 estimated size and the available RAM) because per-item HDF5 reads then dominate.
 
 Batches are fetched whole through ``__getitems__`` (a DataLoader with
@@ -15,8 +15,6 @@ exactly ``labels_noisy.h5``.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,11 +24,10 @@ from torch.utils.data import Dataset
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
-from avepipe.data.cache import FeatureCache
-from avepipe.data.packed_cache import open_packed
+from avepipe.data.cache import CacheSet
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
+from avepipe.data.cache.packed import open_packed
 
-VISUAL_SHAPE = (7, 7, 512)
-AUDIO_DIM = 128
 # Held in memory only when the estimated float32 size is below this share of the available RAM.
 MEMORY_SHARE = 0.4
 
@@ -49,13 +46,7 @@ def available_memory_bytes() -> int:
 
 def estimated_bytes(videos: int, segments: int) -> int:
     """float32 bytes of the visual and audio features of ``videos`` x ``segments``."""
-    return videos * segments * (int(np.prod(VISUAL_SHAPE)) + AUDIO_DIM) * 4
-
-
-@dataclass(frozen=True)
-class _Item:
-    cache_index: int
-    video_id: str          # id inside the cache (the file id, not the annotation key)
+    return videos * segments * (int(np.prod(VISUAL_SHAPE)) + AUDIO_SHAPE[0]) * 4
 
 
 class FeatureDataset(Dataset):
@@ -63,44 +54,37 @@ class FeatureDataset(Dataset):
 
     Items (and batches) are dicts: ``audio`` ``[T,128]``, ``visual`` ``[T,7,7,512]``
     float32, ``segment_labels`` ``[T]`` int64, ``video_label`` ``[C+1]`` float32,
-    ``index`` (position in this dataset).
+    ``index`` (position in this dataset). All caches, background ones included,
+    are read as one ``CacheSet``: one extractor, and no video in two caches.
     """
 
     def __init__(self, caches: Sequence[str | Path], annotations: Annotations, ids: Sequence[str],
                  segments: int | None = None, in_memory: bool | str = "auto",
                  background_caches: Sequence[str | Path] = ()):
-        self.cache_paths = [str(p) for p in [*caches, *background_caches]]
-        self.keys: list[str] = []
-        self._items: list[_Item] = []
-        opened = [FeatureCache(p) for p in self.cache_paths]
-        where = {}
-        for index in range(len(caches)):
-            for vid in opened[index].ids:
-                where.setdefault(vid, index)
-        sources = [annotations.source_id(k) for k in ids]
-        missing = [k for k, source in zip(ids, sources) if source not in where]
+        self.caches = CacheSet([*caches, *background_caches])
+        in_labelled = {vid for cache in self.caches.caches[:len(caches)] for vid in cache.ids}
+        missing = [k for k in ids if annotations.source_id(k) not in in_labelled]
         if missing:
-            raise UserError(f"{self.cache_paths[0]}: {len(missing)} annotated videos are not in the cache "
+            raise UserError(f"{caches[0]}: {len(missing)} annotated videos are not in the cache "
                             f"(first: {missing[0]!r})")
-        self.keys.extend(ids)
-        self._items.extend(_Item(where[source], source) for source in sources)
+        self.keys: list[str] = list(ids)
+        self._video_ids = [annotations.source_id(k) for k in ids]      # file ids, not annotation keys
         self.num_labelled = len(self.keys)
-        for index in range(len(caches), len(opened)):
-            for vid in opened[index].ids:
-                self.keys.append(f"background:{vid}")
-                self._items.append(_Item(index, vid))
-        if not self._items:
-            raise UserError(f"{self.cache_paths[0]}: no videos to load")
-
-        first = self._items[0]
-        self.segments = segments or opened[first.cache_index].summary(first.video_id).segments
-        self.extractors = [c.config for c in opened]
-        # A current packed copy (data/packed_cache.py) is read instead of the per-video parts.
-        self._packed = [open_packed(c.path, c.config.to_json()) for c in opened]
+        for cache in self.caches.caches[len(caches):]:
+            self.keys += [f"background:{vid}" for vid in cache.ids]
+            self._video_ids += cache.ids
+        if not self._video_ids:
+            raise UserError(f"{caches[0]}: no videos to load")
+        self.segments = segments or self.caches.summary(self._video_ids[0]).segments
+        # A current packed copy of every cache (`avepipe cache pack`) is read instead of the per-video parts.
+        self._packed = [open_packed(c.path, c.config.to_json()) for c in self.caches.caches]
         self.packed = all(p is not None and p.segments == self.segments for p in self._packed)
-        self._packed_rows = (np.array([[it.cache_index, self._packed[it.cache_index].row[it.video_id]]
-                                       for it in self._items], dtype=np.int64) if self.packed else None)
-        del opened    # workers reopen lazily; no HDF5 handle may cross a fork
+        self._packed_rows = None
+        if self.packed:
+            position = {id(cache): index for index, cache in enumerate(self.caches.caches)}
+            owners = [position[id(self.caches.cache_of(v))] for v in self._video_ids]
+            self._packed_rows = np.array([[c, self._packed[c].row[v]] for c, v in zip(owners, self._video_ids)],
+                                         dtype=np.int64)
 
         labelled = self.keys[:self.num_labelled]
         background = len(annotations.classes) - 1
@@ -112,8 +96,6 @@ class FeatureDataset(Dataset):
         bg_label[:, background] = 1.0
         self.video_labels = np.concatenate([annotations.video_label_matrix(labelled), bg_label])
 
-        self._handles: list[FeatureCache] | None = None
-        self._pid: int | None = None
         self._audio = self._visual = None
         if in_memory == "auto":
             in_memory = estimated_bytes(len(self), self.segments) < MEMORY_SHARE * available_memory_bytes()
@@ -122,21 +104,15 @@ class FeatureDataset(Dataset):
             self._load_all()
 
     def __len__(self) -> int:
-        return len(self._items)
-
-    def _cache(self, index: int) -> FeatureCache:
-        if self._handles is None or self._pid != os.getpid():
-            self._handles = [FeatureCache(p) for p in self.cache_paths]
-            self._pid = os.getpid()
-        return self._handles[index]
+        return len(self._video_ids)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        item = self._items[i]
-        audio, visual = self._cache(item.cache_index).read_arrays(item.video_id, ("audio", "visual"), dtype=None)
-        if visual.shape != (self.segments, *VISUAL_SHAPE) or audio.shape != (self.segments, AUDIO_DIM):
-            raise UserError(f"{self.cache_paths[item.cache_index]}: video {item.video_id!r} has features "
+        video_id = self._video_ids[i]
+        audio, visual = self.caches.read_arrays(video_id, ("audio", "visual"), dtype=None)
+        if visual.shape != (self.segments, *VISUAL_SHAPE) or audio.shape != (self.segments, *AUDIO_SHAPE):
+            raise UserError(f"{self.caches.cache_of(video_id).path}: video {video_id!r} has features "
                             f"{visual.shape}/{audio.shape}, expected {self.segments} segments "
-                            f"of {VISUAL_SHAPE}/{AUDIO_DIM}")
+                            f"of {VISUAL_SHAPE}/{AUDIO_SHAPE[0]}")
         return audio, visual
 
     def _read_packed(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +143,6 @@ class FeatureDataset(Dataset):
                 visual = np.empty((len(self), *v.shape), v.dtype)
             audio[i], visual[i] = a, v
         self._audio, self._visual = audio, visual
-        self._handles = None
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
@@ -189,11 +164,6 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handles"] = None    # each worker opens its own
-        return state
 
 
 def already_batched(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from avepipe.cli import main
 from avepipe.data.annotations import Annotations, Event, VideoRecord
 from avepipe.data.dataset import FeatureDataset, already_batched
-from avepipe.data.packed_cache import open_packed, pack_cache, packed_dir
+from avepipe.data.cache.packed import open_packed, pack_cache, packed_dir
 from avepipe.errors import UserError
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 
 from tests._cache_helpers import CONFIG, make_features
 

@@ -1,10 +1,9 @@
 """`avepipe synth`: write a synthetic AVE-like dataset of real MP4 files with known labels."""
 from __future__ import annotations
 
-import sys
-
 import click
 
+from avepipe.commands.base import Command
 from avepipe.errors import UserError
 
 
@@ -26,7 +25,7 @@ def _parse_fractions(ctx, param, value: str) -> tuple[float, float, float]:
     return parts
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--videos", default=40, show_default=True, help="Number of videos to write.")
 @click.option("--classes", default=4, show_default=True,
@@ -59,17 +58,12 @@ def synth(ctx, out_dir, videos, classes, seconds, seed, size, fps, sample_rate, 
     if label_format == "vggsound-avel":
         if ctx.get_parameter_source("background_fraction") != click.core.ParameterSource.DEFAULT \
                 and background_fraction > 0:
-            click.echo("error: --format vggsound-avel: VGGSound-AVEL has no background-only videos, "
-                       "use --background-fraction 0", err=True)
-            sys.exit(2)
+            raise UserError("--format vggsound-avel: VGGSound-AVEL has no background-only videos, "
+                            "use --background-fraction 0")
         background_fraction = 0.0
-    try:
-        dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
-                                   fps=fps, sample_rate=sample_rate, channels=channels,
-                                   background_fraction=background_fraction, split_fractions=split_fractions)
-    except UserError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
+                               fps=fps, sample_rate=sample_rate, channels=channels,
+                               background_fraction=background_fraction, split_fractions=split_fractions)
     if label_format == "vggsound-avel":
         from avepipe.data.vggsound import write_synth_as_vggsound
 

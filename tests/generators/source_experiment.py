@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from avepipe.source_api import evaluate_localizer, load_source_localizer, parse_boxes
-from avepipe.source_training import train_source_localizer
-from avepipe.data.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
+from avepipe.source.api import evaluate_localizer, load_source_localizer, parse_boxes
+from avepipe.source.training import train_source_localizer
+from tests.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
 
 VARIANTS = {"fnac": dict(use_fns=True, use_tne=True), "baseline": dict(use_fns=False, use_tne=False)}
 

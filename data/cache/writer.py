@@ -1,4 +1,4 @@
-"""Crash-safe, resumable writing of extracted features into a cache (layout: data/cache_layout.py).
+"""Crash-safe, resumable writing of extracted features into a cache (layout: ``layout``).
 
 Durability: ``write`` returns only after the video's part file is complete,
 fsynced and renamed into ``CACHE.parts/`` and the directory entry is fsynced,
@@ -20,17 +20,15 @@ import numpy as np
 
 from avepipe import __version__
 from avepipe.errors import UserError
-from avepipe.data import cache_layout as layout
-from avepipe.extract.features import VideoFeatures
-from avepipe.extract.provenance import ExtractorConfig
-
-_SHAPES = {"visual": (7, 7, 512), "audio": (128,)}
+from avepipe.data.cache import layout
+from avepipe.extract.features import SHAPES, VideoFeatures
+from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
 
 
 def normalise_dtype(dtype: str | Mapping[str, str]) -> dict[str, str]:
     """``"float16"`` or ``{"visual": ..., "audio": ...}`` -> per-modality storage dtype."""
     per = {"visual": dtype, "audio": dtype} if isinstance(dtype, str) else dict(dtype)
-    if set(per) != set(_SHAPES) or any(d not in layout.DTYPES for d in per.values()):
+    if set(per) != set(SHAPES) or any(d not in layout.DTYPES for d in per.values()):
         raise ValueError(f"dtype must be one of {layout.DTYPES} (or a dict of them for visual/audio), got {dtype!r}")
     return per
 
@@ -73,10 +71,8 @@ class CacheWriter:
             existing = ExtractorConfig.from_json(extractor_json)
         except (ValueError, TypeError) as exc:
             raise UserError(f"{self.path}: unreadable extractor provenance ({exc})") from exc
-        differences = existing.differences(self.config)
-        if differences:
-            raise UserError(f"{self.path} was made by a different extractor, refusing to mix features "
-                            f"(differences: {'; '.join(differences)}); use another cache path or the same options")
+        require_same_extractor(existing, self.config, str(self.path), "this extraction", ("cache", "extraction"),
+                               "refusing to mix features; use another cache path or the same options")
         if dtype != self.dtype:
             raise UserError(f"{self.path} stores {dtype} features, refusing to append {self.dtype} "
                             f"(use the same --dtype or another cache path)")
@@ -95,9 +91,9 @@ class CacheWriter:
         arrays = {"visual": np.asarray(features.visual), "audio": np.asarray(features.audio)}
         segments = arrays["visual"].shape[0] if arrays["visual"].ndim else 0
         for key, arr in arrays.items():
-            if arr.shape != (segments, *_SHAPES[key]) or segments < 1:
+            if arr.shape != (segments, *SHAPES[key]) or segments < 1:
                 raise ValueError(f"{features.video_id}: {key} has shape {arr.shape}, "
-                                 f"expected [T, {', '.join(map(str, _SHAPES[key]))}] with T = {max(segments, 1)} >= 1")
+                                 f"expected [T, {', '.join(map(str, SHAPES[key]))}] with T = {max(segments, 1)} >= 1")
         name = layout.part_name(features.video_id)
         with layout.atomic_file(self._parts / name) as tmp:
             with h5py.File(tmp, "w") as f:

@@ -1,4 +1,4 @@
-"""Read-only, streaming access to a feature cache (layout: data/cache_layout.py).
+"""Read-only, streaming access to a feature cache (layout: ``layout``).
 
 Opening is cheap (the index plus a directory listing); each read opens one
 part file, reads it and closes it, so no HDF5 handle is shared across forked
@@ -9,7 +9,6 @@ the truth: videos a writer finished after the last index rewrite are seen
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,8 +16,8 @@ import h5py
 import numpy as np
 
 from avepipe.errors import UserError
-from avepipe.data import cache_layout as layout
-from avepipe.data.shards import shard_status
+from avepipe.data.cache import layout
+from avepipe.data.cache.info import summarise
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import ExtractorConfig
 
@@ -61,7 +60,7 @@ class FeatureCache:
 
     def summary(self, video_id: str) -> layout.PartSummary:
         """Segments and has_audio/has_video of a video, from the index (no part opened)."""
-        return self._summaries[self._part_path(video_id).name]
+        return self._summaries[self.part_path(video_id).name]
 
     def read(self, video_id: str) -> VideoFeatures:
         """The whole record, arrays as float32 (the ``VideoFeatures`` contract)."""
@@ -92,33 +91,14 @@ class FeatureCache:
 
     def info(self) -> dict[str, Any]:
         """Counts, segment histogram, dtype, provenance, size on disk and sharded-extraction progress (JSON-able)."""
-        summaries = [self._summaries[self._part_of[i]] for i in self._ids]
-        histogram = Counter(s.segments for s in summaries)
-        part_bytes = sum((self._parts / name).stat().st_size for name in self._summaries)
-        index_bytes = self.path.stat().st_size if self.path.exists() else 0
-        errors_file = layout.errors_path(self.path)
-        errors = json.loads(errors_file.read_text(encoding="utf-8")) if errors_file.exists() else []
-        return {
-            "path": str(self.path),
-            "videos": len(summaries),
-            "segments_total": sum(s.segments for s in summaries),
-            "segments_histogram": {str(t): n for t, n in sorted(histogram.items())},
-            "no_audio": sum(not s.has_audio for s in summaries),
-            "no_video": sum(not s.has_video for s in summaries),
-            "dtype": dict(self.dtype),
-            "extractor": json.loads(self.config.to_json()),
-            "random_backbones": self.config.is_random,
-            "size_bytes": part_bytes + index_bytes,
-            "parts_dir": str(self._parts),
-            "errors_last_run": len(errors),
-            "shards": shard_status(self.path, set(self._part_of)),
-        }
+        return summarise(self)
 
-    def _part_path(self, video_id: str) -> Path:
+    def part_path(self, video_id: str) -> Path:
+        """The part file holding ``video_id``."""
         try:
             return self._parts / self._part_of[video_id]
         except KeyError:
             raise KeyError(f"{video_id!r} is not in the cache {self.path}") from None
 
     def _open(self, video_id: str) -> h5py.File:
-        return h5py.File(self._part_path(video_id), "r")
+        return h5py.File(self.part_path(video_id), "r")

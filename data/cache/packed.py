@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from avepipe.errors import UserError
-from avepipe.data import cache_layout as layout
+from avepipe.data.cache import layout
 
 FORMAT = "avepipe-packed-cache"
 FORMAT_VERSION = 1
@@ -64,7 +64,7 @@ def pack_cache(cache: str | Path, progress: bool = True,
     """
     from tqdm import tqdm
 
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache.reader import FeatureCache
 
     cache = Path(cache)
     source = FeatureCache(cache)

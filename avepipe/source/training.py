@@ -16,16 +16,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.models.checkpoint import save_checkpoint
 from avepipe.models.fnac import SoundSourceLocalizer
 
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
 VIDEOS_PER_CHUNK = 256
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def checked_ids(cache, ids: Sequence[str] | None = None) -> list[str]:
@@ -48,7 +46,7 @@ def iterate_pairs(cache, ids: Sequence[str], batch_size: int, rng: np.random.Gen
     smaller than one batch; leftovers of a chunk carry over to the next.
     """
     order = rng.permutation(len(ids))
-    audio_left, visual_left = np.zeros((0, 128), np.float32), np.zeros((0, 7, 7, 512), np.float32)
+    audio_left, visual_left = np.zeros((0, *AUDIO_SHAPE), np.float32), np.zeros((0, *VISUAL_SHAPE), np.float32)
     yielded = False
     for start in range(0, len(order), videos_per_chunk):
         chunk = [f for f in (cache.read(ids[i]) for i in order[start:start + videos_per_chunk]) if f.has_audio]
@@ -87,7 +85,7 @@ def train_source_localizer(
     Writes ``out_dir/checkpoint`` (safetensors + config.json), ``out_dir/metrics.csv`` (per
     epoch mean of every loss term) and ``out_dir/loss.png``.
     """
-    device = device or default_device()
+    device = select_device(device)
     ids = checked_ids(cache, ids)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 N extraction processes (torchrun ranks, or ``avepipe extract --shard I/N`` on
 any machines sharing the file system) write into the same ``CACHE.parts/``;
 nothing is merged or copied afterwards, the cache simply is the union (see
-data/cache_layout.py).
+``layout``).
 
 - Ownership: video ``id`` belongs to shard ``int(sha256(id)[:16], 16) % N``. It
   depends on the id alone, so shards are disjoint whatever each process's
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable
 
 from avepipe.errors import UserError
-from avepipe.data.cache_layout import atomic_file
+from avepipe.data.cache.layout import atomic_file
 
 MANIFEST_RE = re.compile(r"^shard-(\d+)-of-(\d+)\.json$")
 

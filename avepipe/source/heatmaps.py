@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from avepipe.source_metrics import Box, normalise_map, peak_position, upsample_map
+from avepipe.source.metrics import Box, normalise_map, peak_position, upsample_map
 
 HEATMAP_ALPHA = 0.5
 

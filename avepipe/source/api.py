@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
-from avepipe.source_metrics import Box, evaluate_maps
-from avepipe.source_training import checked_ids, default_device, train_source_localizer
+from avepipe.data.cache import CacheSet
+from avepipe.source.metrics import Box, evaluate_maps
+from avepipe.source.training import checked_ids, train_source_localizer
 from avepipe.extract.features import VideoFeatures
+from avepipe.extract.provenance import require_same_extractor
 from avepipe.models.fnac import SoundSourceLocalizer
 
 
@@ -118,36 +121,8 @@ def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, Vide
     return {**evaluate_maps(np.stack(maps), sample_boxes, sizes, threshold), "videos": len(ids)}
 
 
-class CacheSet:
-    """One or several caches of one extractor read as one (``config``, ``ids``, ``read``)."""
-
-    def __init__(self, paths: str | Path | Sequence[str | Path]) -> None:
-        from avepipe.training import check_same_extractor
-        from avepipe.data.cache import FeatureCache
-
-        self.paths = paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        caches = [FeatureCache(p) for p in paths]
-        self.config = check_same_extractor([(str(p), c.config) for p, c in zip(paths, caches)])
-        self._owner: dict[str, FeatureCache] = {}
-        for path, cache in zip(paths, caches):
-            for video_id in cache.ids:
-                if video_id in self._owner:
-                    raise UserError(f"{path}: video {video_id!r} is also in {self._owner[video_id].path}")
-                self._owner[video_id] = cache
-
-    @property
-    def ids(self) -> list[str]:
-        return sorted(self._owner)
-
-    def __len__(self) -> int:
-        return len(self._owner)
-
-    def read(self, video_id: str) -> VideoFeatures:
-        return self._owner[video_id].read(video_id)
-
-
 def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path, **options) -> Path:
-    """``avepipe train --task source``: options are those of ``train_source_localizer``.
+    """``avepipe source train``: options are those of ``train_source_localizer``.
 
     Refuses an ``out_dir`` that already holds a checkpoint (a run is not silently replaced).
     """
@@ -159,12 +134,10 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
 def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],
                     boxes_json: str | Path, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
                     device: str | None = None, frame_size: tuple[int, int] | None = None) -> dict:
-    """``avepipe evaluate --task source``: refuses a cache made by another extractor."""
-    device = device or default_device()
+    """``avepipe source evaluate``: refuses a cache made by another extractor."""
+    device = select_device(device)
     model, info = load_source_localizer(checkpoint_dir, device)
     cache = CacheSet(cache_paths)
-    differences = info.extractor.differences(cache.config)
-    if differences:
-        raise UserError(f"{cache.paths[0]}: features differ from the checkpoint's extractor "
-                        f"(checkpoint vs cache: {'; '.join(differences)})")
+    require_same_extractor(info.extractor, cache.config, str(cache.paths[0]), f"the checkpoint {checkpoint_dir}",
+                           ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     return evaluate_localizer(model, cache, load_boxes(boxes_json, frame_size), ids, threshold, device)

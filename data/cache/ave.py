@@ -4,7 +4,7 @@ AVE ships ``visual_feature.h5`` (``avadataset`` ``[N, 10, 7, 7, 512]``) and
 ``audio_feature.h5`` (``avadataset`` ``[N, 10, 128]``), float32 or float64, row
 i being row i of ``Annotations.txt``; plus ``labels.h5`` and ``*_order.h5``
 split files. Import stores each row as one cache video named by its
-Annotations key (``data.annotations``: repeated YouTube ids become ``<id>#<k>``),
+Annotations key (``avepipe.data.annotations``: repeated YouTube ids become ``<id>#<k>``),
 remembering its row and source dtype, so export writes the same bytes back.
 """
 from __future__ import annotations
@@ -19,17 +19,15 @@ import numpy as np
 from tqdm import tqdm
 
 from avepipe.errors import UserError
-from avepipe.data import cache_layout as layout
 from avepipe.data.annotations import load_annotations
-from avepipe.data.cache import FeatureCache
-from avepipe.extract.cache_writer import CacheWriter
-from avepipe.extract.features import VideoFeatures
+from avepipe.data.cache import layout
+from avepipe.data.cache.reader import FeatureCache
+from avepipe.data.cache.writer import CacheWriter
+from avepipe.extract.features import SHAPES, VideoFeatures
 from avepipe.extract.provenance import AVE_RELEASED
 
 DATASET = "avadataset"
 FILES = {"visual": "visual_feature.h5", "audio": "audio_feature.h5"}
-ROW_SHAPES = {"visual": (7, 7, 512), "audio": (128,)}
-SOURCE_DTYPES = ("float16", "float32", "float64")
 EXTRA_PATTERNS = ("labels.h5", "*_order.h5")
 
 
@@ -49,13 +47,13 @@ def _open_source(path: Path, modality: str) -> tuple[h5py.File, h5py.Dataset]:
         f.close()
         raise UserError(f"{path}: no dataset '{DATASET}' (not an AVE feature file)")
     ds = f[DATASET]
-    expected = "[N, T, " + ", ".join(map(str, ROW_SHAPES[modality])) + "]"
-    if ds.ndim != 2 + len(ROW_SHAPES[modality]) or ds.shape[2:] != ROW_SHAPES[modality] or 0 in ds.shape[:2]:
+    expected = "[N, T, " + ", ".join(map(str, SHAPES[modality])) + "]"
+    if ds.ndim != 2 + len(SHAPES[modality]) or ds.shape[2:] != SHAPES[modality] or 0 in ds.shape[:2]:
         f.close()
         raise UserError(f"{path}: '{DATASET}' has shape {list(ds.shape)}, expected {modality} features {expected}")
-    if ds.dtype.name not in SOURCE_DTYPES:
+    if ds.dtype.name not in layout.DTYPES:
         f.close()
-        raise UserError(f"{path}: '{DATASET}' has dtype {ds.dtype}, expected one of {', '.join(SOURCE_DTYPES)}")
+        raise UserError(f"{path}: '{DATASET}' has dtype {ds.dtype}, expected one of {', '.join(layout.DTYPES)}")
     return f, ds
 
 
@@ -112,7 +110,7 @@ def import_ave(directory: str | Path, cache: str | Path, *, annotations: str | P
                 if ids[row] in done:
                     continue
                 arrays = {m: (sources[m][1][row] if m in sources
-                              else np.zeros((segments, *ROW_SHAPES[m]), np.float32)) for m in FILES}
+                              else np.zeros((segments, *SHAPES[m]), np.float32)) for m in FILES}
                 features = VideoFeatures(
                     video_id=ids[row], visual=arrays["visual"], audio=arrays["audio"], duration=float(segments),
                     source_fps=math.nan, has_audio="audio" in sources, has_video="visual" in sources,
@@ -199,7 +197,7 @@ def export_ave(cache: str | Path, outdir: str | Path, *, annotations: str | Path
         target = outdir / FILES[modality]
         dtype = np.dtype(first.get(f"ave_{modality}_dtype", "float32"))
         with layout.atomic_file(target) as tmp, h5py.File(tmp, "w") as f:
-            ds = f.create_dataset(DATASET, shape=(len(ids), segments, *ROW_SHAPES[modality]), dtype=dtype)
+            ds = f.create_dataset(DATASET, shape=(len(ids), segments, *SHAPES[modality]), dtype=dtype)
             for row, video_id in enumerate(tqdm(ids, desc=f"export {modality}", unit="video", disable=not progress)):
                 ds[row] = features.read_arrays(video_id, (modality,), dtype=dtype)[0]
         written.append(target)

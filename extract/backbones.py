@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
-from avepipe.extract.logmel import log_mel_examples
-from avepipe.extract.provenance import PIPELINE_VERSION, ExtractorConfig
+from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
+from avepipe.extract.provenance import AVE_RECIPE, PIPELINE_VERSION, ExtractorConfig, require_same_extractor
 from avepipe.extract.tfhub_vggish import TFHUB_VGGISH_ID, TfHubVGGishEncoder
 from avepipe.extract.vgg19 import imagenet_preprocess, load_torchvision_vgg19, vgg19_features
 from avepipe.extract.vggish import VGGish, load_vggish_weights
@@ -30,13 +32,6 @@ from avepipe.extract.weights import (
 PRESETS = ("torchvision", "ave")
 AUDIO_BACKENDS = ("torch", "tfhub")
 _AUDIO_BACKBONE_NAMES = {"torch": "vggish-torch", "tfhub": "vggish-tfhub"}
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -56,7 +51,7 @@ class VisualEncoder:
         device: str | torch.device | None = None,
         batch_size: int = 32,
     ) -> None:
-        self.device = default_device(device)
+        self.device = select_device(device)
         self.features = features.eval().to(self.device, memory_format=torch.channels_last)
         self.preprocess = preprocess
         self.batch_size = batch_size
@@ -72,27 +67,31 @@ class VisualEncoder:
                 maps = self.features(images)  # [B, 512, h, w], channels-last memory
                 outputs.append(maps.permute(0, 2, 3, 1).float().cpu().numpy())
         if not outputs:
-            return np.zeros((0, 7, 7, 512), np.float32)
+            return np.zeros((0, *VISUAL_SHAPE), np.float32)
         return np.ascontiguousarray(np.concatenate(outputs), dtype=np.float32)
 
 
 class AudioEncoder(Protocol):
-    """16 kHz mono waveform -> one 128-d VGGish embedding per one-second segment ``[T, 128]``."""
+    """16 kHz mono waveform -> one 128-d VGGish embedding per segment ``[T, 128]``.
 
-    def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray: ...
+    Example t starts at sample ``hop * t``: 16000 (one per second) by default, 15360
+    (0.96 s, examples framed from a whole clip) for the AVE recipe.
+    """
+
+    def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray: ...
 
 
 class VGGishEncoder:
     """The torch ``AudioEncoder``: VGGish-exact log-mel, then our PyTorch VGGish."""
 
     def __init__(self, model: VGGish, device: str | torch.device | None = None, batch_size: int = 64) -> None:
-        self.device = default_device(device)
+        self.device = select_device(device)
         self.model = model.eval().to(self.device)
         self.batch_size = batch_size
 
-    def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray:
-        examples = log_mel_examples(waveform_16k, segments)[:, None]  # [T, 1, 96, 64]
-        outputs = [np.zeros((0, 128), np.float32)]
+    def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
+        examples = log_mel_examples(waveform_16k, segments, hop)[:, None]  # [T, 1, 96, 64]
+        outputs = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
         with torch.inference_mode():
             for start in range(0, len(examples), self.batch_size):
                 batch = _to_device(examples[start:start + self.batch_size], self.device)
@@ -181,14 +180,18 @@ def build_encoders(
     fps: int = 16,
     segments: int | None = None,
     precision: str = "fp32",
+    allow_tf32: bool = False,
 ) -> tuple[VisualEncoder, AudioEncoder, ExtractorConfig]:
     """Encoders for the user's options, and the ``ExtractorConfig`` that identifies them.
 
     ``random_seed`` gives both backbones seeded random weights (smoke tests,
     demos), recorded as ``random:<seed>`` so such features are never mistaken
-    for real ones.
+    for real ones. ``preset="ave"`` also selects the AVE recipe (``AVE_RECIPE``).
+    ``allow_tf32`` is recorded only where it changes anything: on CUDA.
     """
     _check_choices(preset, audio_backend)
+    recipe = AVE_RECIPE if preset == "ave" else {}
+    _check_recipe_extra(recipe)
     if random_seed is not None and (vgg_weights or vggish_weights):
         raise UserError("--random-backbones and --vgg-weights/--vggish-weights exclude each other")
     audio, audio_id = _audio(audio_backend, vggish_weights, random_seed, device)
@@ -201,8 +204,18 @@ def build_encoders(
         fps=fps,
         segments=segments,
         visual_precision=precision,
+        tf32=allow_tf32 and visual.device.type == "cuda",
+        **recipe,
     )
     return visual, audio, config
+
+
+def _check_recipe_extra(recipe: dict[str, str]) -> None:
+    """The AVE recipe's resize and resampler come from the ``ave`` extra: fail before decoding anything."""
+    if recipe.get("frame_resize") == "opencv-linear" or recipe.get("audio_framing") == "ave-clip":
+        from avepipe.extract.ave_recipe import require_ave_extra
+
+        require_ave_extra()
 
 
 def build_encoders_for(
@@ -227,6 +240,8 @@ def build_encoders_for(
     if backend is None:
         raise UserError(f"unknown audio backbone {config.audio_backbone!r} in extractor config")
     _check_choices(config.visual_preset, backend)
+    recipe = {name: getattr(config, name) for name in AVE_RECIPE}
+    _check_recipe_extra(recipe)
     audio, audio_id = _audio(
         backend, vggish_weights, _parse_random(config.audio_weights), device, config.audio_weights
     )
@@ -241,7 +256,10 @@ def build_encoders_for(
         fps=config.fps,
         segments=config.segments,
         visual_precision=config.visual_precision,
+        tf32=config.tf32,
+        **recipe,
     )
-    if rebuilt != config:  # e.g. a tfhub config recording other weights than google/vggish/1
-        raise UserError(f"cannot rebuild the recorded extractor: {'; '.join(rebuilt.differences(config))}")
+    # e.g. a tfhub config recording other weights than google/vggish/1
+    require_same_extractor(rebuilt, config, "rebuilt extractor", "the recorded one", ("rebuilt", "recorded"),
+                           "cannot rebuild the recorded extractor; give the weight files it was made with")
     return visual, audio, rebuilt

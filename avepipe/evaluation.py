@@ -111,7 +111,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset
-    from avepipe.data.splits import load_official_splits, official_split_dir
+    from avepipe.data.splits import annotations_folder, load_official_splits, official_split_dir
     from avepipe.device import select_device
     from avepipe.extract.provenance import require_same_extractor
     from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
@@ -125,7 +125,8 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
         splits, directory = annotations.splits, annotations.source
     else:
-        directory = official_split_dir(splits_dir, Path(annotations_path).parent, Path(checkpoint).parent / "splits")
+        directory = official_split_dir(splits_dir, annotations_folder(annotations_path),
+                                       Path(checkpoint).parent / "splits")
         if directory is None:
             raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
         splits = load_official_splits(directory, annotations)

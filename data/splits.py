@@ -70,14 +70,20 @@ def official_split_dir(splits_dir: str | Path | None, *fallbacks: str | Path | N
     return find_split_dir([splits_dir, *fallbacks])
 
 
+def annotations_folder(annotations_path) -> Path:
+    """The folder whose split files go with ``annotations_path`` (a file, or the VGGSound-AVEL files' CSV folder)."""
+    return annotations_path.parent if hasattr(annotations_path, "parent") else Path(annotations_path).parent
+
+
 def resolve_splits(annotations: Annotations, annotations_path: str | Path, splits_dir: str | Path | None,
                    available: set[str], val_fraction: float, test_fraction: float,
                    seed: int) -> tuple[dict[str, list[str]], str]:
     """Official ``*_order.h5`` splits (``splits_dir`` or beside the annotations), else a seeded random split
     of the ``available`` (cached) videos. Returns the splits and a one-line description of where they came from.
     """
-    annotations_path = Path(annotations_path)
-    directory = official_split_dir(splits_dir, annotations_path.parent)
+    if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
+        return annotations.splits, f"official splits from {annotations.source}"
+    directory = official_split_dir(splits_dir, annotations_folder(annotations_path))
     if directory:
         return load_official_splits(directory, annotations), f"official splits from {directory}"
     present = [k for k in annotations.video_ids if annotations.source_id(k) in available]

@@ -1,11 +1,13 @@
 """A checkpoint written before the issue-12 reorganisation (commit 0ea6ca6) opens and gives that code's numbers."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from avepipe.extract.features import VideoFeatures
-from avepipe.extract.provenance import AVE_RELEASED
+from avepipe.extract.provenance import AVE_RECIPE, AVE_RELEASED
 from avepipe.localizer import Localizer
 from avepipe.models.checkpoint import load_checkpoint
 from tests._paths import TEST_DATA_DIR
@@ -26,7 +28,14 @@ def test_event_checkpoint_gives_the_old_scores():
     audio, visual = _inputs()
     with torch.no_grad():
         scores = net.segment_scores(net(audio[:, :10], visual[:, :10]))[0].numpy()
-    assert info.class_names == CLASSES and info.extractor == AVE_RELEASED
+    # It recorded the released AVE features as described before the AVE recipe was recorded: it reads back as
+    # that description, and the recipe fields are what tell it apart from features made after the change.
+    assert info.class_names == CLASSES
+    assert info.extractor == dataclasses.replace(AVE_RELEASED, frame_sampling="pts", frame_resize="ffmpeg-bilinear",
+                                                 audio_framing="per-second")
+    differences = info.extractor.differences(AVE_RELEASED)
+    assert [d.split(":")[0] for d in differences[:-1]] == list(AVE_RECIPE)
+    assert "before avepipe reproduced the AVE recipe" in differences[-1]
     np.testing.assert_allclose(scores, expected["segment_scores"], rtol=1e-5, atol=1e-6)
 
 

@@ -63,18 +63,25 @@ def source_table(report: dict) -> str:
 @click.option("--threshold", default="0.5", show_default=True, callback=_threshold,
               help="--task source: binarise the min-max normalised map at this value, or 'median' (the "
                    "published code's top half of the pixels, which caps IoU for small objects).")
+@click.option("--linear-probe", is_flag=True,
+              help="--task event: also fit a linear classifier on the training split's features (segment-mean "
+                   "pool5 + VGGish, standardised) and score it on the same split, as a reference the model "
+                   "should beat.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
               help="Also write metrics.json and confusion.png (row-normalised confusion matrix) here.")
 def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, threshold, split, splits_dir, limit, device,
-             batch_size, workers, as_json, out_dir):
+             batch_size, workers, linear_probe, as_json, out_dir):
     """Score CHECKPOINT on the features in CACHE(s).
 
     Reports the paper's segment accuracy (all segments of the split, 29-way on AVE,
     background included), per-class accuracy, and event-interval precision/recall/F1
     (consecutive same-label event segments form an interval; a predicted interval
     counts when its label matches a true one and their temporal IoU >= 0.5, each
-    true interval matched at most once). Refuses caches made by another extractor.
+    true interval matched at most once). Beside the model: the accuracy of always
+    answering the training split's most common class (and, with --linear-probe, of a
+    linear classifier), so a model that learnt nothing shows. Refuses caches made by
+    another extractor.
 
     --task source scores a sound-source checkpoint on every (video, second) of the
     cache with a box and audio.
@@ -94,7 +101,7 @@ def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, thresh
         from avepipe.evaluation import evaluate_checkpoint, plot_confusion
 
         report = evaluate_checkpoint(checkpoint, caches, annotations_path, split, splits_dir, device, batch_size,
-                                     workers, limit)
+                                     workers, limit, linear_probe)
     except UserError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -137,6 +137,7 @@ def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_d
 
 
 def _train(opts: dict):
+    from avepipe import baselines
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import FeatureCache
     from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
@@ -206,7 +207,18 @@ def _train(opts: dict):
                       device=device, workers=opts["workers"])
     if opts["resume"]:
         trainer.resume()
-    return trainer.fit()
+    if ranks.is_main:
+        _warn(baselines.few_steps_warning(len(train_set), config.batch_size, config.epochs))
+    result = trainer.fit()
+    if ranks.is_main:
+        majority = baselines.majority_accuracy(train_set.segment_labels, val_set.segment_labels)
+        _warn(baselines.near_majority_warning(result.best_val_accuracy, majority))
+    return result
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        click.echo(message, err=True)
 
 
 def _train_source(opts: dict) -> None:

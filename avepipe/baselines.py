@@ -52,9 +52,13 @@ class LinearProbe:
     weight: torch.Tensor      # [features, classes]
     bias: torch.Tensor        # [classes]
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Class logits ``[N, classes]``."""
         x = torch.from_numpy(((features - self.mean) / self.scale).astype(np.float32))
-        return (x @ self.weight + self.bias).argmax(dim=1).numpy()
+        return (x @ self.weight + self.bias).numpy()
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.scores(features).argmax(axis=1)
 
     def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(self.predict(features) == labels))

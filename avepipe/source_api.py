@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from avepipe.errors import UserError
+from avepipe.source_evaluation import box_samples, model_maps, score_with_baselines, split_videos
 from avepipe.source_metrics import Box, evaluate_maps
 from avepipe.source_training import checked_ids, default_device, train_source_localizer
 from avepipe.extract.features import VideoFeatures
@@ -101,21 +102,11 @@ def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, Vide
                        ids: Sequence[str] | None = None, threshold: float | str = 0.5,
                        device: str = "cpu") -> dict:
     """cIoU, AUC, mean IoU and peak-in-box over every (video, second) with a box and audio."""
-    ids = [i for i in checked_ids(cache, ids) if i in boxes]
-    maps, sample_boxes, sizes = [], [], []
-    for video_id in ids:
-        features = cache.read(video_id)
-        if not features.has_audio:
-            continue
-        video_maps = source_maps(model, features, device)
-        for second, box in sorted(boxes[video_id].boxes.items()):
-            if second < len(video_maps):
-                maps.append(video_maps[second])
-                sample_boxes.append(box)
-                sizes.append(boxes[video_id].frame_size)
-    if not maps:
+    videos, samples = box_samples(cache, boxes, checked_ids(cache, ids))
+    if not len(samples):
         raise UserError("no (video, second) of the cache has a box and audio to evaluate")
-    return {**evaluate_maps(np.stack(maps), sample_boxes, sizes, threshold), "videos": len(ids)}
+    return {**evaluate_maps(model_maps(model, videos, device), samples.boxes, samples.frame_sizes, threshold),
+            "videos": len(videos)}
 
 
 class CacheSet:
@@ -146,20 +137,38 @@ class CacheSet:
         return self._owner[video_id].read(video_id)
 
 
-def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path, **options) -> Path:
+def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path,
+                        boxes_json: str | Path | None = None, val_fraction: float = 0.1,
+                        test_fraction: float = 0.1, **options) -> Path:
     """``avepipe train --task source``: options are those of ``train_source_localizer``.
 
-    Refuses an ``out_dir`` that already holds a checkpoint (a run is not silently replaced).
+    The cache's videos are split (seeded by ``options["seed"]``) into train/val/test, stored in
+    the checkpoint; training sees the train videos only. With ``boxes_json``, the epoch with the
+    best validation peak-in-box is kept. Refuses an ``out_dir`` that already holds a checkpoint
+    (a run is not silently replaced).
     """
     if (Path(out_dir) / "checkpoint").exists():
         raise UserError(f"{out_dir}: already holds a sound-source run (checkpoint/); use another -o")
-    return train_source_localizer(CacheSet(cache_paths), options.pop("ids", None), out_dir, **options)
+    cache = CacheSet(cache_paths)
+    splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
+    validate = None
+    if boxes_json is not None and splits["val"]:
+        boxes = load_boxes(boxes_json)
+        device = options.get("device") or default_device()
+        validate = lambda model: evaluate_localizer(model, cache, boxes, splits["val"], device=device)  # noqa: E731
+    return train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},
+                                  **options)
 
 
 def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],
                     boxes_json: str | Path, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
-                    device: str | None = None, frame_size: tuple[int, int] | None = None) -> dict:
-    """``avepipe evaluate --task source``: refuses a cache made by another extractor."""
+                    device: str | None = None, frame_size: tuple[int, int] | None = None, split: str = "test",
+                    linear_probe: bool = False) -> dict:
+    """``avepipe evaluate --task source``: refuses a cache made by another extractor.
+
+    Scores ``ids`` when given; otherwise the run's ``split`` with the baselines beside the model
+    (avepipe/source_evaluation.py).
+    """
     device = device or default_device()
     model, info = load_source_localizer(checkpoint_dir, device)
     cache = CacheSet(cache_paths)
@@ -167,4 +176,8 @@ def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequen
     if differences:
         raise UserError(f"{cache.paths[0]}: features differ from the checkpoint's extractor "
                         f"(checkpoint vs cache: {'; '.join(differences)})")
-    return evaluate_localizer(model, cache, load_boxes(boxes_json, frame_size), ids, threshold, device)
+    boxes = load_boxes(boxes_json, frame_size)
+    if ids is not None:
+        return evaluate_localizer(model, cache, boxes, ids, threshold, device)
+    return score_with_baselines(model, cache, boxes, info.extra.get("splits"), split, threshold, device,
+                                linear_probe)

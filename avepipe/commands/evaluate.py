@@ -12,7 +12,7 @@ from avepipe.commands.options import ANNOTATIONS, SPLITS
 from avepipe.errors import UserError
 
 _SOURCE_OPTIONS = ("boxes_path", "threshold")
-_SHARED_OPTIONS = ("task", "checkpoint", "caches", "device", "as_json", "out_dir")
+_SHARED_OPTIONS = ("task", "checkpoint", "caches", "device", "as_json", "out_dir", "split", "linear_probe")
 
 
 def _threshold(ctx, param, value: str) -> float | str:
@@ -28,14 +28,20 @@ def _threshold(ctx, param, value: str) -> float | str:
 
 
 def source_table(report: dict) -> str:
-    """The sound-source figures as aligned text."""
-    return "\n".join([
-        f"cIoU (fraction of seconds with IoU >= 0.5)  {report['ciou']:.4f}",
-        f"AUC (success rate over IoU 0..1)            {report['auc']:.4f}",
-        f"mean IoU                                    {report['mean_iou']:.4f}",
-        f"peak in box                                 {report['peak_in_box']:.4f}",
-        f"{report['samples']} seconds of {report['videos']} videos, map binarised at {report['threshold']}",
-    ])
+    """The sound-source figures of the model and its baselines as aligned text."""
+    rows = [("model", report), *((_BASELINE_NAMES[k], v) for k, v in report.get("baselines", {}).items())]
+    lines = [f"{'':<34}{'cIoU':>7}{'AUC':>7}{'mIoU':>7}{'peak-in-box':>13}"]
+    lines += [f"{name:<34}{r['ciou']:>7.3f}{r['auc']:>7.3f}{r['mean_iou']:>7.3f}{r['peak_in_box']:>13.3f}"
+              for name, r in rows]
+    lines += ["cIoU: fraction of seconds with IoU >= 0.5; AUC: success rate over IoU 0..1; "
+              "peak-in-box: the map's strongest cell lies in the box",
+              f"{report['samples']} seconds of {report['videos']} videos ({report.get('split', 'given videos')}), "
+              f"map binarised at {report['threshold']}; baselines fitted on the training videos"]
+    return "\n".join(lines)
+
+
+_BASELINE_NAMES = {"random_cell": "random cell", "fixed_cell": "best fixed cell (training videos)",
+                   "linear_probe": "linear probe on pool5 (supervised)"}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +55,7 @@ def source_table(report: dict) -> str:
               help="--task event (required): labels (AVE Annotations.txt or CSV; 'ave': the official AVE file shipped with avepipe); read with the checkpoint's "
                    "class list.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
-              help="Which split to score.")
+              help="Which split to score (--task source: of the run's split stored in the checkpoint).")
 @click.option("--splits", "splits_dir", type=SPLITS,
               help="Directory with train/val/test_order.h5 ('ave': the official AVE splits shipped with avepipe; default: beside the annotations, then the "
                    "run's splits/ next to CHECKPOINT).")
@@ -64,9 +70,9 @@ def source_table(report: dict) -> str:
               help="--task source: binarise the min-max normalised map at this value, or 'median' (the "
                    "published code's top half of the pixels, which caps IoU for small objects).")
 @click.option("--linear-probe", is_flag=True,
-              help="--task event: also fit a linear classifier on the training split's features (segment-mean "
-                   "pool5 + VGGish, standardised) and score it on the same split, as a reference the model "
-                   "should beat.")
+              help="Also fit a linear classifier on the training split and score it on the same split, as a "
+                   "reference: --task event on segment-mean pool5 + VGGish (standardised); --task source on each "
+                   "position's pool5 vector, supervised by the training boxes (a ceiling).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
               help="Also write metrics.json and confusion.png (row-normalised confusion matrix) here.")
@@ -84,7 +90,8 @@ def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, thresh
     another extractor.
 
     --task source scores a sound-source checkpoint on every (video, second) of the
-    cache with a box and audio.
+    split with a box and audio, beside a random cell, the best fixed cell fitted on
+    the training videos and (--linear-probe) a supervised linear probe.
     """
     from avepipe.models.checkpoint import check_task, read_checkpoint_info
 
@@ -95,7 +102,8 @@ def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, thresh
             refuse_options_outside(ctx, all_options_but(ctx, _SOURCE_OPTIONS), task)
         check_task(read_checkpoint_info(checkpoint), task, checkpoint)
         if task == "source":
-            return _evaluate_source(checkpoint, caches, boxes_path, threshold, device, as_json, out_dir)
+            return _evaluate_source(checkpoint, caches, boxes_path, threshold, device, as_json, out_dir, split,
+                                    linear_probe)
         if annotations_path is None:
             raise UserError("--annotations is required for --task event")
         from avepipe.evaluation import evaluate_checkpoint, plot_confusion
@@ -113,12 +121,13 @@ def evaluate(ctx, task, checkpoint, caches, annotations_path, boxes_path, thresh
 
 
 def _evaluate_source(checkpoint: Path, caches, boxes_path: Path | None, threshold, device, as_json: bool,
-                     out_dir: Path | None) -> None:
+                     out_dir: Path | None, split: str, linear_probe: bool) -> None:
     from avepipe.source_api import evaluate_source
 
     if boxes_path is None:
         raise UserError("--boxes is required for --task source")
-    report = evaluate_source(checkpoint, caches, boxes_path, threshold=threshold, device=device)
+    report = evaluate_source(checkpoint, caches, boxes_path, threshold=threshold, device=device, split=split,
+                             linear_probe=linear_probe)
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

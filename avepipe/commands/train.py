@@ -11,8 +11,9 @@ from avepipe.commands.task_options import all_options_but, refuse_options_outsid
 from avepipe.commands.options import ANNOTATIONS, SPLITS
 from avepipe.errors import UserError
 
-_SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr")
-_SOURCE_OPTIONS = ("no_fns", "no_tne")
+_SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr", "val_fraction",
+                   "test_fraction")
+_SOURCE_OPTIONS = ("no_fns", "no_tne", "boxes_path")
 _HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed", "dropout")
 
 
@@ -103,10 +104,13 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--no-fns", is_flag=True, help="--task source: without false-negative suppression.")
 @click.option("--no-tne", is_flag=True, help="--task source: without true-negative enhancement (with --no-fns: "
                                              "the plain contrastive baseline).")
+@click.option("--boxes", "boxes_path", type=click.Path(path_type=Path),
+              help="--task source: boxes.json of the cache's videos; the epoch with the best validation "
+                   "peak-in-box is kept (without it, the last epoch).")
 @click.pass_context
 def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
           background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
-          dropout, workers, in_memory, resume, no_fns, no_tne):
+          dropout, workers, in_memory, resume, no_fns, no_tne, boxes_path):
     """Train a PSP/CPSP model (--task source: the FNAC sound-source localiser) on feature CACHE(s).
 
     Model selection uses validation segment accuracy only; the test split is
@@ -227,6 +231,7 @@ def _train_source(opts: dict) -> None:
 
     refuse_options_outside(opts["ctx"], _SHARED_OPTIONS + _SOURCE_OPTIONS, "source")
     given = {k: opts[k] for k in ("epochs", "batch_size", "lr", "seed") if opts[k] is not None}
-    checkpoint = run_source_training(opts["caches"], opts["run_dir"], device=opts["device"],
-                                     use_fns=not opts["no_fns"], use_tne=not opts["no_tne"], **given)
+    checkpoint = run_source_training(opts["caches"], opts["run_dir"], opts["boxes_path"], opts["val_fraction"],
+                                     opts["test_fraction"], device=opts["device"], use_fns=not opts["no_fns"],
+                                     use_tne=not opts["no_tne"], **given)
     click.echo(f"sound-source checkpoint {checkpoint}; loss curves {opts['run_dir'] / 'loss.png'}")

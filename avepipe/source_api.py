@@ -72,10 +72,21 @@ def _read_json(path: Path, what: str):
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
-def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None) -> dict[str, VideoBoxes]:
-    """Read boxes.json; without ``frame_size``, a sibling scenes.json ``"size"`` supplies it."""
+def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None,
+               sample_fps: int | None = None) -> dict[str, VideoBoxes]:
+    """Read boxes.json; without ``frame_size``, a sibling scenes.json ``"size"`` supplies it.
+
+    Per-frame boxes (frame_boxes.json) become per-second unions of the frames sampled at
+    ``sample_fps`` (the extractor's; avepipe/source_frame_boxes.py).
+    """
+    from avepipe.source_frame_boxes import is_frame_boxes, second_boxes
+
     path = Path(path)
     data = _read_json(path, "boxes file")
+    if is_frame_boxes(data):
+        if sample_fps is None:
+            raise UserError(f"{path}: per-frame boxes need the extractor's frames per second")
+        return parse_boxes(second_boxes(data, str(path), sample_fps), str(path))
     scenes = path.with_name("scenes.json")
     if frame_size is None and scenes.is_file():
         frame_size = _read_json(scenes, "scenes file").get("size")
@@ -153,7 +164,7 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
     splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
     validate = None
     if boxes_json is not None and splits["val"]:
-        boxes = load_boxes(boxes_json)
+        boxes = load_boxes(boxes_json, sample_fps=cache.config.fps)
         device = options.get("device") or default_device()
         validate = lambda model: evaluate_localizer(model, cache, boxes, splits["val"], device=device)  # noqa: E731
     return train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},
@@ -176,7 +187,7 @@ def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequen
     if differences:
         raise UserError(f"{cache.paths[0]}: features differ from the checkpoint's extractor "
                         f"(checkpoint vs cache: {'; '.join(differences)})")
-    boxes = load_boxes(boxes_json, frame_size)
+    boxes = load_boxes(boxes_json, frame_size, cache.config.fps)
     if ids is not None:
         return evaluate_localizer(model, cache, boxes, ids, threshold, device)
     return score_with_baselines(model, cache, boxes, info.extra.get("splits"), split, threshold, device,

@@ -68,11 +68,13 @@ def list_videos(arguments) -> tuple[list[Path], list[dict]]:
     return found, errors
 
 
-def write_heatmaps(out_dir: Path, result) -> None:
-    """The frame of each event second at its own aspect with the sound-source heatmap overlaid."""
+def write_heatmaps(out_dir: Path, result, every_second: bool = False) -> None:
+    """The frame of each event second (``every_second``: of every second) at its own aspect with the
+    sound-source heatmap overlaid."""
     from avepipe.source_heatmaps import to_frame_aspect, write_event_heatmaps
 
-    events = [s for s in result.segments if s.source_peak is not None]
+    mapped = 0 if result.source_maps is None else len(result.source_maps)     # no audio: no maps
+    events = [s for s in result.segments if s.source_peak is not None or (every_second and s.second < mapped)]
     if events:
         frames = {s.second: to_frame_aspect(result.thumbnails[s.second], result.frame_size) for s in events}
         write_event_heatmaps(out_dir, result.video, frames, result.source_maps, {s.second: s.label for s in events})
@@ -104,6 +106,10 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
 @click.option("--heatmaps", "heatmaps_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for one picture per event second: the frame with the sound-source heatmap overlaid "
                    "and its peak marked (needs --source-checkpoint).")
+@click.option("--heatmaps-for", "heatmaps_for", type=click.Choice(["events", "all"]), default="events",
+              show_default=True,
+              help="--heatmaps: draw the seconds the event model calls events, or all seconds (to look at where "
+                   "the sound is even when no event is found).")
 @click.option("--annotations", type=ANNOTATIONS,
               help="AVE Annotations.txt or CSV ('ave': the official AVE file shipped with avepipe): adds the ground truth to plots and prints the accuracy.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
@@ -113,7 +119,7 @@ def truth_labels(annotations, video_id: str, length: int) -> list[str] | None:
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
 def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None, csv_path: Path | None,
              plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
-             heatmaps_dir: Path | None, annotations: Path | None, device: str | None,
+             heatmaps_dir: Path | None, heatmaps_for: str, annotations: Path | None, device: str | None,
              vgg_weights: Path | None, vggish_weights: Path | None) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.
 
@@ -125,7 +131,8 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
     try:
         ok = run_localize(videos, checkpoint, json_path=json_path, csv_path=csv_path, plot_path=plot_path,
                           explain_dir=explain_dir, source_checkpoint=source_checkpoint,
-                          heatmaps_dir=heatmaps_dir, annotations_path=annotations, device=device,
+                          heatmaps_dir=heatmaps_dir, heatmaps_for=heatmaps_for, annotations_path=annotations,
+                          device=device,
                           vgg_weights=vgg_weights, vggish_weights=vggish_weights)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -136,7 +143,7 @@ def localize(videos: tuple[Path, ...], checkpoint: Path, json_path: Path | None,
 def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv_path: Path | None = None,
                  plot_path: Path | None = None, explain_dir: Path | None = None,
                  source_checkpoint: Path | None = None, heatmaps_dir: Path | None = None,
-                 annotations_path: Path | None = None, device: str | None = None,
+                 heatmaps_for: str = "events", annotations_path: Path | None = None, device: str | None = None,
                  vgg_weights: Path | None = None, vggish_weights: Path | None = None,
                  echo=click.echo) -> bool:
     """The command's work, callable from Python (the demo uses it): True when every video succeeded."""
@@ -191,7 +198,7 @@ def run_localize(videos, checkpoint: Path, *, json_path: Path | None = None, csv
                 plot_connections(result, explain_dir / f"{result.video}_connections.png")
             plot_attention(result, explain_dir / f"{result.video}_attention.png")
         if heatmaps_dir:
-            write_heatmaps(heatmaps_dir, result)
+            write_heatmaps(heatmaps_dir, result, every_second=heatmaps_for == "all")
         result.thumbnails = None  # pictures are written; do not hold frames of every video
     if total:
         echo(f"segment accuracy vs annotations: {correct / total:.1%} ({correct}/{total} seconds)")

@@ -20,6 +20,14 @@ from avepipe.errors import UserError
 from avepipe.models.checkpoint import save_checkpoint
 from avepipe.models.fnac import SoundSourceLocalizer
 
+# Named schedules of ``avepipe train --task source --schedule``: the authors' train.py, and the
+# one measured to learn on a few hundred short videos (docs/baselines.md: ~30 optimiser steps
+# per epoch there, where the authors' batch of 128 over 144k pairs makes ~1,100).
+SCHEDULES = {
+    "authors": dict(epochs=20, batch_size=128, lr=1e-4, warmup_epochs=3, model_options={}),
+    "small-data": dict(epochs=30, batch_size=32, lr=1e-3, warmup_epochs=1, model_options={}),
+}
+DEFAULT_SCHEDULE = "small-data"
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
 VAL_KEYS = ("peak_in_box", "auc", "ciou")
 VIDEOS_PER_CHUNK = 256

@@ -54,7 +54,7 @@ def test_train_writes_checkpoint_metrics_and_plot(data, runs):
         assert config["task"] == "source" and config["class_names"] == []
         assert config["model"]["use_fns"] is switches and config["model"]["use_tne"] is switches
         assert config["extra"]["epochs"] == 1 and config["extra"]["batch_size"] == 16
-        assert config["extra"]["lr"] == 1e-4 and config["extra"]["warmup_epochs"] == 3   # the authors' defaults
+        assert config["extra"]["lr"] == 1e-3 and config["extra"]["warmup_epochs"] == 1   # the small-data schedule
         rows = list(csv.DictReader(open(data / name / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["contrastive"]) > 0
         with Image.open(data / name / "loss.png") as image:
@@ -65,7 +65,8 @@ def test_train_help_shows_the_source_defaults():
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for default in ("--epochs 20", "--batch-size 128", "--lr 1e-4", "weight decay 1e-4", "--no-fns", "--no-tne"):
+    for default in ("authors (their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive-only",
+                    "weight decay 1e-4", "--no-fns", "--no-tne", "--schedule [small-data|authors]"):
         assert default in text
 
 

@@ -13,7 +13,7 @@ from avepipe.errors import UserError
 
 _SHARED_OPTIONS = ("task", "caches", "run_dir", "seed", "device", "epochs", "batch_size", "lr", "val_fraction",
                    "test_fraction")
-_SOURCE_OPTIONS = ("no_fns", "no_tne", "boxes_path")
+_SOURCE_OPTIONS = ("no_fns", "no_tne", "boxes_path", "schedule")
 _HYPER = ("tau", "epochs", "batch_size", "lr", "lr_milestones", "lr_gamma", "clip_grad_norm", "seed", "dropout")
 
 
@@ -50,8 +50,7 @@ def _milestones(ctx, param, value: str | None):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--task", type=click.Choice(["event", "source"]), default="event", show_default=True,
               help="event: PSP/CPSP, needs --annotations. source: the FNAC sound-source localiser, "
-                   "self-supervised (no labels); its defaults are the authors': --epochs 20, --batch-size 128 "
-                   "(video, second) pairs, --lr 1e-4, weight decay 1e-4, the first 3 epochs contrastive only.")
+                   "self-supervised (no labels), trained on (video, second) pairs with --schedule.")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--annotations", "annotations_path", type=ANNOTATIONS,
               help="Labels (required for --task event): AVE Annotations.txt or a CSV "
@@ -79,11 +78,11 @@ def _milestones(ctx, param, value: str | None):
                    "videos); every video in it is labelled background. Repeatable.")
 @click.option("--seed", type=int, help="Seed of initialisation, shuffling and random splits. [default: 0]")
 @click.option("--device", help="torch device. [default: cuda if available, else cpu]")
-@click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45, source: 20). With --resume, may "
+@click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45, source: from --schedule). With --resume, may "
                                              "extend a run.")
 @click.option("--batch-size", type=int, help="Videos per batch (psp: 128, cpsp: 64); under torchrun the GLOBAL "
                                               "batch, split among the ranks.")
-@click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3; source: 1e-4]")
+@click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3; source: from --schedule]")
 @click.option("--lr-milestones", callback=_milestones,
               help="Comma-separated epochs after which the lr is multiplied by --lr-gamma (psp: 60,120; "
                    "cpsp: 10,20,30).")
@@ -104,13 +103,18 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--no-fns", is_flag=True, help="--task source: without false-negative suppression.")
 @click.option("--no-tne", is_flag=True, help="--task source: without true-negative enhancement (with --no-fns: "
                                              "the plain contrastive baseline).")
+@click.option("--schedule", type=click.Choice(["small-data", "authors"]), default="small-data", show_default=True,
+              help="--task source: small-data (measured on a few hundred videos, docs/baselines.md): --epochs 30, "
+                   "--batch-size 32, --lr 1e-3, 1 contrastive-only epoch; authors (their train.py): --epochs 20, "
+                   "--batch-size 128, --lr 1e-4, 3 contrastive-only epochs. Both: Adam, weight decay 1e-4. "
+                   "--epochs/--batch-size/--lr override.")
 @click.option("--boxes", "boxes_path", type=click.Path(path_type=Path),
               help="--task source: boxes.json of the cache's videos; the epoch with the best validation "
                    "peak-in-box is kept (without it, the last epoch).")
 @click.pass_context
 def train(ctx, task, caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
           background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
-          dropout, workers, in_memory, resume, no_fns, no_tne, boxes_path):
+          dropout, workers, in_memory, resume, no_fns, no_tne, schedule, boxes_path):
     """Train a PSP/CPSP model (--task source: the FNAC sound-source localiser) on feature CACHE(s).
 
     Model selection uses validation segment accuracy only; the test split is
@@ -226,11 +230,13 @@ def _warn(message: str | None) -> None:
 
 
 def _train_source(opts: dict) -> None:
-    """``--task source``: train the FNAC localiser (avepipe/source_api.py) with the authors' defaults."""
+    """``--task source``: train the FNAC localiser (avepipe/source_api.py) with the chosen schedule."""
     from avepipe.source_api import run_source_training
+    from avepipe.source_training import SCHEDULES
 
     refuse_options_outside(opts["ctx"], _SHARED_OPTIONS + _SOURCE_OPTIONS, "source")
-    given = {k: opts[k] for k in ("epochs", "batch_size", "lr", "seed") if opts[k] is not None}
+    given = {**SCHEDULES[opts["schedule"]],
+             **{k: opts[k] for k in ("epochs", "batch_size", "lr", "seed") if opts[k] is not None}}
     checkpoint = run_source_training(opts["caches"], opts["run_dir"], opts["boxes_path"], opts["val_fraction"],
                                      opts["test_fraction"], device=opts["device"], use_fns=not opts["no_fns"],
                                      use_tne=not opts["no_tne"], **given)

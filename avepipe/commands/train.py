@@ -105,8 +105,9 @@ def _milestones(ctx, param, value: str | None):
                                              "the plain contrastive baseline).")
 @click.option("--schedule", type=click.Choice(["small-data", "authors"]), default="small-data", show_default=True,
               help="--task source: small-data (measured on a few hundred videos, docs/baselines.md): --epochs 30, "
-                   "--batch-size 32, --lr 1e-3, 1 contrastive-only epoch; authors (their train.py): --epochs 20, "
-                   "--batch-size 128, --lr 1e-4, 3 contrastive-only epochs. Both: Adam, weight decay 1e-4. "
+                   "--batch-size 32, --lr 1e-3, 1 contrastive-only epoch, no input dropout, softmax pooling of "
+                   "the maps; authors (their train.py): --epochs 20, "
+                   "--batch-size 128, --lr 1e-4, 3 contrastive-only epochs, input dropout 0.9, max pooling. Both: Adam, weight decay 1e-4. "
                    "--epochs/--batch-size/--lr override.")
 @click.option("--boxes", "boxes_path", type=click.Path(path_type=Path),
               help="--task source: boxes.json of the cache's videos; the epoch with the best validation "

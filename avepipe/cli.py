@@ -9,6 +9,7 @@ import sys
 import click
 
 from avepipe import __version__
+from avepipe.commands.base import Group
 
 if not sys.stderr.isatty():
     # Redirected to a log: one progress line every 30 s, not ten a second. tqdm reads TQDM_* at import,
@@ -23,12 +24,13 @@ _COMMANDS = {
     "synth": ("avepipe.commands.synth", "synth"),
     "train": ("avepipe.commands.train", "train"),
     "evaluate": ("avepipe.commands.evaluate", "evaluate"),
+    "source": ("avepipe.commands.source", "source"),
     "import-checkpoint": ("avepipe.commands.import_checkpoint", "import_checkpoint"),
     "localize": ("avepipe.commands.localize", "localize"),
 }
 
 
-class _LazyGroup(click.Group):
+class _LazyGroup(Group):
     def list_commands(self, ctx):
         return sorted(name for name, (mod, _) in _COMMANDS.items() if importlib.util.find_spec(mod))
 
@@ -41,7 +43,7 @@ class _LazyGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup)
 @click.version_option(__version__, prog_name="avepipe")
 def main():
     """Audio-visual event localisation: extract features, train PSP/CPSP, localise events."""

@@ -46,10 +46,12 @@ def env_ranks() -> Ranks:
 
 def local_device(device: str | None, ranks: Ranks) -> torch.device:
     """``device`` (default cuda if available, else cpu); a bare ``cuda`` means this rank's own GPU."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and ranks.distributed:
+    from avepipe.device import select_device
+
+    device = select_device(device)
+    if device == torch.device("cuda") and ranks.distributed:
         return torch.device("cuda", ranks.local_rank)
-    return torch.device(device)
+    return device
 
 
 def init_process_group(device: torch.device) -> None:

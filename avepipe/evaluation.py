@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a split: the paper's segment accuracy and the numbers users need beside it."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,16 +81,14 @@ def build_report(predicted: np.ndarray, truth: np.ndarray, class_names: Sequence
 
 def plot_confusion(path: Path, report: EvaluationReport) -> None:
     """Row-normalised confusion matrix (truth rows), so rare classes are as visible as common ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     counts = report.confusion.astype(np.float64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     k = len(report.class_names)
     size = max(6.0, 0.35 * k + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), report.class_names, rotation=90, fontsize=7)
     ax.set_yticks(range(k), report.class_names, fontsize=7)
@@ -98,7 +97,13 @@ def plot_confusion(path: Path, report: EvaluationReport) -> None:
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+
+def write_report(out_dir: Path, report: EvaluationReport) -> None:
+    """``metrics.json`` and ``confusion.png`` of ``report`` in ``out_dir`` (created if needed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+    plot_confusion(out_dir / "confusion.png", report)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], annotations_path: str | Path,
@@ -114,23 +119,21 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
     """
     from avepipe.data.annotations import load_annotations
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset
-    from avepipe.data.splits import find_split_dir, load_official_splits
-    from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info
-    from avepipe.training import check_same_extractor, predict_dataset, select_device
+    from avepipe.data.splits import load_official_splits, official_split_dir
+    from avepipe.device import select_device
+    from avepipe.extract.provenance import require_same_extractor
+    from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
+    from avepipe.training import predict_dataset
 
     info = read_checkpoint_info(checkpoint)
-    opened = [FeatureCache(p) for p in caches]
-    extractor = check_same_extractor([(str(c.path), c.config) for c in opened])
-    diff = info.extractor.differences(extractor)
-    if diff:
-        raise UserError(f"{opened[0].path}: features come from a different extractor than the checkpoint "
-                        f"{checkpoint} (checkpoint vs cache: {'; '.join(diff)})")
+    check_task(info, "event", checkpoint)
+    cache_set = CacheSet(caches)
+    require_same_extractor(info.extractor, cache_set.config, str(caches[0]), f"the checkpoint {checkpoint}",
+                           ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     annotations = load_annotations(annotations_path, classes=info.class_names)
-    if splits_dir and not find_split_dir([splits_dir]):
-        raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
-    directory = find_split_dir([splits_dir, Path(annotations_path).parent, Path(checkpoint).parent / "splits"])
+    directory = official_split_dir(splits_dir, Path(annotations_path).parent, Path(checkpoint).parent / "splits")
     if directory is None:
         raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
     splits = load_official_splits(directory, annotations)
@@ -144,8 +147,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     net, _ = load_checkpoint(checkpoint, device=device)
     predicted, _, truth = predict_dataset(net, dataset, batch_size, device, workers, desc=f"evaluating {split}")
     report = build_report(predicted, truth, info.class_names, split)
-    in_cache = {vid for c in opened for vid in c.ids}
-    train_ids = [k for k in splits["train"] if annotations.source_id(k) in in_cache]
+    train_ids = [k for k in splits["train"] if annotations.source_id(k) in cache_set]
     if train_ids:
         report.baselines = training_split_baselines(FeatureDataset(caches, annotations, train_ids), dataset,
                                                     info.class_names, linear_probe)

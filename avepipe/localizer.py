@@ -10,12 +10,14 @@ event second also gets the peak of its sound-source map.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.results import Interval, LocalizationResult, SegmentPrediction
 from avepipe.windows import average_window_matrices, average_window_scores
@@ -24,10 +26,6 @@ from avepipe.windows import average_window_matrices, average_window_scores
 DEFAULT_TRAIN_SEGMENTS = 10
 NO_AUDIO_NOTE = ("no audio stream: an audio-visual event must be audible, "
                  "so every second is background (the model was not consulted)")
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def class_names_with_background(names: list[str], num_outputs: int) -> list[str]:
@@ -105,19 +103,18 @@ class Localizer:
 
         ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
         """
-        from avepipe.extract.encoders import build_encoders_for
+        from avepipe.extract.backbones import build_encoders_for
+        from avepipe.extract.provenance import require_same_extractor
         from avepipe.models.checkpoint import load_checkpoint
 
-        device = device or default_device()
+        device = select_device(device)
         net, info = load_checkpoint(path, device=device, hint="give it as --source-checkpoint")
         source_model = None
         if source_checkpoint is not None:
             source_model, source_info = load_checkpoint(source_checkpoint, device=device, task="source",
                                                         hint="give it as -c/--checkpoint")
-            differences = source_info.extractor.differences(info.extractor)
-            if differences:
-                raise UserError(f"{source_checkpoint}: made with another extractor than {path} (source vs event: "
-                                f"{'; '.join(differences)}); both must read the same features")
+            require_same_extractor(source_info.extractor, info.extractor, str(source_checkpoint), str(path),
+                                   ("source", "event"), "both must read the same features")
         visual, audio, extractor = build_encoders_for(info.extractor, vgg_weights=vgg_weights,
                                                       vggish_weights=vggish_weights, device=device)
         names = class_names_with_background(info.class_names, net.num_classes + 1)
@@ -136,7 +133,10 @@ class Localizer:
         from avepipe.extract.decode import display_size
         from avepipe.extract.pipeline import extract_video
 
-        features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, self.extractor)
+        # The whole video, whatever fixed T the features were trained with: windows of the training
+        # length cover it (an imported AVE checkpoint records T = 10, which would crop it).
+        whole = replace(self.extractor, segments=None)
+        features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, whole)
         result = self.localize_features(features, explain=explain)
         if self.source_model is not None and features.has_audio:
             self.add_source_peaks(result, features, display_size(video_path))
@@ -146,8 +146,8 @@ class Localizer:
 
     def add_source_peaks(self, result: LocalizationResult, features, frame_size: tuple[int, int]) -> None:
         """Sound-source maps of every second, and the peak (pixels of ``frame_size``) of each event second."""
-        from avepipe.source_api import source_maps
-        from avepipe.source_metrics import peak_position
+        from avepipe.source.api import source_maps
+        from avepipe.source.metrics import peak_position
 
         result.source_maps = source_maps(self.source_model, features, self.device)
         result.frame_size = frame_size

@@ -1,6 +1,7 @@
 """Pictures of a localisation: the timeline figure and the "explain" figures.
 
-matplotlib with the Agg backend (no screen needed). Long videos are
+Drawn on ``matplotlib.figure.Figure`` objects, never pyplot, so importing avepipe does
+not change the backend of a notebook or an application. Long videos are
 subsampled to at most ``MAX_PANELS`` thumbnails or attention maps so the
 figure stays readable; the timeline itself always shows every second.
 """
@@ -8,16 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-from matplotlib.colors import to_rgba  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from avepipe.results import LocalizationResult  # noqa: E402
+from avepipe.results import LocalizationResult
 
 MAX_PANELS = 30
 BACKGROUND_COLOUR = "#d9d9d9"
@@ -25,8 +24,8 @@ BACKGROUND_COLOUR = "#d9d9d9"
 
 def label_colours(class_names: list[str]) -> dict[str, tuple]:
     """A fixed colour per class (same class, same colour in every figure); background light grey."""
-    tab10 = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # index 7 is grey: background's
-    palette = tab10 + list(plt.get_cmap("tab20b").colors)
+    tab10 = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # index 7 is grey: background's
+    palette = tab10 + list(colormaps["tab20b"].colors)
     colours = {name: to_rgba(palette[i % len(palette)]) for i, name in enumerate(class_names)}
     colours[class_names[-1]] = to_rgba(BACKGROUND_COLOUR)
     return colours
@@ -41,7 +40,7 @@ def panel_seconds(length: int, limit: int = MAX_PANELS) -> np.ndarray:
 
 def _draw_timeline(ax, labels: list[str], colours: dict[str, tuple], title: str) -> None:
     for t, label in enumerate(labels):
-        ax.add_patch(plt.Rectangle((t, 0), 1, 1, facecolor=colours[label], edgecolor="white", linewidth=0.5))
+        ax.add_patch(Rectangle((t, 0), 1, 1, facecolor=colours[label], edgecolor="white", linewidth=0.5))
     ax.set_xlim(0, len(labels))
     ax.set_ylim(0, 1)
     ax.set_yticks([])
@@ -59,7 +58,7 @@ def plot_timeline(result: LocalizationResult, path: str | Path, class_names: lis
     shown = panel_seconds(length)
     rows = (1 if result.thumbnails is not None else 0) + 1 + (1 if truth is not None else 0)
     heights = ([2.0] if result.thumbnails is not None else []) + [0.6] * (rows - (result.thumbnails is not None))
-    fig = plt.figure(figsize=(max(8.0, 0.6 * len(shown) + 2), sum(heights) + 1.6))
+    fig = Figure(figsize=(max(8.0, 0.6 * len(shown) + 2), sum(heights) + 1.6))
     grid = fig.add_gridspec(rows, 1, height_ratios=heights, hspace=0.35)
     row = 0
     if result.thumbnails is not None:
@@ -78,7 +77,6 @@ def plot_timeline(result: LocalizationResult, path: str | Path, class_names: lis
                loc="lower center", ncol=min(len(used), 6), fontsize=8, frameon=False)
     fig.suptitle(f"{result.video}: {len(result.intervals)} event interval(s)", fontsize=10)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -88,8 +86,9 @@ def plot_connections(result: LocalizationResult, path: str | Path) -> Path:
     Grey cells are pairs of seconds the model never related (never in one window).
     """
     path = Path(path)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), layout="constrained")
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
+    fig = Figure(figsize=(12, 5.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    cmap = colormaps["viridis"].with_extremes(bad="#bbbbbb")
     # v_psp = v_l + gamma_va a2: row t of gamma_va says which audio seconds feed visual second t.
     panels = ((axes[0], "gamma_va: audio -> visual", "visual second", "audio second", result.gamma_va),
               (axes[1], "gamma_av: visual -> audio", "audio second", "visual second", result.gamma_av))
@@ -103,7 +102,6 @@ def plot_connections(result: LocalizationResult, path: str | Path) -> Path:
         fig.colorbar(image, ax=ax, shrink=0.8)
     fig.suptitle(f"{result.video}: positive sample propagation connections", fontsize=11)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -125,7 +123,8 @@ def plot_attention(result: LocalizationResult, path: str | Path, columns: int = 
     shown = panel_seconds(len(result.segments))
     columns = min(columns, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    fig = Figure(figsize=(1.6 * columns, 1.9 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, t in zip(axes.ravel(), shown):
@@ -137,5 +136,4 @@ def plot_attention(result: LocalizationResult, path: str | Path, columns: int = 
         ax.set_title(f"{t}s {segment.label}"[:22], fontsize=7)
     fig.suptitle(f"{result.video}: audio-guided visual attention", fontsize=11)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path

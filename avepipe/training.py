@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from tqdm import tqdm
 
 from avepipe import distributed
+from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.dataset import already_batched
 from avepipe.extract.provenance import ExtractorConfig
@@ -54,6 +55,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None   # max gradient norm, None = no clipping
     seed: int = 0
     dropout: float | None = None          # None = the model's own dropout probabilities
+    cpsp_loss: str | None = None          # CPSP only: "released" (the authors' code) or "corrected"
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 1-based ``epoch``: multiplied by ``lr_gamma`` after each milestone epoch."""
@@ -64,7 +66,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        data = {"dropout": None, **data}     # runs saved before the option existed
+        # Runs saved before these options existed; a CPSP run then trained with the corrected loss.
+        data = {"dropout": None, "cpsp_loss": "corrected" if data.get("model") == "cpsp" else None, **data}
         data["lr_milestones"] = tuple(data["lr_milestones"])
         data["tau"] = None if data.get("tau") is None else float(data["tau"])
         return cls(**data)
@@ -76,7 +79,8 @@ _PUBLISHED = {
     ("psp", "fully"): TrainConfig(model="psp", setting="fully", tau=0.099),
     ("psp", "weakly"): TrainConfig(model="psp", setting="weakly", tau=0.095),
     ("cpsp", "fully"): TrainConfig(model="cpsp", setting="fully", tau=0.099, epochs=45, batch_size=64,
-                                   lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1),
+                                   lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1,
+                                   cpsp_loss="released"),
 }
 
 
@@ -87,18 +91,9 @@ def defaults_for(model: str, setting: str, **overrides) -> TrainConfig:
     except KeyError:
         raise UserError(f"no {model!r} model for the {setting!r} setting "
                         f"(choose from {', '.join('/'.join(k) for k in _PUBLISHED)})") from None
+    if model != "cpsp" and overrides.get("cpsp_loss") is not None:
+        raise UserError(f"the CPSP loss variant applies to the cpsp model only, not {model!r}")
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def check_same_extractor(named: Sequence[tuple[str, ExtractorConfig]]) -> ExtractorConfig:
-    """The common extractor of several sources, or a UserError naming the first that differs and how."""
-    first_name, first = named[0]
-    for name, config in named[1:]:
-        diff = config.differences(first)
-        if diff:
-            raise UserError(f"{name}: features come from a different extractor than {first_name} "
-                            f"({name} vs {first_name}: {'; '.join(diff)}); they cannot be mixed")
-    return first
 
 
 @dataclass
@@ -107,10 +102,6 @@ class TrainResult:
     best_epoch: int
     best_val_accuracy: float
     history: list[dict] = field(default_factory=list)
-
-
-def select_device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _loader(dataset: Dataset, batch_size: int, workers: int,
@@ -375,13 +366,11 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 
 def plot_curves(path: Path, history: list[dict]) -> None:
     """Loss parts (left) and train/validation segment accuracy (right) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for key in history[0]:
         if key.startswith("train_") and key != "train_acc":
             values = [row[key] for row in history]
@@ -395,7 +384,6 @@ def plot_curves(path: Path, history: list[dict]) -> None:
     ax_acc.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def seed_everything(seed: int) -> None:
@@ -405,5 +393,5 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "check_same_extractor", "predict_dataset",
-           "select_device", "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset",
+           "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,10 +32,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._machine import machine  # noqa: E402
 from benchmarks._videos import write_clip  # noqa: E402
 from avepipe.extract.batching import FrameBatcher  # noqa: E402
 from avepipe.extract.decode import decode_audio  # noqa: E402
-from avepipe.extract.encoders import build_encoders  # noqa: E402
+from avepipe.extract.backbones import build_encoders  # noqa: E402
 from avepipe.extract.sampling import frame_for_targets, target_times  # noqa: E402
 
 FPS = 16
@@ -69,8 +68,7 @@ def run_cli(folder: Path, cache: Path, args: list[str]) -> tuple[float, float]:
     command = [sys.executable, "-m", "avepipe", "extract", str(folder), "-o", str(cache),
                "--random-backbones", "0", *args]
     started, cpu = time.perf_counter(), _children_cpu()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"extract failed: {result.stderr[-2000:]}")
     return time.perf_counter() - started, _children_cpu() - cpu
@@ -158,9 +156,7 @@ def main() -> None:
     visual, audio, _ = build_encoders(random_seed=0, device=args.device)
     cli = ["--batch-size", str(args.batch_size), "--precision", args.precision,
            "--device", str(visual.device)] + (["--workers", str(args.workers)] if args.workers is not None else [])
-    figures: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                 "torch": torch.__version__, "threads": torch.get_num_threads(),
-                                 "device": str(visual.device)},
+    figures: dict = {"machine": {**machine(), "device": str(visual.device)},
                      "videos": args.videos, "seconds": args.seconds, "batch_size": args.batch_size,
                      "precision": args.precision}
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._machine import machine  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -55,7 +56,7 @@ def write_clip(path: Path, seconds: int, fps: int) -> Path:
 
 
 def make_checkpoint(path: Path, fps: int) -> Path:
-    from avepipe.extract.encoders import build_encoders
+    from avepipe.extract.backbones import build_encoders
     from avepipe.models import build_model
     from avepipe.models.checkpoint import save_checkpoint
 
@@ -111,7 +112,7 @@ def main() -> None:
     features_mb = args.long_seconds * (7 * 7 * 512 + 128) * 4 / 2**20
     print(json.dumps({
         "benchmark": "localize_latency",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads default",
+        "machine": machine(),
         "backbones": "random (same cost as pretrained)",
         "source_fps": args.source_fps, "extract_fps": args.fps,
         "cold_s_10s_video": round(latency["cold_s"], 2), "model_and_backbone_build_s": round(latency["build_s"], 2),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._machine import machine  # noqa: E402
 from benchmarks._videos import write_clip  # noqa: E402
 
 _CHILD = """
@@ -41,8 +41,7 @@ def measure(clip: Path, cache: Path, workers: int, fps: int, batch_size: int) ->
                "--device", "cpu", "--workers", str(workers), "--fps", str(fps),
                "--batch-size", str(batch_size)]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"extract failed: {result.stderr[-2000:]}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
@@ -78,7 +77,7 @@ def main() -> None:
                 "main_rss_ratio": long["main_rss_mb"] / short["main_rss_mb"],
                 "worker_rss_ratio": (long["worker_rss_mb"] / short["worker_rss_mb"]) if workers else None,
             }
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ trains, on the same data and from the same initialisation seed:
 - ``no_psp``: the same network with tau = +inf, which prunes every connection so
   v_psp = v_l and a_psp = a_l - exactly Table 1's "w/o PSP";
 
-on the asynchronous variant of ``data.synthetic_features`` (the event window is seen but
+on the asynchronous variant of ``tests.generators.synthetic_features`` (the event window is seen but
 silent; the class that sounds is heard only in two other seconds) and on the synchronous
 one (the control: sound and object in the same seconds). The reported accuracy is the
 segment accuracy on the validation videos after the LAST epoch: no epoch is picked on the
@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import machine  # noqa: E402
 
 CLASSES = ["a", "b", "c", "d", "background"]
 DISTRACTORS = 0.4          # the learning tests' share of single-modality background segments
@@ -90,7 +92,7 @@ def main() -> None:
     import torch
     from tqdm import tqdm
 
-    from avepipe.data.synthetic_features import tensor_splits
+    from tests.generators.synthetic_features import tensor_splits
 
     started = time.perf_counter()
     acc = {(variant, model): [] for variant in VARIANTS for model in MODELS}
@@ -109,7 +111,7 @@ def main() -> None:
               "metric": "val segment accuracy after the last epoch", "seeds": args.seeds,
               "train_videos": args.videos, "val_videos": args.val_videos, "epochs": args.epochs,
               "decay_after": args.decay_after,
-              "distractors": DISTRACTORS, "threads": torch.get_num_threads()}
+              "distractors": DISTRACTORS, "machine": machine()}
     report.update({variant: summarise(acc[(variant, "psp")], acc[(variant, "no_psp")], floor[variant])
                    for variant in VARIANTS})
     report["wall_s"] = round(time.perf_counter() - started, 1)

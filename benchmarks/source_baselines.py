@@ -1,5 +1,5 @@
 """FNAC and the plain contrastive baseline beside a random cell, the best fixed cell and a linear
-probe, on small-object feature-level data (data.moving_sources), over seeds.
+probe, on small-object feature-level data (tests.generators.moving_sources), over seeds.
 
 Each seed draws a training set and a held-out set of the same classes (objects of
 ``--object-cells`` x ``--object-cells`` of the 7x7 grid, one silent distractor), trains FNAC
@@ -32,8 +32,8 @@ KEYS = ("peak_in_box", "auc", "ciou")
 def draw_second(path: Path, features, boxes: dict, model, spec) -> None:
     """A 224x224 picture of one second's layout (sounding object red, distractors blue, as drawn by the
     generator's cells) under FNAC's map, the true box in white."""
-    from avepipe.source_api import source_maps
-    from avepipe.source_heatmaps import overlay_heatmap
+    from avepipe.source.api import source_maps
+    from avepipe.source.heatmaps import overlay_heatmap
 
     video = features[0]
     second = min(int(t) for t in boxes[video.video_id]["boxes"])
@@ -51,12 +51,12 @@ def draw_second(path: Path, features, boxes: dict, model, spec) -> None:
 
 def main() -> None:
     from avepipe.models.checkpoint import load_checkpoint
-    from avepipe.source_api import parse_boxes
-    from avepipe.source_baselines import baseline_metrics
-    from avepipe.source_evaluation import box_samples, model_maps
-    from avepipe.source_metrics import evaluate_maps
-    from avepipe.source_training import SCHEDULES, train_source_localizer
-    from avepipe.data.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
+    from avepipe.source.api import parse_boxes
+    from avepipe.source.baselines import baseline_metrics
+    from avepipe.source.evaluation import box_samples, model_maps
+    from avepipe.source.metrics import evaluate_maps
+    from avepipe.source.training import SCHEDULES, train_source_localizer
+    from tests.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from avepipe.source_experiment import compare_fnac_baseline
-from avepipe.data.moving_sources import MovingSourceSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the generators live in the checkout's tests/
+
+from benchmarks._machine import machine  # noqa: E402
+from tests.generators.source_experiment import compare_fnac_baseline
+from tests.generators.moving_sources import MovingSourceSpec
 
 
 def main() -> None:
@@ -31,7 +36,7 @@ def main() -> None:
     figures = {f"{name}_{k}": round(result[name][k], 4) for name in ("fnac", "baseline") for k in keys}
     print(json.dumps({"benchmark": "source_localisation", "train_videos": args.videos,
                       "test_samples": result["fnac"]["samples"], "epochs": args.epochs, **figures,
-                      "seconds": round(time.perf_counter() - start, 1)}))
+                      "seconds": round(time.perf_counter() - start, 1), "machine": machine()}))
 
 
 if __name__ == "__main__":

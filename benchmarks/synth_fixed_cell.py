@@ -2,7 +2,7 @@
 
 For each ``--object-size``: generate a set, fit the best fixed cell on the training videos'
 boxes and score it, and a random cell, on the validation + test videos (peak-in-box and AUC,
-avepipe/source_baselines.py). A localiser is only worth its name well above these. Prints one
+avepipe/source/baselines.py). A localiser is only worth its name well above these. Prints one
 JSON line with the CPU model.
 
     python benchmarks/synth_fixed_cell.py [--sizes 0.12,0.2,0.33] [--videos 60]
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     from avepipe.data.synth import generate_dataset
-    from avepipe.source_api import load_boxes
-    from avepipe.source_baselines import Samples, baseline_metrics
+    from avepipe.source.api import load_boxes
+    from avepipe.source.baselines import Samples, baseline_metrics
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="0.12,0.2,0.33")

@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._machine import machine  # noqa: E402
 from benchmarks.train_throughput import CLASSES, T, write_annotations, write_synthetic_cache  # noqa: E402
 
 
@@ -166,8 +167,8 @@ def main() -> None:
     best_read = max(loader["read_segments_per_s"].values())
     print(json.dumps({
         "benchmark": "train_memory_scaling", "cache_dtype": "float16", "segments_per_video": T,
-        "batch_size": args.batch_size, "steps": args.steps or "full epoch", "cpus": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0], "cache_write_s": write_s,
+        "batch_size": args.batch_size, "steps": args.steps or "full epoch", "machine": machine(),
+        "cache_write_s": write_s,
         "train": {str(v): r for v, r in runs.items()},
         "peak_rss_ratio_largest_over_smallest": runs[largest]["peak_rss_mb"] / runs[min(sizes)]["peak_rss_mb"],
         "loader": loader, "cpu_step": step,

@@ -29,11 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import machine  # noqa: E402
+
 T, VIDEOS, TRAIN_VIDEOS, VAL_VIDEOS, CLASSES = 10, 4143, 3339, 402, 28
 
 
 def write_synthetic_cache(path: Path, videos: int, dtype: str) -> None:
-    from avepipe.extract.cache_writer import CacheWriter
+    from avepipe.data.cache import CacheWriter
     from avepipe.extract.features import VideoFeatures
     from avepipe.extract.provenance import ExtractorConfig
     from tqdm import tqdm
@@ -169,8 +173,7 @@ def main() -> None:
     epoch_s = TRAIN_VIDEOS * T / ours["train_segments_per_s"] + VAL_VIDEOS * T / ours["val_segments_per_s"]
     print(json.dumps({
         "benchmark": "train_throughput", "videos": VIDEOS, "segments": VIDEOS * T, "cache_dtype": args.dtype,
-        "batch_size": args.batch_size, "timed_steps": args.steps, "cpus": os.cpu_count(),
-        "load_avg_1min": os.getloadavg()[0],
+        "batch_size": args.batch_size, "timed_steps": args.steps, "machine": machine(),
         "ours": ours, "reference": ref,
         "throughput_ratio_ours_over_reference": ours["train_segments_per_s"] / ref["train_segments_per_s"],
         "peak_rss_ratio_ours_over_reference": ours["peak_rss_mb"] / ref["peak_rss_mb"],
@@ -179,5 +182,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

@@ -1,8 +1,8 @@
 """A torch Dataset of cached features and their labels, streamed from disk or held in memory.
 
-Streaming is the default so that a cache larger than RAM trains: each worker
-process opens its own read-only handle on first use (HDF5 handles must not cross
-a fork). Small caches are loaded once (``in_memory="auto"`` decides from the
+Streaming is the default so that a cache larger than RAM trains: each read opens
+and closes one part file, so no HDF5 handle crosses a fork into DataLoader
+workers. Small caches are loaded once (``in_memory="auto"`` decides from the
 estimated size and the available RAM) because per-item HDF5 reads then dominate.
 
 Batches are fetched whole through ``__getitems__`` (a DataLoader with
@@ -15,8 +15,6 @@ exactly ``labels_noisy.h5``.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,10 +24,9 @@ from torch.utils.data import Dataset
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
-from avepipe.data.cache import FeatureCache
+from avepipe.data.cache import CacheSet
+from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 
-VISUAL_SHAPE = (7, 7, 512)
-AUDIO_DIM = 128
 # Held in memory only when the estimated float32 size is below this share of the available RAM.
 MEMORY_SHARE = 0.4
 
@@ -48,13 +45,7 @@ def available_memory_bytes() -> int:
 
 def estimated_bytes(videos: int, segments: int) -> int:
     """float32 bytes of the visual and audio features of ``videos`` x ``segments``."""
-    return videos * segments * (int(np.prod(VISUAL_SHAPE)) + AUDIO_DIM) * 4
-
-
-@dataclass(frozen=True)
-class _Item:
-    cache_index: int
-    video_id: str          # id inside the cache (the file id, not the annotation key)
+    return videos * segments * (int(np.prod(VISUAL_SHAPE)) + AUDIO_SHAPE[0]) * 4
 
 
 class FeatureDataset(Dataset):
@@ -62,39 +53,28 @@ class FeatureDataset(Dataset):
 
     Items (and batches) are dicts: ``audio`` ``[T,128]``, ``visual`` ``[T,7,7,512]``
     float32, ``segment_labels`` ``[T]`` int64, ``video_label`` ``[C+1]`` float32,
-    ``index`` (position in this dataset).
+    ``index`` (position in this dataset). All caches, background ones included,
+    are read as one ``CacheSet``: one extractor, and no video in two caches.
     """
 
     def __init__(self, caches: Sequence[str | Path], annotations: Annotations, ids: Sequence[str],
                  segments: int | None = None, in_memory: bool | str = "auto",
                  background_caches: Sequence[str | Path] = ()):
-        self.cache_paths = [str(p) for p in [*caches, *background_caches]]
-        self.keys: list[str] = []
-        self._items: list[_Item] = []
-        opened = [FeatureCache(p) for p in self.cache_paths]
-        where = {}
-        for index in range(len(caches)):
-            for vid in opened[index].ids:
-                where.setdefault(vid, index)
-        missing = [k for k in ids if annotations.source_id(k) not in where]
+        self.caches = CacheSet([*caches, *background_caches])
+        in_labelled = {vid for cache in self.caches.caches[:len(caches)] for vid in cache.ids}
+        missing = [k for k in ids if annotations.source_id(k) not in in_labelled]
         if missing:
-            raise UserError(f"{self.cache_paths[0]}: {len(missing)} annotated videos are not in the cache "
+            raise UserError(f"{caches[0]}: {len(missing)} annotated videos are not in the cache "
                             f"(first: {missing[0]!r})")
-        for key in ids:
-            self.keys.append(key)
-            self._items.append(_Item(where[annotations.source_id(key)], annotations.source_id(key)))
+        self.keys: list[str] = list(ids)
+        self._video_ids = [annotations.source_id(k) for k in ids]      # file ids, not annotation keys
         self.num_labelled = len(self.keys)
-        for index in range(len(caches), len(opened)):
-            for vid in opened[index].ids:
-                self.keys.append(f"background:{vid}")
-                self._items.append(_Item(index, vid))
-        if not self._items:
-            raise UserError(f"{self.cache_paths[0]}: no videos to load")
-
-        first = self._items[0]
-        self.segments = segments or opened[first.cache_index].summary(first.video_id).segments
-        self.extractors = [c.config for c in opened]
-        del opened    # workers reopen lazily; no HDF5 handle may cross a fork
+        for cache in self.caches.caches[len(caches):]:
+            self.keys += [f"background:{vid}" for vid in cache.ids]
+            self._video_ids += cache.ids
+        if not self._video_ids:
+            raise UserError(f"{caches[0]}: no videos to load")
+        self.segments = segments or self.caches.summary(self._video_ids[0]).segments
 
         labelled = self.keys[:self.num_labelled]
         background = len(annotations.classes) - 1
@@ -106,8 +86,6 @@ class FeatureDataset(Dataset):
         bg_label[:, background] = 1.0
         self.video_labels = np.concatenate([annotations.video_label_matrix(labelled), bg_label])
 
-        self._handles: list[FeatureCache] | None = None
-        self._pid: int | None = None
         self._audio = self._visual = None
         if in_memory == "auto":
             in_memory = estimated_bytes(len(self), self.segments) < MEMORY_SHARE * available_memory_bytes()
@@ -116,21 +94,15 @@ class FeatureDataset(Dataset):
             self._load_all()
 
     def __len__(self) -> int:
-        return len(self._items)
-
-    def _cache(self, index: int) -> FeatureCache:
-        if self._handles is None or self._pid != os.getpid():
-            self._handles = [FeatureCache(p) for p in self.cache_paths]
-            self._pid = os.getpid()
-        return self._handles[index]
+        return len(self._video_ids)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        item = self._items[i]
-        audio, visual = self._cache(item.cache_index).read_arrays(item.video_id, ("audio", "visual"), dtype=None)
-        if visual.shape != (self.segments, *VISUAL_SHAPE) or audio.shape != (self.segments, AUDIO_DIM):
-            raise UserError(f"{self.cache_paths[item.cache_index]}: video {item.video_id!r} has features "
+        video_id = self._video_ids[i]
+        audio, visual = self.caches.read_arrays(video_id, ("audio", "visual"), dtype=None)
+        if visual.shape != (self.segments, *VISUAL_SHAPE) or audio.shape != (self.segments, *AUDIO_SHAPE):
+            raise UserError(f"{self.caches.cache_of(video_id).path}: video {video_id!r} has features "
                             f"{visual.shape}/{audio.shape}, expected {self.segments} segments "
-                            f"of {VISUAL_SHAPE}/{AUDIO_DIM}")
+                            f"of {VISUAL_SHAPE}/{AUDIO_SHAPE[0]}")
         return audio, visual
 
     def _load_all(self) -> None:
@@ -145,7 +117,6 @@ class FeatureDataset(Dataset):
                 visual = np.empty((len(self), *v.shape), v.dtype)
             audio[i], visual[i] = a, v
         self._audio, self._visual = audio, visual
-        self._handles = None
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
@@ -165,11 +136,6 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handles"] = None    # each worker opens its own
-        return state
 
 
 def already_batched(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -63,6 +63,31 @@ def find_split_dir(candidates: Sequence[str | Path | None]) -> Path | None:
     return None
 
 
+def official_split_dir(splits_dir: str | Path | None, *fallbacks: str | Path | None) -> Path | None:
+    """``splits_dir`` (which must hold the three files), else the first complete one of ``fallbacks``."""
+    if splits_dir and not find_split_dir([splits_dir]):
+        raise UserError(f"{splits_dir}: needs train_order.h5, val_order.h5 and test_order.h5")
+    return find_split_dir([splits_dir, *fallbacks])
+
+
+def resolve_splits(annotations: Annotations, annotations_path: str | Path, splits_dir: str | Path | None,
+                   available: set[str], val_fraction: float, test_fraction: float,
+                   seed: int) -> tuple[dict[str, list[str]], str]:
+    """Official ``*_order.h5`` splits (``splits_dir`` or beside the annotations), else a seeded random split
+    of the ``available`` (cached) videos. Returns the splits and a one-line description of where they came from.
+    """
+    annotations_path = Path(annotations_path)
+    directory = official_split_dir(splits_dir, annotations_path.parent)
+    if directory:
+        return load_official_splits(directory, annotations), f"official splits from {directory}"
+    present = [k for k in annotations.video_ids if annotations.source_id(k) in available]
+    if not present:
+        raise UserError(f"{annotations_path}: none of its videos is in the cache")
+    subset = Annotations([annotations.record(k) for k in present], annotations.event_classes, annotations.source)
+    fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+    return random_split(subset, fractions, seed=seed), f"random split (seed {seed}, fractions {fractions})"
+
+
 def load_official_splits(directory: str | Path, annotations: Annotations) -> dict[str, list[str]]:
     """``train/val/test_order.h5`` in ``directory`` as lists of video keys; the splits must be disjoint."""
     ids = annotations.video_ids

@@ -9,12 +9,39 @@ written for one and run only on CPU.)
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
+import contextlib
+from collections.abc import Hashable, Iterator
 
 import numpy as np
 import torch
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _tf32_switches() -> list[tuple[object, str, object, object]]:
+    """(module, attribute, TF32 value, IEEE value) of the cuDNN-convolution and CUDA-matmul switches."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9
+        return [(cudnn.conv, "fp32_precision", "tf32", "ieee"), (matmul, "fp32_precision", "tf32", "ieee")]
+    return [(cudnn, "allow_tf32", True, False), (matmul, "allow_tf32", True, False)]
+
+
+@contextlib.contextmanager
+def cuda_fp32(allow_tf32: bool = False) -> Iterator[None]:
+    """On CUDA fp32 means fp32: TF32 (10-bit mantissa) convolutions and matmuls only when ``allow_tf32``.
+
+    PyTorch lets cuDNN convolutions use TF32 by default; extraction turns that off
+    unless asked (``--tf32``) and records the choice. The previous settings are restored.
+    """
+    switches = _tf32_switches()
+    saved = [getattr(module, name) for module, name, _, _ in switches]
+    try:
+        for module, name, tf32, ieee in switches:
+            setattr(module, name, tf32 if allow_tf32 else ieee)
+        yield
+    finally:
+        for (module, name, _, _), value in zip(switches, saved):
+            setattr(module, name, value)
 
 
 class _Launched:
@@ -33,17 +60,19 @@ class _Launched:
 class FrameBatcher:
     """Collects ``(pixels, owner)`` rows; ``run`` returns ``(owner, map [7, 7, 512] float32)`` as maps arrive.
 
-    ``encoder`` is an ``extract.encoders.VisualEncoder`` (its network, preprocessing and
-    device are used); ``precision`` is "fp32", "bf16" or "fp16" (autocast; fp32 default).
+    ``encoder`` is an ``extract.backbones.VisualEncoder`` (its network, preprocessing and
+    device are used); ``precision`` is "fp32", "bf16" or "fp16" (autocast; fp32 default);
+    ``allow_tf32`` lets CUDA use TF32 for fp32 work (``cuda_fp32``).
     """
 
-    def __init__(self, encoder, batch_size: int, precision: str = "fp32") -> None:
+    def __init__(self, encoder, batch_size: int, precision: str = "fp32", allow_tf32: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.encoder = encoder
         self.device = encoder.device
         self.batch_size = batch_size
         self.autocast_dtype = PRECISIONS[precision]
+        self.allow_tf32 = allow_tf32
         self.cuda = self.device.type == "cuda"
         self._staging: list[torch.Tensor] = []
         self._current = 0
@@ -91,7 +120,7 @@ class FrameBatcher:
 
     def _launch(self, frames: torch.Tensor, owners: list) -> _Launched:
         encoder = self.encoder
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+        with torch.inference_mode(), cuda_fp32(self.allow_tf32), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                                                     enabled=self.autocast_dtype is not None):
             batch = frames.to(self.device, non_blocking=True)
             images = encoder.preprocess(batch).contiguous(memory_format=torch.channels_last)

@@ -3,7 +3,9 @@
 Video frames are timed by their PTS relative to the stream start, resized and
 converted by FFmpeg's scaler (``VideoFrame.to_ndarray(width=, height=, format="rgb24")``)
 so no full-resolution RGB copy is ever made in Python, and turned upright by the
-display-matrix rotation. Decoding streams: only frames that some sampling target
+display-matrix rotation. ``--preset ave`` instead counts frames by index
+(``IndexedFrames``, ``reader_count``) and resizes full-resolution RGB24 with OpenCV, as
+the original AVE scripts did. Decoding streams: only frames that some sampling target
 selects are kept, so memory grows with the number of selected frames, not with
 the length of the video.
 
@@ -12,14 +14,14 @@ user's summary.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
 
-from avepipe.extract.sampling import target_time
+from avepipe.extract.sampling import ffmpeg_reported_duration, ffmpeg_reported_rate, target_time
 
 
 class DecodeError(Exception):
@@ -197,6 +199,32 @@ def _to_rgb(frame, size: int) -> np.ndarray:
     return upright(rgb, frame.rotation or 0)
 
 
+FrameConverter = Callable[[av.VideoFrame], np.ndarray]
+
+
+def frame_converter(resize: str, size: int) -> FrameConverter:
+    """How a decoded frame becomes the CNN's upright uint8 RGB ``[size, size, 3]``.
+
+    "ffmpeg-bilinear": FFmpeg's scaler resizes while converting (the default preset).
+    "opencv-linear": the full-resolution RGB24 frame, upright, through
+    ``cv2.resize(rgb, (size, size))`` (the AVE recipe; needs the ``ave`` extra).
+    """
+    if resize == "ffmpeg-bilinear":
+        return lambda frame: _to_rgb(frame, size)
+    if resize == "opencv-linear":
+        from avepipe.extract.ave_recipe import opencv_resize
+
+        return lambda frame: opencv_resize(upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0), size)
+    raise ValueError(f"unknown frame resize {resize!r}")
+
+
+def _video_stream(container):
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise NoVideoStreamError(f"no video stream (contains: {', '.join(kinds)})")
+    return container.streams.video[0]
+
+
 class SelectedFrames:
     """The frames some target t + k/fps selects, decoded lazily: iterate for ``(rgb, pts_seconds)``.
 
@@ -210,8 +238,10 @@ class SelectedFrames:
     ``decoded_frames`` and ``notes`` once iteration has finished.
     """
 
-    def __init__(self, path: str | Path, fps: int = 16, size: int = 224, max_time: float | None = None) -> None:
+    def __init__(self, path: str | Path, fps: int = 16, size: int = 224, max_time: float | None = None,
+                 convert: FrameConverter | None = None) -> None:
         self.path, self.fps, self.size, self.max_time = path, fps, size, max_time
+        self.convert = convert or frame_converter("ffmpeg-bilinear", size)
         self.start: float | None = None
         self.duration: float | None = None
         self.source_fps: float | None = None
@@ -219,12 +249,9 @@ class SelectedFrames:
         self.notes: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
-        fps, size, max_time = self.fps, self.size, self.max_time
+        fps, convert, max_time = self.fps, self.convert, self.max_time
         with _open(self.path) as container:
-            if not container.streams.video:
-                kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-                raise NoVideoStreamError(f"no video stream (contains: {', '.join(kinds)})")
-            stream = container.streams.video[0]
+            stream = _video_stream(container)
             stream.thread_type = "AUTO"
             corrupt = _CorruptCounter()
             start = _stream_start(stream)
@@ -250,7 +277,7 @@ class SelectedFrames:
                 if pending is not None and target_time(next_target, fps) < seconds:
                     self.start = start or 0.0
                     kept += 1
-                    yield _to_rgb(pending[0], size), pending[1]
+                    yield convert(pending[0]), pending[1]
                     while target_time(next_target, fps) < seconds:
                         next_target += 1
                 pending = (frame, seconds)
@@ -273,8 +300,70 @@ class SelectedFrames:
             self.source_fps = float(stream.average_rate) if stream.average_rate else decoded / max(last_end, 1e-9)
             self.decoded_frames = decoded
             self.start = start or 0.0
-            last = _to_rgb(pending[0], size), pending[1]
+            last = convert(pending[0]), pending[1]
         yield last
+
+
+@dataclass
+class ReaderCount:
+    """What the 2018 FFmpeg reader (imageio) reported for a file, which the AVE recipe counts frames with."""
+
+    duration: float     # container duration, all streams, to 0.01 s ("Duration: 00:00:10.01")
+    rate: float         # the video stream's tbr as printed (30000/1001 -> 29.97)
+    exact_rate: float   # the same rate unrounded
+
+
+def reader_count(path: str | Path) -> ReaderCount:
+    """``ReaderCount`` from the headers. FFmpeg's ``tbr`` is the stream's ``r_frame_rate`` (PyAV ``base_rate``)."""
+    with _open(path) as container:
+        stream = _video_stream(container)
+        rate = stream.base_rate or stream.guessed_rate or stream.average_rate
+        if container.duration is None or not rate:
+            raise DecodeError("no container duration or frame rate in the header: the AVE recipe counts "
+                              "frames from them")
+        return ReaderCount(ffmpeg_reported_duration(container.duration), ffmpeg_reported_rate(rate), float(rate))
+
+
+class IndexedFrames:
+    """The frames at ``indices`` (decode order = presentation order, counted from 0), for the AVE recipe.
+
+    Iterate for ``(rgb, first, stop)``: targets ``first .. stop - 1`` take that frame.
+    ``indices`` must be non-decreasing. Targets whose index is past the last decoded
+    frame take the last decoded frame (the 2018 reader would have failed there), and
+    ``notes`` says so. Decoding stops after the last index that is needed.
+    """
+
+    def __init__(self, path: str | Path, indices: np.ndarray, convert: FrameConverter) -> None:
+        self.path, self.indices, self.convert = path, np.asarray(indices), convert
+        self.decoded_frames = 0
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int, int]]:
+        indices, total, cursor = self.indices, len(self.indices), 0
+        with _open(self.path) as container:
+            stream = _video_stream(container)
+            stream.thread_type = "AUTO"
+            corrupt = _CorruptCounter()
+            last = None
+            for position, frame in enumerate(_decoded_frames(container, stream, corrupt)):
+                if cursor >= total:
+                    break
+                last, self.decoded_frames = frame, position + 1
+                if indices[cursor] != position:
+                    continue
+                stop = cursor
+                while stop < total and indices[stop] == position:
+                    stop += 1
+                yield self.convert(frame), cursor, stop
+                cursor = stop
+            if last is None:
+                raise TruncatedFileError("no decodable video frames (truncated or damaged file)")
+            if corrupt.packets:
+                self.notes.append(f"decoded past {corrupt.packets} corrupt packet(s)")
+            if cursor < total:
+                self.notes.append(f"AVE frame indices {indices[cursor]}..{indices[-1]} are past the last decoded "
+                                  f"frame ({self.decoded_frames - 1}): it is held for {total - cursor} target(s)")
+                yield self.convert(last), cursor, total
 
 
 def decode_video(
@@ -356,6 +445,27 @@ def decode_audio_with_notes(
         waveform = np.concatenate([np.zeros(shift, np.float32), waveform]) if shift > 0 else waveform[-shift:]
     notes = [f"decoded past {corrupt.packets} corrupt audio packet(s)"] if corrupt.packets else []
     return DecodedAudio(waveform=waveform, sample_rate=sample_rate, notes=notes)
+
+
+def decode_audio_pcm16(path: str | Path, sample_rate: int = 44100) -> np.ndarray | None:
+    """int16 ``[C, S]`` at ``sample_rate``, every channel, from the first sample: what
+    ``ffmpeg -i VIDEO -ar 44100 AUDIO.wav`` writes (FFmpeg's own resampler and 16-bit
+    conversion). None when the file has no audio stream.
+    """
+    with _open(path) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        corrupt = _CorruptCounter()
+        resampler = None
+        chunks: list[np.ndarray] = []
+        for frame in _decoded_frames(container, stream, corrupt):
+            if resampler is None:
+                resampler = av.AudioResampler(format="s16p", layout=frame.layout, rate=sample_rate)
+            chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+        if resampler is not None:
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    return np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), np.int16)
 
 
 def _resample_mono(resampler: av.AudioResampler, mono: np.ndarray, rate: int) -> list[np.ndarray]:

@@ -5,6 +5,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Per-segment feature shapes, the contract between extraction, cache and models:
+# a VGG-19 pool5 map (mean over the segment's frames) and a VGGish embedding.
+VISUAL_SHAPE = (7, 7, 512)
+AUDIO_SHAPE = (128,)
+SHAPES = {"visual": VISUAL_SHAPE, "audio": AUDIO_SHAPE}
+
 
 @dataclass
 class VideoFeatures:

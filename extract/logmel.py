@@ -20,6 +20,7 @@ MEL_MIN_HZ = 125.0
 MEL_MAX_HZ = 7500.0
 LOG_OFFSET = 0.01
 EXAMPLE_FRAMES = 96            # 0.96 s per example
+EXAMPLE_HOP = EXAMPLE_FRAMES * HOP_LENGTH  # 15360 samples: examples framed from a whole clip (--preset ave)
 _MEL_BREAK_HZ = 700.0
 _MEL_HIGH_Q = 1127.0
 
@@ -60,23 +61,25 @@ _MEL_MATRIX = vggish_mel_matrix()
 _WINDOW = scipy.signal.get_window("hann", WINDOW_LENGTH)
 
 
-def segment_waveform(waveform_16k: np.ndarray, segments: int) -> np.ndarray:
-    """``[segments, 16000]`` one-second chunks; a short waveform is zero-padded, a long one cropped."""
+def segment_waveform(waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
+    """``[segments, 16000]``: the second of samples from ``hop * t`` on, for every t; zero-padded past the end."""
     wave = np.asarray(waveform_16k, dtype=np.float64).reshape(-1)
-    chunks = np.zeros(segments * SAMPLE_RATE, dtype=np.float64)
-    used = min(wave.size, chunks.size)
-    chunks[:used] = wave[:used]
-    return chunks.reshape(segments, SAMPLE_RATE)
+    padded = np.zeros(max(segments - 1, 0) * hop + SAMPLE_RATE, dtype=np.float64)
+    used = min(wave.size, padded.size)
+    padded[:used] = wave[:used]
+    starts = np.arange(segments)[:, None] * hop
+    return padded[starts + np.arange(SAMPLE_RATE)]
 
 
-def log_mel_examples(waveform_16k: np.ndarray, segments: int) -> np.ndarray:
-    """One VGGish input example ``[96, 64]`` per one-second segment: ``[T, 96, 64]`` float32.
+def log_mel_examples(waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
+    """One VGGish input example ``[96, 64]`` per segment: ``[T, 96, 64]`` float32.
 
-    Segment t is samples ``[16000 t, 16000 (t + 1))``. Its 98 frames (no centre
-    padding) framed into 96-frame examples at hop 96 give exactly one example:
-    the first 96 frames.
+    Example t is the first 96 frames (no centre padding) of the samples from ``hop * t``
+    on. ``hop = 16000``: segment t is samples ``[16000 t, 16000 (t + 1))`` (the default).
+    ``hop = EXAMPLE_HOP``: the examples the VGGish reference frames from one whole
+    clip, example t covering ``[0.96 t, 0.96 t + 0.96)`` s (the AVE recipe).
     """
-    chunks = segment_waveform(waveform_16k, segments)
+    chunks = segment_waveform(waveform_16k, segments, hop)
     frames = librosa.util.frame(chunks, frame_length=WINDOW_LENGTH, hop_length=HOP_LENGTH, axis=-1)
     frames = np.swapaxes(frames, -1, -2)  # [T, 98, 400]
     magnitude = np.abs(np.fft.rfft(frames * _WINDOW, n=FFT_LENGTH, axis=-1))

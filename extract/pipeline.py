@@ -28,7 +28,7 @@ def extract_video(path: str | Path, visual_encoder, audio_encoder, config: Extra
     that cannot be extracted.
     """
     path = Path(path)
-    batcher = FrameBatcher(visual_encoder, visual_encoder.batch_size, config.visual_precision)
+    batcher = FrameBatcher(visual_encoder, visual_encoder.batch_size, config.visual_precision, config.tf32)
     messages = in_process_messages([(0, path)], config)
     for _, outcome in extract_stream(messages, batcher, audio_encoder, config, {0: video_id or path.stem}):
         if isinstance(outcome, VideoFeatures):

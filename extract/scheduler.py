@@ -12,28 +12,37 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from avepipe.extract.batching import FrameBatcher
-from avepipe.extract.features import VideoFeatures
+from avepipe.extract.batching import FrameBatcher, cuda_fp32
+from avepipe.extract.features import AUDIO_SHAPE, VideoFeatures
+from avepipe.extract.logmel import EXAMPLE_HOP
 from avepipe.extract.provenance import ExtractorConfig
+from avepipe.extract.sampling import AVE_CLIP_SECONDS
 from avepipe.extract.stream import (DEDUP_WINDOW, AudioPart, FramePart, Message, VideoEnd, VideoFailed,
                             failure_reason)
 
 AUDIO_BLOCK_SEGMENTS = 64  # seconds of audio per AudioEncoder call: bounds the log-mel memory
 
 
-def encode_audio_rows(audio_encoder, waveform: np.ndarray, sample_rate: int, limit: int | None) -> np.ndarray:
-    """``[S, 128]`` for the S whole-or-partial seconds of ``waveform`` (at most ``limit``), in blocks.
+def encode_audio_rows(audio_encoder, waveform: np.ndarray, config: ExtractorConfig) -> np.ndarray:
+    """``[S, 128]`` for the S whole-or-partial seconds of ``waveform`` (at most ``config.segments``), in blocks.
 
-    Exact, not an approximation: every segment's example is computed from its own
-    second of samples alone (``log_mel_examples``), so blocks give the same rows.
+    Per-second framing: exact, not an approximation: every segment's example is
+    computed from its own second of samples alone (``log_mel_examples``), so blocks
+    give the same rows. AVE framing: the waveform is 10-second clips end to end
+    (``ave_clip_waveforms``), each framed on its own at hop 0.96 s, as the recipe does.
     """
+    sample_rate, limit = config.sample_rate, config.segments
+    # Only the AVE framing passes ``hop``: an encoder that does not know it still serves the default.
+    block, framing = ((AVE_CLIP_SECONDS, {"hop": EXAMPLE_HOP}) if config.audio_framing == "ave-clip"
+                      else (AUDIO_BLOCK_SEGMENTS, {}))
     seconds = -(-len(waveform) // sample_rate)
     seconds = seconds if limit is None else min(seconds, limit)
-    rows = [np.zeros((0, 128), np.float32)]
-    for first in range(0, seconds, AUDIO_BLOCK_SEGMENTS):
-        count = min(AUDIO_BLOCK_SEGMENTS, seconds - first)
-        chunk = waveform[first * sample_rate:(first + count) * sample_rate]
-        rows.append(np.asarray(audio_encoder.encode(chunk, count), dtype=np.float32))
+    rows = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
+    with cuda_fp32(config.tf32):
+        for first in range(0, seconds, block):
+            count = min(block, seconds - first)
+            chunk = waveform[first * sample_rate:(first + block) * sample_rate]
+            rows.append(np.asarray(audio_encoder.encode(chunk, count, **framing), dtype=np.float32))
     return np.concatenate(rows)
 
 
@@ -45,7 +54,7 @@ class VideoAssembly:
         self.has_audio = audio.waveform is not None
         self.audio_notes = list(audio.notes)
         waveform = audio.waveform if audio.waveform is not None else np.zeros(0, np.float32)
-        self.audio_rows = encode_audio_rows(audio_encoder, waveform, config.sample_rate, config.segments)
+        self.audio_rows = encode_audio_rows(audio_encoder, waveform, config)
         self.waiting: dict[int, list[tuple[int, int]]] = {}  # ref -> target ranges, map not yet computed
         self.maps: dict[int, np.ndarray] = {}                # the last DEDUP_WINDOW computed maps
         self.sums: dict[int, np.ndarray] = {}                # segment -> float64 sum of its targets' maps

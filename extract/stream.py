@@ -5,6 +5,8 @@ Order: ``AudioPart`` (the waveform, aligned to the video's start), then ``FrameP
 ``VideoEnd`` (duration, segment count, notes) -- or ``VideoFailed`` at any point.
 The same generator runs in decoder worker processes (messages cross a queue) and
 in-process (``--workers 0``, ``extract_video``), so both paths give the same features.
+Which frames and which audio follow the config's recipe: PTS-timed frames and per-second
+audio by default, the AVE frame indices and whole-clip audio for ``--preset ave``.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avepipe.extract.decode import DecodeError, SelectedFrames, decode_audio_with_notes
+from avepipe.extract.decode import (DecodeError, IndexedFrames, SelectedFrames, decode_audio_pcm16,
+                                    decode_audio_with_notes, frame_converter, reader_count)
 from avepipe.extract.provenance import ExtractorConfig
-from avepipe.extract.sampling import segment_count, target_time
+from avepipe.extract.sampling import ave_frame_indices, ave_segment_count, segment_count, target_time
 
 # Distinct frames remembered per video for pixel-identical reuse (static shots, frames
 # duplicated by re-encoding). Both ends keep exactly this many: the producer only refers
@@ -30,7 +33,7 @@ CHUNK_FRAMES = 8  # distinct frames per FramePart: 1.2 MB of pixels per message 
 @dataclass
 class AudioPart:
     key: int
-    waveform: np.ndarray | None  # mono float32 at the config's sample rate; None: no audio stream
+    waveform: np.ndarray | None  # mono at the config's sample rate (float32; float64 for AVE framing); None: no audio
     notes: list[str] = field(default_factory=list)
 
 
@@ -106,22 +109,59 @@ class _FrameChunker:
 
 def video_messages(path: str | Path, key: int, config: ExtractorConfig,
                    chunk_frames: int = CHUNK_FRAMES) -> Iterator[Message]:
-    """The messages of one video (see module docstring); raises ``DecodeError`` for a bad file.
+    """The messages of one video (see module docstring); raises ``DecodeError`` for a bad file."""
+    if config.frame_sampling == "ave-index":
+        yield from _indexed_messages(path, key, config, chunk_frames)
+    elif config.frame_sampling == "pts":
+        yield from _pts_messages(path, key, config, chunk_frames)
+    else:
+        raise ValueError(f"unknown frame sampling {config.frame_sampling!r}")
 
-    Target k of the grid (time t + j/fps) takes the last selected frame with PTS <= its
+
+def _audio_part(path: str | Path, key: int, config: ExtractorConfig, start: float | None) -> AudioPart:
+    """Per-second framing: mono 16 kHz from ``start``. AVE framing: 10-second blocks from the first sample."""
+    if config.audio_framing == "ave-clip":
+        from avepipe.extract.ave_recipe import ave_clip_waveforms
+
+        pcm16 = decode_audio_pcm16(path)
+        if pcm16 is not None:
+            return AudioPart(key, ave_clip_waveforms(pcm16))
+    elif config.audio_framing == "per-second":
+        audio = decode_audio_with_notes(path, config.sample_rate, start=start)
+        if audio is not None:
+            return AudioPart(key, audio.waveform, audio.notes)
+    else:
+        raise ValueError(f"unknown audio framing {config.audio_framing!r}")
+    return AudioPart(key, None, ["no audio stream: audio features are those of silence"])
+
+
+def _indexed_messages(path: str | Path, key: int, config: ExtractorConfig, chunk_frames: int) -> Iterator[Message]:
+    """The AVE recipe: frame indices from the header's frame count, T from its duration (``ave_frame_indices``)."""
+    count = reader_count(path)
+    segments = ave_segment_count(count.duration, config.segments)
+    indices = ave_frame_indices(count.duration, count.rate, segments, config.fps, block_rate=count.exact_rate)
+    yield _audio_part(path, key, config, start=None)
+    chunker = _FrameChunker(key, chunk_frames)
+    frames = IndexedFrames(path, indices, frame_converter(config.frame_resize, config.frame_size))
+    for rgb, first, stop in frames:
+        yield from chunker.add(rgb, first, stop)
+    yield chunker.flush()
+    yield VideoEnd(key, segments, count.duration, count.exact_rate, list(frames.notes))
+
+
+def _pts_messages(path: str | Path, key: int, config: ExtractorConfig, chunk_frames: int) -> Iterator[Message]:
+    """Target k of the grid (time t + j/fps) takes the last selected frame with PTS <= its
     time, exactly as ``frame_for_targets`` does on the full list of selected frames; a
     frame's targets are known when the next frame's PTS is, the last frame's at the end.
     """
     fps = config.fps
     max_time = float(config.segments) if config.segments is not None else None
     limit = config.segments * fps if config.segments is not None else None
-    selected = SelectedFrames(path, fps=fps, size=config.frame_size, max_time=max_time)
+    selected = SelectedFrames(path, fps=fps, size=config.frame_size, max_time=max_time,
+                              convert=frame_converter(config.frame_resize, config.frame_size))
     frames = iter(selected)
     previous = next(frames)  # sets selected.start, which the audio is aligned to
-    audio = decode_audio_with_notes(path, config.sample_rate, start=selected.start)
-    yield (AudioPart(key, None, ["no audio stream: audio features are those of silence"]) if audio is None
-           else AudioPart(key, audio.waveform, audio.notes))
-    del audio
+    yield _audio_part(path, key, config, start=selected.start)
 
     chunker = _FrameChunker(key, chunk_frames)
     cursor = 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from avepipe.errors import UserError
-from avepipe.extract.logmel import segment_waveform
+from avepipe.extract.features import AUDIO_SHAPE
+from avepipe.extract.logmel import SAMPLE_RATE, segment_waveform
 from avepipe.extract.weights import RANDOM_HINT, short_reason
 
 TFHUB_VGGISH_HANDLE = "https://tfhub.dev/google/vggish/1"
@@ -25,11 +26,11 @@ class TfHubVGGishEncoder:
         self.handle = handle
         self._model = _load_model(handle)
 
-    def encode(self, waveform_16k: np.ndarray, segments: int) -> np.ndarray:
-        """Feed each one-second chunk (float32 in [-1, 1]) to the model: it makes one 0.96 s example of it."""
-        chunks = segment_waveform(waveform_16k, segments).astype(np.float32)
+    def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
+        """Feed the second from each ``hop * t`` (float32 in [-1, 1]) to the model: it makes one 0.96 s example of it."""
+        chunks = segment_waveform(waveform_16k, segments, hop).astype(np.float32)
         embeddings = [np.asarray(self._model(chunk), dtype=np.float32)[:1] for chunk in chunks]
-        return np.concatenate(embeddings, axis=0) if embeddings else np.zeros((0, 128), np.float32)
+        return np.concatenate(embeddings, axis=0) if embeddings else np.zeros((0, *AUDIO_SHAPE), np.float32)
 
 
 def _load_model(handle: str):

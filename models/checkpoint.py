@@ -3,9 +3,11 @@
 One format for both tasks: ``"task": "event"`` (PSP/CPSP, ``models.build_model``) or
 ``"source"`` (the FNAC sound-source localiser, ``models.fnac.SoundSourceLocalizer``).
 Loading checks the task first, so a checkpoint given to the wrong command says so.
-Checkpoints written before the task field existed are event checkpoints.
+Checkpoints written before the task field existed are event checkpoints; CPSP checkpoints
+written before the ``cpsp_loss`` field existed were trained with the corrected loss (the only
+one avepipe had), and load as such.
 
-Also converts the PSP authors' released ``.pth`` state-dicts (loaded with
+Also converts the PSP and CPSP authors' released ``.pth`` state-dicts (loaded with
 ``weights_only=True``, which refuses code) into our networks.
 """
 from __future__ import annotations
@@ -29,6 +31,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "avepipe-checkpoint/1"
 TASKS = {"event": "an event (PSP/CPSP)", "source": "a sound-source"}
+# Our name for each key of the CPSP authors' state-dict that differs; the rest are one to one.
+CPSP_AUTHORS_KEYS = {"event_classifier.0.": "event_head.", "category_classifier.0.": "category_head."}
+EVALUATE_COMMANDS = {"event": "avepipe evaluate", "source": "avepipe source evaluate"}
 
 
 def tau_as_json(tau: float | None) -> float | str | None:
@@ -96,7 +101,10 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
         raise UserError(f"{path}: not found (is {directory} an avepipe checkpoint directory?)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-        return CheckpointInfo(model_config=dict(config["model"]), class_names=list(config["class_names"]),
+        model_config = dict(config["model"])
+        if model_config.get("model") == "cpsp":
+            model_config.setdefault("cpsp_loss", "corrected")    # written before the field existed
+        return CheckpointInfo(model_config=model_config, class_names=list(config["class_names"]),
                               extractor=ExtractorConfig.from_json(json.dumps(config["extractor"])),
                               extra=dict(config.get("extra") or {}), task=config.get("task", "event"))
     except (ValueError, KeyError, TypeError) as exc:
@@ -108,7 +116,7 @@ def check_task(info: CheckpointInfo, task: str, directory: str | Path, hint: str
     if info.task not in TASKS:
         raise UserError(f"{Path(directory) / CONFIG_FILE}: unknown task {info.task!r}")
     if info.task != task:
-        hint = hint or f"use --task {info.task}"
+        hint = hint or f"use `{EVALUATE_COMMANDS[info.task]}`"
         raise UserError(f"{directory}: this is {TASKS[info.task]} checkpoint, not {TASKS[task]} one; {hint}")
 
 
@@ -117,7 +125,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", t
     """Rebuild the model from ``config.json`` and load ``model.safetensors`` (eval mode, on ``device``).
 
     A checkpoint of another ``task`` is refused before anything else is read (``hint`` ends
-    that message; by default it names the ``--task`` option).
+    that message; by default it names the command that scores such a checkpoint).
     """
     info = read_checkpoint_info(directory)
     check_task(info, task, directory, hint)
@@ -162,10 +170,21 @@ def _unwrap_authors_state(loaded: object, path: Path) -> dict[str, torch.Tensor]
     return state
 
 
-def import_authors_state_dict(path: str | Path, setting: str) -> nn.Module:
-    """A PSP network (published tau for ``setting``) holding the authors' released weights.
+def _cpsp_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The CPSP authors' keys in our names: their heads are one-layer Sequentials (``.0.``)."""
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in CPSP_AUTHORS_KEYS if key.startswith(p)), None)
+        renamed[CPSP_AUTHORS_KEYS[prefix] + key[len(prefix):] if prefix else key] = value
+    return renamed
 
-    Keys our network does not have are ignored; a missing or mis-shaped key is a UserError naming it.
+
+def import_authors_state_dict(path: str | Path, setting: str, model_name: str = "psp") -> nn.Module:
+    """A PSP or CPSP network (published tau for ``setting``) holding the authors' released weights.
+
+    A CPSP (or SSPSP: same keys) file records ``cpsp_loss="released"``, the loss it was trained with.
+    Keys our network does not have are ignored (CPSP: ``linear_v``, ``v_classify``, ``a_classify``,
+    ``L1``, ``L2``); a missing or mis-shaped key is a UserError naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -175,7 +194,11 @@ def import_authors_state_dict(path: str | Path, setting: str) -> nn.Module:
     except Exception as exc:  # torch raises many types for a non-.pth or code-carrying file
         raise UserError(f"{path}: cannot be read as a weights-only PyTorch state-dict ({exc})") from None
     state = _unwrap_authors_state(loaded, path)
-    model = build_model("psp", setting)
+    if model_name == "cpsp":
+        state = _cpsp_names(state)
+    elif "event_classifier.0.weight" in state and "fa.0.weight" in state:
+        raise UserError(f"{path}: holds a CPSP network (it has 'event_classifier.0.weight'); import it as CPSP (--model cpsp)")
+    model = build_model(model_name, setting, cpsp_loss="released" if model_name == "cpsp" else None)
     _check_state(state, model, path)
     model.load_state_dict({name: state[name].to(torch.float32) for name in model.state_dict()})
     return model.eval()

@@ -22,17 +22,21 @@ def segment_cross_entropy(logits: Tensor, segment_labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), segment_labels.reshape(-1))
 
 
-def avps_target(is_event: Tensor) -> Tensor:
-    """G_t = 1/n on the n event segments of each video, 0 elsewhere (all zero without events)."""
+def avps_target(is_event: Tensor, count_eps: float = 0.0) -> Tensor:
+    """G_t = 1/n on the n event segments of each video, 0 elsewhere (all zero without events).
+
+    ``count_eps`` > 0 divides by n + count_eps instead, as the CPSP authors' script does (1e-6).
+    """
     is_event = is_event.float()
-    return is_event / is_event.sum(dim=1, keepdim=True).clamp_min(1.0)
+    count = is_event.sum(dim=1, keepdim=True)
+    return is_event / (count + count_eps if count_eps else count.clamp_min(1.0))
 
 
-def avps_loss(similarity: Tensor, is_event: Tensor) -> Tensor:
+def avps_loss(similarity: Tensor, is_event: Tensor, count_eps: float = 0.0) -> Tensor:
     """AVPS = MSE(ReLU(s) / (sum_t ReLU(s) + 1e-8), G), mean over all B*T entries."""
     positive = F.relu(similarity)
     predicted = positive / (positive.sum(dim=1, keepdim=True) + EPS)
-    return F.mse_loss(predicted, avps_target(is_event))
+    return F.mse_loss(predicted, avps_target(is_event, count_eps).to(predicted.dtype))
 
 
 def weak_video_target(segment_labels: Tensor, num_outputs: int) -> Tensor:
@@ -88,6 +92,59 @@ def psa_video_loss(fusion: Tensor, categories: Tensor, margin: float = 0.2, nega
         closest = torch.topk(negative_distances, min(negatives, len(negative_distances)), largest=False).values
         terms.append(F.relu(hardest_positive - closest.mean() + margin))
     return torch.stack(terms).mean() if terms else _zero_like_graph(fusion)
+
+
+# -- CPSP as the authors' released code computes it (docs/cpsp.md: formulas and differences) ----------
+RELEASED_EPS = 1e-12       # the released PSA terms' guard; -log(RELEASED_EPS) ~ 27.63
+RELEASED_FAR = 1e12        # the released PSA_V's stand-in distance for "not a candidate"
+
+
+def released_categories(segment_labels: Tensor, background: int) -> Tensor:
+    """The released video category: the largest class index over the segments, background counted
+    as class 0, so an all-background video is labelled class 0."""
+    return torch.where(segment_labels == background, torch.zeros_like(segment_labels), segment_labels).amax(dim=1)
+
+
+def released_psa_segment_loss(fusion: Tensor, is_event: Tensor, temperature: float = 0.6) -> Tensor:
+    """PSA_S as released: the anchor-by-column exp-similarity tables are summed over the ANCHOR axis.
+
+    Column j then holds e_j * sum_{i event} e^{S_ij/tmp} as "positives" and (1 - e_j) * (the same sum)
+    / num_bg as "negatives": an event column gives -log(~1) ~ 0, a background column -log(1e-12).
+    The term is num_bg * 27.63 / num_event per event video, a constant without gradient. A batch
+    without any event video gives 0 (the released code divides 0 by 0 there).
+    """
+    features = F.normalize(fusion, dim=-1)
+    event = is_event.to(fusion.dtype)                                                # [B,T]
+    anchor = event[:, :, None]                                                      # rows i
+    pos_mask = anchor * event[:, None, :]                                           # [B,T,T]
+    neg_mask = anchor * (1 - event[:, None, :])
+    similarity = torch.bmm(features, features.transpose(1, 2))
+    exp_pos = torch.exp(similarity * pos_mask / temperature) * pos_mask
+    exp_neg = torch.exp(similarity * neg_mask / temperature) * neg_mask
+    num_event = event.sum(dim=1)
+    num_bg = event.shape[1] - num_event
+    positive = exp_pos.sum(dim=1)                                                   # over anchors, [B,T]
+    negative = exp_neg.sum(dim=1) / (num_bg[:, None] + RELEASED_EPS)
+    ratio = positive / (positive + negative + RELEASED_EPS)
+    per_video = -torch.log(ratio + RELEASED_EPS).sum(dim=1) / (num_event + RELEASED_EPS)
+    has_event = (num_event != 0).to(fusion.dtype)
+    if not has_event.any():
+        return _zero_like_graph(fusion)
+    return (per_video * has_event).sum() / has_event.sum()
+
+
+def released_psa_video_loss(fusion: Tensor, categories: Tensor, margin: float = 0.2, negatives: int = 3) -> Tensor:
+    """PSA_V as released: a video is its own positive (distance clamped to sqrt(1e-12)), every video takes
+    part (``released_categories``), missing negatives count as 1e12 away, mean over the whole batch."""
+    embeddings = F.normalize(fusion, dim=-1).mean(dim=1)
+    squared = (embeddings ** 2).sum(dim=1, keepdim=True)
+    distances = (squared + squared.T - 2 * embeddings @ embeddings.T).clamp(min=RELEASED_EPS).sqrt()
+    same = (categories[:, None] == categories[None, :]).to(fusion.dtype)
+    positive = distances * same - RELEASED_FAR * (1 - same)
+    negative = distances * (1 - same) + RELEASED_FAR * same
+    hardest_positive = positive.max(dim=1).values
+    closest = negative.topk(min(negatives, len(categories)), dim=1, largest=False).values.mean(dim=1)
+    return F.relu(hardest_positive - closest + margin).mean()
 
 
 def sspsp_loss(audio_feat: Tensor, visual_feat: Tensor, temperature: float = 0.1) -> Tensor:

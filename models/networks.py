@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from avepipe.models import losses
 from avepipe.models.avga import AVGA
-from avepipe.models.encoders import AudioVisualLSTM
+from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
 
@@ -151,20 +151,40 @@ class WeaklyPSPNet(_PSPNetBase):
         return {"loss": bce, "bce": bce}
 
 
+CPSP_LOSSES = ("released", "corrected")
+
+
 class CPSPNet(_FullyEncoder):
-    """CPSP: the fully supervised encoder with an event/background head and a video category head."""
+    """CPSP: the fully supervised encoder with an event/background head and a video category head.
+
+    ``loss`` picks the training objective (docs/cpsp.md): ``released`` computes what the authors'
+    released code computes, published numbers included, and initialises ``fa``, ``fv`` and both
+    heads with PyTorch's defaults as that code does; ``corrected`` computes the intended PSA_S,
+    category and PSA_V terms, with Xavier-initialised layers. The forward pass is the same.
+    """
 
     model_name = "cpsp"
 
-    def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, avps_weight: float = 100.0,
-                 psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0):
+    def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, loss: str = "released",
+                 avps_weight: float = 100.0, psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0):
+        if loss not in CPSP_LOSSES:
+            raise ValueError(f"unknown CPSP loss {loss!r} (expected one of {', '.join(CPSP_LOSSES)})")
         super().__init__(tau, num_classes)
+        self.loss = loss
         self.event_head = nn.Linear(256, 1)
         self.category_head = nn.Linear(256, num_classes)
-        _xavier(self.event_head, self.category_head)
+        if loss == "released":
+            for layer in (*self.fa, *self.fv):
+                layer.reset_parameters()
+        else:
+            _xavier(self.event_head, self.category_head)
         self.avps_weight = avps_weight
         self.psa_segment_weight = psa_segment_weight
         self.psa_video_weight = psa_video_weight
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "cpsp_loss": self.loss}
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = self.encode(audio, visual)
@@ -174,15 +194,22 @@ class CPSPNet(_FullyEncoder):
 
     def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
         is_event = segment_labels != self.background
-        event = F.binary_cross_entropy_with_logits(out.event_logits, is_event.float())
-        has_event = video_labels[:, : self.num_classes].sum(dim=1) > 0
-        categories = torch.where(has_event, video_labels[:, : self.num_classes].argmax(dim=1),
-                                 torch.full_like(has_event, -1, dtype=torch.long))
-        category = (F.cross_entropy(out.category_logits[has_event], categories[has_event])
-                    if has_event.any() else out.category_logits.sum() * 0.0)
-        avps = losses.avps_loss(out.similarity, is_event)
-        psa_s = losses.psa_segment_loss(out.fusion, is_event)
-        psa_v = losses.psa_video_loss(out.fusion, categories)
+        event = F.binary_cross_entropy_with_logits(out.event_logits, is_event.to(out.event_logits.dtype))
+        if self.loss == "released":
+            categories = losses.released_categories(segment_labels, self.background)
+            category = F.cross_entropy(out.category_logits, categories)
+            avps = losses.avps_loss(out.similarity, is_event, count_eps=1e-6)
+            psa_s = losses.released_psa_segment_loss(out.fusion, is_event)
+            psa_v = losses.released_psa_video_loss(out.fusion, categories)
+        else:
+            has_event = video_labels[:, : self.num_classes].sum(dim=1) > 0
+            categories = torch.where(has_event, video_labels[:, : self.num_classes].argmax(dim=1),
+                                     torch.full_like(has_event, -1, dtype=torch.long))
+            category = (F.cross_entropy(out.category_logits[has_event], categories[has_event])
+                        if has_event.any() else out.category_logits.sum() * 0.0)
+            avps = losses.avps_loss(out.similarity, is_event)
+            psa_s = losses.psa_segment_loss(out.fusion, is_event)
+            psa_v = losses.psa_video_loss(out.fusion, categories)
         total = (event + category + self.avps_weight * avps + self.psa_segment_weight * psa_s
                  + self.psa_video_weight * psa_v)
         return {"loss": total, "event": event, "category": category, "avps": avps, "psa_s": psa_s, "psa_v": psa_v}

@@ -47,7 +47,7 @@ def decode_all(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
 @functools.lru_cache(maxsize=None)
 def random_encoders():
     """Real VGG-19 / VGGish architectures with seeded random weights, built once per test process."""
-    from avepipe.extract.encoders import build_encoders
+    from avepipe.extract.backbones import build_encoders
 
     return build_encoders(random_seed=0, device="cpu")
 

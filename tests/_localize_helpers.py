@@ -43,7 +43,7 @@ class _CellColours(nn.Module):
 
 def colour_encoder():
     """A real ``VisualEncoder`` whose 'CNN' is transparent: pool5-shaped maps of cell colours."""
-    from avepipe.extract.encoders import VisualEncoder
+    from avepipe.extract.backbones import VisualEncoder
 
     return VisualEncoder(_CellColours(), lambda frames: frames.permute(0, 3, 1, 2).float() / 255.0, "cpu", 8)
 
@@ -88,10 +88,10 @@ class RedAndLoudNet(nn.Module):
         return labels, confidence
 
 
-def red_and_loud_localizer(segments: int = 10):
+def red_and_loud_localizer(segments: int = 10, extractor: ExtractorConfig = ExtractorConfig(fps=2)):
     from avepipe.localizer import Localizer
 
-    return Localizer(RedAndLoudNet(), colour_encoder(), LoudnessEncoder(), ExtractorConfig(fps=2), CLASSES,
+    return Localizer(RedAndLoudNet(), colour_encoder(), LoudnessEncoder(), extractor, CLASSES,
                      segments=segments, device="cpu")
 
 

@@ -11,7 +11,7 @@ import torch
 
 import avepipe.extract.weights as weights
 from avepipe.errors import UserError
-from avepipe.extract.encoders import build_encoders, build_encoders_for
+from avepipe.extract.backbones import build_encoders, build_encoders_for
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.extract.weights import KERAS_VGG19_NOTOP, TORCHVISION_VGG19, VGGISH, resolve_weights, weights_identity
 

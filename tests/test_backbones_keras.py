@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from avepipe.errors import UserError
-from avepipe.extract.encoders import VisualEncoder
+from avepipe.extract.backbones import VisualEncoder
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.vgg19 import vgg19_features
 

@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from avepipe.commands.cache import cache
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 from tests._cache_helpers import CONFIG, make_features
 from tests.test_cache_ave import IDS, make_ave_dir
 from tests._paths import AVE_DIR, TEST_DATA_DIR

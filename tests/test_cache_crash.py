@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 
 from avepipe.data.cache import FeatureCache
-from avepipe.data.cache_layout import parts_dir
+from avepipe.data.cache.layout import parts_dir
 from tests._cache_helpers import make_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ ALL_IDS = [f"video {i:03d} ü" for i in range(60)]
 # index_interval=0 rewrites the index after every video, so kills also land mid-index-rewrite.
 WRITER_SCRIPT = """
 import sys
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter
 from tests._cache_helpers import CONFIG, make_features
 ids = [f"video {i:03d} ü" for i in range(60)]
 with CacheWriter(sys.argv[1], CONFIG, index_interval=0) as writer:

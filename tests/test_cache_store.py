@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from avepipe.data.cache import FeatureCache
-from avepipe.data.cache_layout import link_name, parts_dir
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.data.cache import CacheWriter, FeatureCache
+from avepipe.data.cache.layout import link_name, parts_dir
 from tests._cache_helpers import CONFIG, make_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,8 +86,11 @@ def test_different_extractor_is_refused_naming_the_field(tmp_path):
     cache = tmp_path / "feats.h5"
     with CacheWriter(cache, CONFIG) as writer:
         writer.write(make_features("v"))
-    with pytest.raises(UserError, match=r"differences: fps: 16 vs 8"):
+    with pytest.raises(UserError) as refused:
         CacheWriter(cache, replace(CONFIG, fps=8))
+    assert str(refused.value) == (f"{cache}: features from a different extractor than this extraction (cache vs "
+                                  f"extraction: fps: 16 vs 8); refusing to mix features; use another cache path "
+                                  f"or the same options")
     # also when the index is gone and only parts remain
     cache.unlink()
     with pytest.raises(UserError, match=r"visual_weights: 'random:7' vs 'random:8'"):
@@ -128,7 +130,7 @@ def test_reader_in_another_process_while_writer_runs(tmp_path):
     cache = tmp_path / "feats.h5"
     script = (
         "import sys\n"
-        "from data.cache import FeatureCache\n"
+        "from avepipe.data.cache import FeatureCache\n"
         "r = FeatureCache(sys.argv[1])\n"
         "print(','.join(r.ids)); print(r.read('w1').visual.sum())\n"
     )

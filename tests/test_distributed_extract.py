@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avepipe.data import cache_layout as layout
-from avepipe.data.cache import FeatureCache
-from avepipe.data.shards import Shard, parse_shard, shard_of
+from avepipe.data.cache import FeatureCache, layout
+from avepipe.data.cache.shards import Shard, parse_shard, shard_of
 from avepipe.errors import UserError
 from tests._distributed_helpers import REPO, avepipe, env, run, torchrun
 from tests._extract_helpers import simple_clip

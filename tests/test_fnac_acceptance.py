@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from avepipe.source_api import evaluate_source, run_source_training
-from avepipe.source_experiment import compare_fnac_baseline
-from avepipe.data.moving_sources import MovingSourceSpec, make_moving_sources
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.source.api import evaluate_source, run_source_training
+from tests.generators.source_experiment import compare_fnac_baseline
+from tests.generators.moving_sources import MovingSourceSpec, make_moving_sources
+from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 
 

@@ -1,4 +1,4 @@
-"""`avepipe train --task source` and `avepipe evaluate --task source` on a small moving-sources cache."""
+"""`avepipe source train` and `avepipe source evaluate` on a small moving-sources cache."""
 from __future__ import annotations
 
 import csv
@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from avepipe.cli import main
-from avepipe.source_api import evaluate_source
-from avepipe.data.moving_sources import MovingSourceSpec, make_moving_sources
-from avepipe.extract.cache_writer import CacheWriter
+from avepipe.source.api import evaluate_source
+from tests.generators.moving_sources import MovingSourceSpec, make_moving_sources
+from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint
@@ -39,7 +39,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(data):
     common = ["--epochs", "1", "--batch-size", "16", "--seed", "1", "--device", "cpu"]
-    results = {name: CliRunner().invoke(main, ["train", str(data / "cache.h5"), "--task", "source",
+    results = {name: CliRunner().invoke(main, ["source", "train", str(data / "cache.h5"),
                                                "-o", str(data / name), *common, *flags])
                for name, flags in (("fnac", []), ("baseline", ["--no-fns", "--no-tne"]))}
     return results
@@ -63,7 +63,7 @@ def test_train_writes_checkpoint_metrics_and_plot(data, runs):
 
 
 def test_train_help_shows_the_source_defaults():
-    result = CliRunner().invoke(main, ["train", "--help"])
+    result = CliRunner().invoke(main, ["source", "train", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     for default in ("authors (their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive-only",
@@ -71,24 +71,25 @@ def test_train_help_shows_the_source_defaults():
         assert default in text
 
 
-def test_train_refuses_options_of_the_other_task_and_an_existing_run(data, runs, tmp_path):
-    event_option = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "--task", "source", "-o",
-                                             str(tmp_path / "r"), "--annotations", "labels.csv", "--tau", "0.1"])
-    assert event_option.exit_code == 2
-    assert "error: --annotations, --tau: not an option of --task source" in event_option.output
+def test_each_task_has_only_its_own_options_and_an_existing_run_is_kept(data, runs, tmp_path):
+    event_option = CliRunner().invoke(main, ["source", "train", str(data / "cache.h5"), "-o", str(tmp_path / "r"),
+                                             "--annotations", "labels.csv"])
+    assert event_option.exit_code == 2 and "No such option '--annotations'" in event_option.output
     source_option = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "-o", str(tmp_path / "r"),
                                               "--annotations", "labels.csv", "--no-fns"])
-    assert source_option.exit_code == 2 and "--no-fns: not an option of --task event" in source_option.output
+    assert source_option.exit_code == 2 and "No such option '--no-fns'" in source_option.output
     no_labels = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "-o", str(tmp_path / "r")])
-    assert no_labels.exit_code == 2 and "--annotations is required for --task event" in no_labels.output
-    again = CliRunner().invoke(main, ["train", str(data / "cache.h5"), "--task", "source", "-o", str(data / "fnac")])
-    assert again.exit_code == 2 and "already holds a sound-source run" in again.output
+    assert no_labels.exit_code == 2 and "Missing option '--annotations'" in no_labels.output
+    again = CliRunner().invoke(main, ["source", "train", str(data / "cache.h5"), "-o", str(data / "fnac")])
+    assert again.exit_code == 2
+    assert f"error: {data / 'fnac'}: already holds a sound-source run (checkpoint/); use another -o" in again.output
     assert not any("Traceback" in r.output for r in (event_option, source_option, no_labels, again))
+    assert not (tmp_path / "r").exists()
 
 
 def test_evaluate_on_the_synth_boxes_matches_the_api(data, runs):
     checkpoint = data / "fnac" / "checkpoint"
-    args = ["evaluate", "--task", "source", str(checkpoint), str(data / "cache.h5"), "--device", "cpu"]
+    args = ["source", "evaluate", str(checkpoint), str(data / "cache.h5"), "--device", "cpu"]
     result = CliRunner().invoke(main, [*args, "--boxes", str(data / "synth" / "boxes.json"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
@@ -105,7 +106,7 @@ def test_evaluate_on_the_synth_boxes_matches_the_api(data, runs):
     bad = CliRunner().invoke(main, [*args, "--boxes", str(data / "described.json"), "--threshold", "2"])
     assert bad.exit_code == 2 and "between 0 and 1, or 'median'" in bad.output
     no_boxes = CliRunner().invoke(main, args)
-    assert no_boxes.exit_code == 2 and "--boxes is required for --task source" in no_boxes.output
+    assert no_boxes.exit_code == 2 and "Missing option '--boxes'" in no_boxes.output
 
 
 def test_a_checkpoint_of_the_other_task_is_refused_by_name(data, runs, tmp_path):
@@ -114,21 +115,32 @@ def test_a_checkpoint_of_the_other_task_is_refused_by_name(data, runs, tmp_path)
     source = data / "fnac" / "checkpoint"
     as_event = CliRunner().invoke(main, ["evaluate", str(source), str(data / "cache.h5"), "--annotations", "x.csv"])
     assert as_event.exit_code == 2
-    assert "this is a sound-source checkpoint" in as_event.output and "use --task source" in as_event.output
-    as_source = CliRunner().invoke(main, ["evaluate", "--task", "source", str(event), str(data / "cache.h5"),
+    assert (f"error: {source}: this is a sound-source checkpoint, not an event (PSP/CPSP) one; "
+            "use `avepipe source evaluate`") in as_event.output
+    as_source = CliRunner().invoke(main, ["source", "evaluate", str(event), str(data / "cache.h5"),
                                           "--boxes", str(data / "described.json")])
     assert as_source.exit_code == 2
-    assert "this is an event (PSP/CPSP) checkpoint" in as_source.output and "use --task event" in as_source.output
+    assert (f"error: {event}: this is an event (PSP/CPSP) checkpoint, not a sound-source one; "
+            "use `avepipe evaluate`") in as_source.output
     assert "Traceback" not in as_event.output + as_source.output
 
 
-def test_evaluate_refuses_options_of_the_other_task(data, runs):
+def test_evaluate_commands_have_only_their_own_task_options(data, runs):
     checkpoint = str(data / "fnac" / "checkpoint")
-    event_option = CliRunner().invoke(main, ["evaluate", "--task", "source", checkpoint, str(data / "cache.h5"),
+    event_option = CliRunner().invoke(main, ["source", "evaluate", checkpoint, str(data / "cache.h5"),
                                              "--boxes", str(data / "described.json"), "--split", "val", "--limit", "2"])
-    assert event_option.exit_code == 2
-    assert "error: --limit: not an option of --task source" in event_option.output
+    assert event_option.exit_code == 2 and "No such option '--limit'" in event_option.output
     source_option = CliRunner().invoke(main, ["evaluate", checkpoint, str(data / "cache.h5"),
                                               "--annotations", "x.csv", "--threshold", "median"])
-    assert source_option.exit_code == 2 and "--threshold: not an option of --task event" in source_option.output
+    assert source_option.exit_code == 2 and "No such option '--threshold'" in source_option.output
     assert "Traceback" not in event_option.output + source_option.output
+
+
+def test_source_subcommand_reports_user_errors_when_invoked_on_its_own(data, tmp_path):
+    """The one-line error lives on every command, not only on the top-level group."""
+    from avepipe.commands.source import evaluate
+
+    result = CliRunner().invoke(evaluate, [str(tmp_path / "none"), str(data / "cache.h5"), "--boxes", "b.json"])
+    assert result.exit_code == 2
+    missing = tmp_path / "none"
+    assert result.output == f"error: {missing / 'config.json'}: not found (is {missing} an avepipe checkpoint directory?)\n"

@@ -8,9 +8,9 @@ import pytest
 from matplotlib.image import imread
 
 from avepipe.errors import UserError
-from avepipe.source_api import load_boxes
-from avepipe.source_heatmaps import overlay_heatmap, write_event_heatmaps
-from avepipe.source_metrics import (auc, binarise, box_mask, box_to_grid, ciou, evaluate_maps, mask_iou,
+from avepipe.source.api import load_boxes
+from avepipe.source.heatmaps import overlay_heatmap, write_event_heatmaps
+from avepipe.source.metrics import (auc, binarise, box_mask, box_to_grid, ciou, evaluate_maps, mask_iou,
                                     peak_position, upsample_map)
 
 FRAME = (224, 224)

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from avepipe.extract.provenance import ExtractorConfig
 from avepipe.localize_schema import VIDEO
 from avepipe.plots import plot_attention, plot_connections, plot_timeline
 from tests._localize_helpers import (CLASSES, RedAndLoudNet, check_png, red_and_loud_localizer, schema_errors, seconds_of,
@@ -31,10 +32,12 @@ def test_events_at_known_seconds_and_the_ave_definition(tmp_path):
     assert set(probabilities) == set(CLASSES) and sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_37_second_video_is_windowed_and_fully_covered(tmp_path):
+@pytest.mark.parametrize("fixed", [None, 10], ids=["any-T", "features-of-fixed-T"])
+def test_a_37_second_video_is_windowed_and_fully_covered(tmp_path, fixed):
+    """Also when the checkpoint's features had a fixed T (an imported AVE checkpoint records 10): no cropping."""
     events = {0, 1, 2, 17, 18, 30, 31, 32, 36}
     path = write_video(tmp_path / "long.mp4", _pattern(37, events), _pattern(37, events))
-    localizer = red_and_loud_localizer(segments=10)
+    localizer = red_and_loud_localizer(segments=10, extractor=ExtractorConfig(fps=2, segments=fixed))
     calls = []
     original = localizer.net.forward
 

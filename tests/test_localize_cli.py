@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from avepipe.cli import main
 from avepipe.localize_schema import SCHEMA
-from avepipe.extract.encoders import build_encoders
+from avepipe.extract.backbones import build_encoders
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint
 from tests._localize_helpers import check_png, schema_errors, write_video

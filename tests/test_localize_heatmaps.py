@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from avepipe.cli import main
 from avepipe.localize_schema import SCHEMA, SEGMENT
 from avepipe.localizer import Localizer
-from avepipe.source_heatmaps import to_frame_aspect
-from avepipe.source_metrics import point_in_box
+from avepipe.source.heatmaps import to_frame_aspect
+from avepipe.source.metrics import point_in_box
 from avepipe.data.video_writer import tone, write_test_video
-from avepipe.extract.encoders import build_encoders
+from avepipe.extract.backbones import build_encoders
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint
@@ -144,7 +144,7 @@ def test_cli_refuses_mixed_extractors_and_swapped_checkpoints(checkpoints):
     clip = str(videos / "clip.mp4")
     mixed = CliRunner().invoke(main, ["localize", clip, "-c", str(event), "--source-checkpoint", str(other)])
     assert mixed.exit_code == 2
-    assert "made with another extractor" in mixed.output and "fps: 2 vs 1" in mixed.output
+    assert "different extractor than" in mixed.output and "(source vs event: fps: 2 vs 1)" in mixed.output
     swapped = CliRunner().invoke(main, ["localize", clip, "-c", str(source)])
     assert swapped.exit_code == 2
     assert "this is a sound-source checkpoint" in swapped.output and "give it as --source-checkpoint" in swapped.output

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from avepipe import models
-from avepipe.commands.import_checkpoint import AVE_CLASSES, import_checkpoint
+from avepipe.commands.import_checkpoint import ave_classes, import_checkpoint
 from avepipe.errors import UserError
 from avepipe.training import TrainConfig
 from avepipe.extract.provenance import AVE_RELEASED, ExtractorConfig
@@ -18,6 +18,7 @@ from avepipe.models.checkpoint import import_authors_state_dict, load_checkpoint
 from tests._paths import AVE_DIR
 
 ANNOTATIONS = AVE_DIR / "Annotations.txt"
+AVE_CLASSES = ave_classes()
 
 _LSTM = {f"{kind}_{part}_l0{suffix}": (512, 128) if kind == "weight" else (512,)
          for kind in ("weight", "bias") for part in ("ih", "hh") for suffix in ("", "_reverse")}
@@ -125,7 +126,8 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, model_name, sett
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["class_names"] == classes
     assert ExtractorConfig.from_json(json.dumps(config["extractor"])) == extractor
-    assert config["model"] == {"model": model_name, "setting": setting, "tau": 0.05, "num_classes": 28}
+    loss = {"cpsp_loss": "released"} if model_name == "cpsp" else {}
+    assert config["model"] == {"model": model_name, "setting": setting, "tau": 0.05, "num_classes": 28, **loss}
     loaded, info = load_checkpoint(tmp_path / "ckpt")
     assert info.class_names == classes and info.extractor == extractor and info.extra == {"epoch": 4}
     audio, visual = _inputs(37)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from avepipe.source_baselines import GRID, Samples, baseline_metrics, best_fixed_cell, cell_hits, one_hot_maps
-from avepipe.source_evaluation import split_videos
+from avepipe.source.baselines import GRID, Samples, baseline_metrics, best_fixed_cell, cell_hits, one_hot_maps
+from avepipe.source.evaluation import split_videos
 
 FRAME = (70, 70)      # 7x7 cells of 10x10 pixels
 

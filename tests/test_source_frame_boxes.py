@@ -7,8 +7,8 @@ import pytest
 
 from avepipe.data.synth import generate_dataset
 from avepipe.errors import UserError
-from avepipe.source_api import load_boxes
-from avepipe.source_frame_boxes import union_per_second
+from avepipe.source.api import load_boxes
+from avepipe.source.frame_boxes import union_per_second
 
 
 def test_a_second_is_the_union_of_its_sampled_frames_only():

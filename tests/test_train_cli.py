@@ -112,7 +112,7 @@ def test_train_refuses_mixed_extractors_and_resume_on_other_cache(ave_run, tmp_p
     assert "different extractor" in mixed.output and "visual_weights: 'random:7' vs 'random:0'" in mixed.output
     resumed = CliRunner().invoke(main, ["train", str(other), "-o", str(run), "--resume", *common])
     assert resumed.exit_code == 2
-    assert "extractor differs from the run" in resumed.output and "visual_weights" in resumed.output
+    assert f"different extractor than the run in {run} (run vs cache: visual_weights: " in resumed.output
     again = CliRunner().invoke(main, ["train", str(cache), "-o", str(run), *common])
     assert again.exit_code == 2 and "--resume" in again.output
 

@@ -1,29 +1,18 @@
 """``avepipe cache``: inspect a feature cache and move features in and out of the official AVE layout."""
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import click
 
+from avepipe.commands.base import Group
 from avepipe.commands.options import ANNOTATIONS
 from avepipe.errors import UserError
 
 
-def _user_errors(func):
-    """Show UserError as one ``error: ...`` line on stderr with exit status 2, never a traceback."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise SystemExit(2) from None
-    return wrapper
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group)
 def cache():
     """Inspect feature caches and convert to/from the official AVE layout.
 
@@ -33,11 +22,10 @@ def cache():
     """
 
 
-@cache.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cache.command()
 @click.argument("cache_path", metavar="CACHE", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object (for scripts) instead of text.")
-@_user_errors
 def info(cache_path: Path, as_json: bool):
     """Summarise CACHE: videos, segment counts, dtype, videos without audio/video,
     extractor provenance, size on disk, errors of the last run and, for a sharded
@@ -46,43 +34,18 @@ def info(cache_path: Path, as_json: bool):
     Works while an extraction is still writing to CACHE (it shows the videos
     finished so far).
     """
-    from avepipe.data.cache import FeatureCache
+    from avepipe.data.cache import FeatureCache, format_summary
 
     summary = FeatureCache(cache_path).info()
-    if as_json:
-        click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
-        return
-    dtype = summary["dtype"]
-    lines = [
-        f"cache:        {summary['path']}",
-        f"videos:       {summary['videos']} ({summary['segments_total']} segments)",
-        "segments:     " + (", ".join(f"T={t}: {n}" for t, n in summary["segments_histogram"].items()) or "-"),
-        f"dtype:        visual {dtype['visual']}, audio {dtype['audio']}",
-        f"no audio:     {summary['no_audio']}",
-        f"no video:     {summary['no_video']}",
-        f"size on disk: {summary['size_bytes'] / 2**20:.1f} MiB",
-        f"errors:       {summary['errors_last_run']} in the last run",
-        "extractor:" + ("      (RANDOM backbones: smoke tests only)" if summary["random_backbones"] else ""),
-    ]
-    lines += [f"  {key}: {value}" for key, value in summary["extractor"].items()]
-    if summary["shards"]:
-        complete = sum(s["complete"] for s in summary["shards"])
-        lines.append(f"shards:       {complete} of {len(summary['shards'])} complete")
-        for s in summary["shards"]:
-            missing = "" if s["complete"] else (f", missing {s['missing_count']}: " + ", ".join(s["missing"])
-                                                 + (", ..." if s["missing_count"] > len(s["missing"]) else ""))
-            failed = f", {s['failed_last_run']} failed in its last run" if s["failed_last_run"] else ""
-            lines.append(f"  shard {s['shard']}: {s['done']} of {s['expected']} done{failed}{missing}")
-    click.echo("\n".join(lines))
+    click.echo(json.dumps(summary, indent=1, ensure_ascii=False) if as_json else format_summary(summary))
 
 
-@cache.command("export-ave", context_settings={"help_option_names": ["-h", "--help"]})
+@cache.command("export-ave")
 @click.argument("cache_path", metavar="CACHE", type=click.Path(path_type=Path))
 @click.argument("outdir", metavar="OUTDIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--annotations", type=ANNOTATIONS, default=None,
               help="Annotations.txt (or CSV) whose rows set the row order of the output; every video in it must "
                    "be in CACHE. Default: the rows recorded when CACHE was made by import-ave.")
-@_user_errors
 def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
     """Write CACHE as the official AVE layout into OUTDIR.
 
@@ -93,13 +56,13 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
     kept at import are copied back. A cache imported with import-ave exports
     byte-identical datasets.
     """
-    from avepipe.data.ave_layout import export_ave as run
+    from avepipe.data.cache import export_ave as run
 
     for path in run(cache_path, outdir, annotations=annotations):
         click.echo(f"wrote {path}")
 
 
-@cache.command("import-ave", context_settings={"help_option_names": ["-h", "--help"]})
+@cache.command("import-ave")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", "cache_path", required=True, type=click.Path(path_type=Path),
               help="Cache to create or extend (e.g. ave.h5). Rerunning skips videos already imported.")
@@ -122,7 +85,6 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
               show_default=True,
               help="Storage dtype in the cache. 'source' keeps each file's dtype (float32 or float64) so "
                    "export-ave gives back identical bytes; float16 halves the size.")
-@_user_errors
 def import_ave(directory: Path, cache_path: Path, annotations: Path | None, row_ids: bool, audio_only: bool,
                visual_only: bool, visual_file: str, audio_file: str, dtype: str):
     """Import the official AVE feature layout from DIR into a cache.
@@ -138,7 +100,7 @@ def import_ave(directory: Path, cache_path: Path, annotations: Path | None, row_
     avepipe cache import-ave AVE_DIR --audio-file audio_feature_noisy.h5
     --audio-only --row-ids -o noisy.h5
     """
-    from avepipe.data.ave_layout import import_ave as run
+    from avepipe.data.cache import import_ave as run
 
     if audio_only and visual_only:
         raise UserError("--audio-only and --visual-only exclude each other")

@@ -1,23 +1,21 @@
-"""``avepipe import-checkpoint``: turn the PSP authors' released .pth into an avepipe checkpoint."""
+"""``avepipe import-checkpoint``: turn the PSP/CPSP authors' released .pth into an avepipe checkpoint."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from avepipe.data.annotations import BACKGROUND
+from avepipe.commands.base import Command
 from avepipe.errors import UserError
 
-# The 28 AVE event classes in order of first appearance in Annotations.txt (the authors'
-# class indices); tests check this list against ../shared/ave/Annotations.txt.
-AVE_CLASSES = [
-    "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
-    "Race car, auto racing", "Female speech, woman speaking", "Helicopter", "Violin, fiddle",
-    "Flute", "Ukulele", "Frying (food)", "Truck", "Shofar", "Motorcycle", "Acoustic guitar",
-    "Train horn", "Clock", "Banjo", "Goat", "Baby cry, infant cry", "Bus", "Chainsaw", "Cat",
-    "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin",
-]
-BACKGROUND = "background"
+
+def ave_classes() -> list[str]:
+    """The 28 AVE event classes in the authors' index order: first appearance in the bundled Annotations.txt."""
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.ave_metadata import AVE_ANNOTATIONS
+
+    return load_annotations(AVE_ANNOTATIONS).event_classes
 
 
 def read_class_file(path: Path) -> list[str]:
@@ -28,22 +26,27 @@ def read_class_file(path: Path) -> list[str]:
         raise UserError(f"{path}: cannot read class names ({exc})") from None
     if names and names[-1] == BACKGROUND:
         names = names[:-1]
-    if len(names) != len(AVE_CLASSES):
-        raise UserError(f"{path}: {len(names)} event classes, but the released models have {len(AVE_CLASSES)}")
+    expected = len(ave_classes())
+    if len(names) != expected:
+        raise UserError(f"{path}: {len(names)} event classes, but the released models have {expected}")
     return names + [BACKGROUND]
 
 
-@click.command("import-checkpoint")
+@click.command("import-checkpoint", cls=Command)
 @click.argument("state_dict", type=click.Path(path_type=Path))
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), required=True,
-              help="Which released model the file holds: fully or weakly supervised PSP.")
+              help="Which released model the file holds: fully or weakly supervised (CPSP: fully only).")
+@click.option("--model", "model_name", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
+              help="psp: the PSP authors' CVPR 2021 files. cpsp: the CPSP authors' fully supervised CPSP or "
+                   "SSPSP files (recorded as trained with --cpsp-loss released).")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True,
               help="Checkpoint directory to write (model.safetensors + config.json).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), default=None,
               help="Text file with the 28 event class names, one per line, in the model's index order "
                    "(default: the AVE classes in Annotations.txt order).")
-def import_checkpoint(state_dict: Path, setting: str, output: Path, classes_file: Path | None) -> None:
-    """Convert the PSP authors' released STATE_DICT (.pth) into an avepipe checkpoint.
+def import_checkpoint(state_dict: Path, setting: str, model_name: str, output: Path,
+                      classes_file: Path | None) -> None:
+    """Convert the PSP/CPSP authors' released STATE_DICT (.pth) into an avepipe checkpoint.
 
     The file is read with torch.load(weights_only=True) (no code is executed); layers the
     released file has but the model does not use are ignored. The checkpoint records the
@@ -52,12 +55,12 @@ def import_checkpoint(state_dict: Path, setting: str, output: Path, classes_file
     from avepipe.extract.provenance import AVE_RELEASED
     from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
-    try:
-        class_names = read_class_file(classes_file) if classes_file else AVE_CLASSES + [BACKGROUND]
-        model = import_authors_state_dict(state_dict, setting)
-        save_checkpoint(output, model, class_names, AVE_RELEASED,
-                        extra={"imported_from": state_dict.name, "source": "PSP authors' released weights"})
-    except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(f"wrote {output} ({setting} PSP, tau={model.tau}, {len(class_names)} classes)")
+    if model_name == "cpsp" and setting != "fully":
+        raise UserError(f"{state_dict}: CPSP is imported fully supervised only (--setting fully); the "
+                        "authors' weakly supervised CPSP script cannot run as released")
+    class_names = read_class_file(classes_file) if classes_file else ave_classes() + [BACKGROUND]
+    model = import_authors_state_dict(state_dict, setting, model_name)
+    save_checkpoint(output, model, class_names, AVE_RELEASED,
+                    extra={"imported_from": state_dict.name,
+                           "source": f"{model_name.upper()} authors' released weights"})
+    click.echo(f"wrote {output} ({setting} {model_name.upper()}, tau={model.tau}, {len(class_names)} classes)")

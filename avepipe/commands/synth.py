@@ -1,11 +1,9 @@
 """`avepipe synth`: write a synthetic AVE-like dataset of real MP4 files with known labels."""
 from __future__ import annotations
 
-import sys
-
 import click
 
-from avepipe.errors import UserError
+from avepipe.commands.base import Command
 
 
 def _parse_size(ctx, param, value: str) -> tuple[int, int]:
@@ -26,7 +24,7 @@ def _parse_fractions(ctx, param, value: str) -> tuple[float, float, float]:
     return parts
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--videos", default=40, show_default=True, help="Number of videos to write.")
 @click.option("--classes", default=4, show_default=True,
@@ -54,14 +52,10 @@ def synth(out_dir, videos, classes, seconds, seed, size, fps, sample_rate, chann
     per frame) and scenes.json (what is seen and heard each second)."""
     from avepipe.data.synth import generate_dataset
 
-    try:
-        dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
-                                   fps=fps, sample_rate=sample_rate, channels=channels,
-                                   background_fraction=background_fraction, split_fractions=split_fractions,
-                                   object_size=object_size)
-    except UserError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
+                               fps=fps, sample_rate=sample_rate, channels=channels,
+                               background_fraction=background_fraction, split_fractions=split_fractions,
+                               object_size=object_size)
     sizes = ", ".join(f"{name} {len(ids)}" for name, ids in dataset.splits.items())
     click.echo(f"wrote {len(dataset.videos)} videos to {dataset.root / 'videos'} ({sizes})")
     click.echo(f"annotations: {dataset.annotations_path}")

@@ -1,0 +1,121 @@
+"""An event-model training run from feature caches and labels: started fresh, or resumed exactly.
+
+``train_event_model`` is what ``avepipe train`` runs: it checks a resumed run against its
+stored state, resolves the splits (official or a seeded random one, written into the run
+so ``avepipe evaluate`` finds the same held-out videos), builds the datasets and the model,
+and fits it, warning when the run makes too few optimiser steps to learn or ends
+no better than always answering the majority class (avepipe/baselines.py).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from avepipe.errors import UserError
+from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
+from avepipe.training import TrainConfig, TrainResult
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def run_config(run_dir: Path, extractor: ExtractorConfig, cache_path: Path, model: str, setting: str,
+               given: dict, resume: bool) -> tuple[TrainConfig, list[str] | None]:
+    """The run's ``TrainConfig`` and, when resuming, its class names.
+
+    Fresh: the published defaults of ``model``/``setting`` with ``given`` on top, in a run
+    directory that holds no run yet. Resumed: the stored config (``given`` may only extend
+    ``epochs``), on features of the run's own extractor.
+    """
+    from avepipe.training import defaults_for, stored_run
+
+    if not resume:
+        if (run_dir / "last").exists():
+            raise UserError(f"{run_dir}: already holds a run; use --resume to continue it or another -o")
+        return defaults_for(model, setting, **given), None
+    config, run_extractor, class_names = stored_run(run_dir)
+    require_same_extractor(run_extractor, extractor, str(cache_path), f"the run in {run_dir}", ("run", "cache"),
+                           "resume with the run's cache")
+    changed = [f"{k}: run {getattr(config, k)!r} vs given {v!r}" for k, v in given.items()
+               if k != "epochs" and getattr(config, k) != v]
+    if changed:
+        raise UserError(f"{run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
+    if "epochs" in given:
+        config = replace(config, epochs=given["epochs"])
+    return config, class_names
+
+
+def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: Path, *, model: str = "psp",
+                      setting: str = "fully", hyper: dict | None = None, splits_dir: Path | None = None,
+                      val_fraction: float = 0.1, test_fraction: float = 0.1, limit: int | None = None,
+                      background_caches: Sequence[Path] = (), device: str | None = None, workers: int = 0,
+                      in_memory: bool | str = "auto", resume: bool = False,
+                      log: Callable[[str], None] = _stderr) -> TrainResult:
+    """Train (or ``resume``) a PSP/CPSP model on ``caches`` into ``run_dir``; ``hyper`` overrides defaults.
+
+    ``in_memory``: True, False or "auto" (hold the features in RAM when they fit). Under
+    torchrun every rank calls this; only rank 0 writes.
+    """
+    from avepipe import baselines, distributed
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.cache import CacheSet
+    from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
+    from avepipe.data.splits import resolve_splits, write_splits
+    from avepipe.models import build_model
+    from avepipe.training import Trainer, seed_everything
+
+    run_dir, caches, background_caches = Path(run_dir), list(caches), list(background_caches)
+    cache_set = CacheSet([*caches, *background_caches])
+    extractor = cache_set.config
+    opened = cache_set.caches
+    config, run_classes = run_config(run_dir, extractor, opened[0].path, model, setting, dict(hyper or {}), resume)
+
+    annotations = load_annotations(annotations_path)
+    if run_classes is not None and run_classes != annotations.classes:
+        raise UserError(f"{annotations_path}: class list differs from the run's checkpoint")
+    available = {vid for c in opened[:len(caches)] for vid in c.ids}
+    splits, origin = resolve_splits(annotations, annotations_path, splits_dir, available, val_fraction,
+                                    test_fraction, config.seed)
+    train_ids, val_ids = splits["train"], splits["val"]
+    if limit:
+        train_ids, val_ids = train_ids[:limit], val_ids[:limit]
+    if not train_ids or not val_ids:
+        raise UserError(f"{annotations_path}: empty train or validation split ({origin})")
+    ranks = distributed.env_ranks()
+    if ranks.is_main:
+        log(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos")
+        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+        write_splits(run_dir / "splits", annotations, splits)    # evaluate finds the same held-out videos here
+
+    if in_memory == "auto" and ranks.local_world_size > 1:
+        # Every rank on this machine would hold its own copy: decide for all of them together.
+        segments = opened[0].summary(opened[0].ids[0]).segments
+        in_memory = (estimated_bytes((len(train_ids) + len(val_ids)) * ranks.local_world_size, segments)
+                     < MEMORY_SHARE * available_memory_bytes())
+    train_set = FeatureDataset(caches, annotations, train_ids, in_memory=in_memory,
+                               background_caches=background_caches)
+    val_set = FeatureDataset(caches, annotations, val_ids, in_memory=in_memory)
+
+    seed_everything(config.seed)
+    net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1,
+                      cpsp_loss=config.cpsp_loss)
+    device = distributed.local_device(device, ranks) if ranks.distributed else device
+    trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
+                      device=device, workers=workers)
+    if resume:
+        trainer.resume()
+    if ranks.is_main:
+        _warn(log, baselines.few_steps_warning(len(train_set), config.batch_size, config.epochs))
+    result = trainer.fit()
+    if ranks.is_main:
+        majority = baselines.majority_accuracy(train_set.segment_labels, val_set.segment_labels)
+        _warn(log, baselines.near_majority_warning(result.best_val_accuracy, majority))
+    return result
+
+
+def _warn(log: Callable[[str], None], message: str | None) -> None:
+    if message:
+        log(message)

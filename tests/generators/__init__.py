@@ -1,0 +1,1 @@
+"""Generated data with known answers, for the tests and the benchmarks (not installed with avepipe)."""

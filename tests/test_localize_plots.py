@@ -1,0 +1,50 @@
+"""Pictures are drawn on Figure objects: importing or calling avepipe's plotting leaves matplotlib's backend alone."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+# Runs in a fresh interpreter: in this one, another test may already have imported the modules.
+SCRIPT = """
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("pdf")   # a user's choice, e.g. a notebook's inline backend
+import avepipe.evaluation, avepipe.plots, avepipe.source.heatmaps, avepipe.source.training, avepipe.training
+after_import = matplotlib.get_backend()
+
+from avepipe.results import LocalizationResult, SegmentPrediction
+
+out = Path(sys.argv[1])
+names = ["dog", "background"]
+segments = [SegmentPrediction(t, names[t % 2], 0.9) for t in range(4)]
+result = LocalizationResult("v", 4.0, True, segments, [], [])
+result.thumbnails = np.zeros((4, 32, 32, 3), np.uint8)
+result.attention = np.ones((4, 7, 7), np.float32) / 49
+result.gamma_va = result.gamma_av = np.eye(4, dtype=np.float32)
+avepipe.plots.plot_timeline(result, out / "timeline.png", names, truth=names * 2)
+avepipe.plots.plot_connections(result, out / "connections.png")
+avepipe.plots.plot_attention(result, out / "attention.png")
+report = avepipe.evaluation.build_report(np.array([[0, 1]]), np.array([[0, 0]]), names, "test")
+avepipe.evaluation.plot_confusion(out / "confusion.png", report)
+avepipe.training.plot_curves(out / "curves.png", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}])
+avepipe.source.training.plot_losses([{"epoch": 1, "loss": 1.0, "contrastive": 1.0, "fns_audio": 0.0,
+                                      "fns_visual": 0.0, "tne": 0.0}], out / "loss.png")
+print(after_import, matplotlib.get_backend())
+"""
+
+
+def test_importing_and_plotting_leave_the_backend_unchanged(tmp_path):
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["pdf", "pdf"]
+    for name in ("timeline", "connections", "attention", "confusion", "curves", "loss"):
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.format == "PNG" and image.size[0] > 100

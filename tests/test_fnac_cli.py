@@ -66,7 +66,7 @@ def test_train_help_shows_the_source_defaults():
     result = CliRunner().invoke(main, ["source", "train", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for default in ("authors (their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive-only",
+    for default in ("authors (their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive",
                     "weight decay 1e-4", "--no-fns", "--no-tne", "--schedule [small-data|authors]"):
         assert default in text
 

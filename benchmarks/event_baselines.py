@@ -29,16 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._machine import machine  # noqa: E402
+
 CLASSES = ["a", "b", "c", "d", "background"]
-
-
-def cpu() -> dict:
-    """The CPU model and its SIMD flags, from /proc/cpuinfo."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
-                  if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    simd = [f for f in fields.get("flags", "").split() if f.startswith(("avx", "sse4", "fma"))]
-    return {"cpu": fields.get("model name"), "flags": simd}
 
 
 def psp_test_accuracy(train_set, val_set, test_set, seed: int, **schedule) -> float:
@@ -88,7 +81,7 @@ def main() -> None:
             "linear_probe": probe.accuracy(*baselines.segment_features(test_set)),
         })
     means = {k: round(statistics.mean(r[k] for r in rows), 4) for k in rows[0] if k != "seed"}
-    print(json.dumps({"benchmark": "event_baselines", **cpu(), "videos": sizes, "epochs": args.epochs,
+    print(json.dumps({"benchmark": "event_baselines", **machine(), "videos": sizes, "epochs": args.epochs,
                       "noise": args.noise, "published_steps": baselines.optimiser_steps(sizes[0], 128, args.epochs),
                       "small_steps": baselines.optimiser_steps(sizes[0], 8, args.epochs), "mean": means,
                       "per_seed": rows, "seconds": round(time.perf_counter() - started, 1)}))

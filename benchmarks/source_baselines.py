@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import machine  # noqa: E402
 
 KEYS = ("peak_in_box", "auc", "ciou")
 
@@ -96,7 +97,7 @@ def main() -> None:
         print(json.dumps(row), file=sys.stderr, flush=True)
     names = [k for k in rows[0] if k != "seed"]
     mean = {name: {k: round(statistics.mean(r[name][k] for r in rows), 4) for k in KEYS} for name in names}
-    print(json.dumps({"benchmark": "source_baselines", "cpu": platform.processor() or platform.machine(),
+    print(json.dumps({"benchmark": "source_baselines", **machine(),
                       "object_cells": args.object_cells, "train_videos": args.videos,
                       "test_seconds": len(scored), "schedule": args.schedule,
                       "settings": {k: v for k, v in schedule.items()}, "mean": mean, "per_seed": rows,

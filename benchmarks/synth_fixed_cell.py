@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import machine  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
         rows.append({"object_size": size, "box_share_of_frame": round(area, 3), "scored_seconds": len(scored),
                      **{f"{name}_{k}": round(found[name][k], 3) for name in ("fixed_cell", "random_cell")
                         for k in ("peak_in_box", "auc")}})
-    print(json.dumps({"benchmark": "synth_fixed_cell", "cpu": platform.processor() or platform.machine(),
+    print(json.dumps({"benchmark": "synth_fixed_cell", **machine(),
                       "videos": args.videos, "seed": args.seed, "rows": rows}))
 
 

@@ -22,7 +22,7 @@ from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.models.checkpoint import save_checkpoint
 from avepipe.models.fnac import SoundSourceLocalizer
 
-# Named schedules of ``avepipe train --task source --schedule``: the authors' train.py, and the
+# Named schedules of ``avepipe source train --schedule``: the authors' train.py, and the
 # one measured to learn small objects from a few hundred short videos (docs/baselines.md: there
 # ~30 optimiser steps make an epoch, where the authors' batch of 128 over 144k pairs makes
 # ~1,100; their 0.9 input dropout and max pooling left FNAC at chance on one-cell objects).

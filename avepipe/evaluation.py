@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +26,7 @@ class EvaluationReport:
     class_support: list[int]              # true segments per class
     confusion: np.ndarray                 # [K,K] rows = truth
     intervals: dict[str, float]
+    baselines: dict[str, dict] = field(default_factory=dict)   # name -> {"segment_accuracy", ...}
 
     def to_json(self) -> dict:
         return {
@@ -37,6 +38,7 @@ class EvaluationReport:
             "intervals": self.intervals,
             "confusion_matrix": {"classes": self.class_names, "rows_are": "truth",
                                  "counts": self.confusion.tolist()},
+            "baselines": self.baselines,
         }
 
     def table(self) -> str:
@@ -49,11 +51,20 @@ class EvaluationReport:
                  f"recall {100 * iv['recall']:.2f}%  F1 {100 * iv['f1']:.2f}%  "
                  f"({iv['true_positives']} matched of {iv['predicted_intervals']} predicted, "
                  f"{iv['true_intervals']} true)",
+                 *(f"  beside it, {baseline_line(name, b)}" for name, b in self.baselines.items()),
                  "", f"{'class':<{width}}  {'segments':>8}  {'accuracy':>8}"]
         for name, support, acc in zip(self.class_names, self.class_support, self.per_class_accuracy):
             shown = "-" if math.isnan(acc) else f"{100 * acc:7.2f}%"
             lines.append(f"{name:<{width}}  {support:>8}  {shown:>8}")
         return "\n".join(lines)
+
+
+def baseline_line(name: str, baseline: dict) -> str:
+    """One line of the evaluation table for a baseline fitted on the training split."""
+    what = {"majority_class": f"always '{baseline.get('class')}' (majority class)",
+            "linear_probe": "linear probe on segment-mean pool5 + VGGish"}[name]
+    return (f"{what}: {100 * baseline['segment_accuracy']:.2f}% "
+            f"(fitted on {baseline['train_videos']} training videos)")
 
 
 def build_report(predicted: np.ndarray, truth: np.ndarray, class_names: Sequence[str], split: str) -> EvaluationReport:
@@ -102,8 +113,12 @@ def write_report(out_dir: Path, report: EvaluationReport) -> None:
 
 def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], annotations_path: str | Path,
                         split: str = "test", splits_dir: str | Path | None = None, device: str | None = None,
-                        batch_size: int = 64, workers: int = 0, limit: int | None = None) -> EvaluationReport:
+                        batch_size: int = 64, workers: int = 0, limit: int | None = None,
+                        linear_probe: bool = False) -> EvaluationReport:
     """Load ``checkpoint``, check the caches' extractor against it, predict ``split`` and score it.
+
+    Beside the model: the majority class of the training split and, with ``linear_probe``, a
+    linear classifier fitted on the training split's features (avepipe/baselines.py).
 
     Split files are looked up in ``splits_dir``, beside the annotations, then in the
     run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
@@ -119,7 +134,8 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
 
     info = read_checkpoint_info(checkpoint)
     check_task(info, "event", checkpoint)
-    require_same_extractor(info.extractor, CacheSet(caches).config, str(caches[0]), f"the checkpoint {checkpoint}",
+    cache_set = CacheSet(caches)
+    require_same_extractor(info.extractor, cache_set.config, str(caches[0]), f"the checkpoint {checkpoint}",
                            ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     annotations = load_annotations(annotations_path, classes=info.class_names)
     if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
@@ -139,4 +155,25 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     device = select_device(device)
     net, _ = load_checkpoint(checkpoint, device=device)
     predicted, _, truth = predict_dataset(net, dataset, batch_size, device, workers, desc=f"evaluating {split}")
-    return build_report(predicted, truth, info.class_names, split)
+    report = build_report(predicted, truth, info.class_names, split)
+    train_ids = [k for k in splits["train"] if annotations.source_id(k) in cache_set]
+    if train_ids:
+        report.baselines = training_split_baselines(FeatureDataset(caches, annotations, train_ids), dataset,
+                                                    info.class_names, linear_probe)
+    return report
+
+
+def training_split_baselines(train_set, dataset, class_names: Sequence[str], linear_probe: bool) -> dict[str, dict]:
+    """Majority class (and the linear probe) fitted on ``train_set``, scored on ``dataset``."""
+    from avepipe import baselines
+
+    truth = dataset.segment_labels
+    majority = baselines.majority_class(train_set.segment_labels)
+    videos = len(train_set)
+    found = {"majority_class": {"segment_accuracy": float(np.mean(truth == majority)),
+                                "class": class_names[majority], "train_videos": videos}}
+    if linear_probe:
+        probe = baselines.fit_linear_probe(*baselines.segment_features(train_set), len(class_names))
+        found["linear_probe"] = {"segment_accuracy": probe.accuracy(*baselines.segment_features(dataset)),
+                                 "train_videos": videos}
+    return found

@@ -70,11 +70,13 @@ def list_videos(arguments) -> tuple[list[Path], list[dict]]:
     return found, errors
 
 
-def write_heatmaps(out_dir: Path, result) -> None:
-    """The frame of each event second at its own aspect with the sound-source heatmap overlaid."""
+def write_heatmaps(out_dir: Path, result, every_second: bool = False) -> None:
+    """The frame of each event second (``every_second``: of every second) at its own aspect with the
+    sound-source heatmap overlaid."""
     from avepipe.source.heatmaps import to_frame_aspect, write_event_heatmaps
 
-    events = [s for s in result.segments if s.source_peak is not None]
+    mapped = 0 if result.source_maps is None else len(result.source_maps)     # no audio: no maps
+    events = [s for s in result.segments if s.source_peak is not None or (every_second and s.second < mapped)]
     if events:
         frames = {s.second: to_frame_aspect(result.thumbnails[s.second], result.frame_size) for s in events}
         write_event_heatmaps(out_dir, result.video, frames, result.source_maps, {s.second: s.label for s in events})
@@ -90,7 +92,7 @@ def localize_videos(videos, checkpoint: Path, *, json_path: Path | None = None, 
                     html_path: Path | None = None, html_video: str = "link",
                     plot_path: Path | None = None, explain_dir: Path | None = None,
                     source_checkpoint: Path | None = None, heatmaps_dir: Path | None = None,
-                    annotations_path: Path | None = None, device: str | None = None,
+                    heatmaps_for: str = "events", annotations_path: Path | None = None, device: str | None = None,
                     vgg_weights: Path | None = None, vggish_weights: Path | None = None,
                     echo: Callable[..., None] = _echo) -> bool:
     """Localise every video of ``videos`` (files or folders), printing a table per video through ``echo``
@@ -148,7 +150,7 @@ def localize_videos(videos, checkpoint: Path, *, json_path: Path | None = None, 
                 plot_connections(result, explain_dir / f"{result.video}_connections.png")
             plot_attention(result, explain_dir / f"{result.video}_attention.png")
         if heatmaps_dir:
-            write_heatmaps(heatmaps_dir, result)
+            write_heatmaps(heatmaps_dir, result, every_second=heatmaps_for == "all")
         result.thumbnails = None  # pictures are written; do not hold frames of every video
     if total:
         echo(f"segment accuracy vs annotations: {correct / total:.1%} ({correct}/{total} seconds)")

@@ -3,7 +3,8 @@
 ``train_event_model`` is what ``avepipe train`` runs: it checks a resumed run against its
 stored state, resolves the splits (official or a seeded random one, written into the run
 so ``avepipe evaluate`` finds the same held-out videos), builds the datasets and the model,
-and fits it.
+and fits it, warning when the run makes too few optimiser steps to learn or ends
+no better than always answering the majority class (avepipe/baselines.py).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: P
     ``in_memory``: True, False or "auto" (hold the features in RAM when they fit). Under
     torchrun every rank calls this; only rank 0 writes.
     """
-    from avepipe import distributed
+    from avepipe import baselines, distributed
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
@@ -106,4 +107,15 @@ def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: P
                       device=device, workers=workers)
     if resume:
         trainer.resume()
-    return trainer.fit()
+    if ranks.is_main:
+        _warn(log, baselines.few_steps_warning(len(train_set), config.batch_size, config.epochs))
+    result = trainer.fit()
+    if ranks.is_main:
+        majority = baselines.majority_accuracy(train_set.segment_labels, val_set.segment_labels)
+        _warn(log, baselines.near_majority_warning(result.best_val_accuracy, majority))
+    return result
+
+
+def _warn(log: Callable[[str], None], message: str | None) -> None:
+    if message:
+        log(message)

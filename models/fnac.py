@@ -35,13 +35,14 @@ class SoundSourceLocalizer(nn.Module):
         fns_weight: float = FNS_WEIGHT,
         tne_weight: float = TNE_WEIGHT,
         foreground_threshold: float = FOREGROUND_THRESHOLD,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         self.config = dict(
             audio_dim=audio_dim, visual_dim=visual_dim, dim=dim, tau=tau,
             dropout_visual=dropout_visual, dropout_audio=dropout_audio,
             use_fns=use_fns, use_tne=use_tne, fns_weight=fns_weight, tne_weight=tne_weight,
-            foreground_threshold=foreground_threshold,
+            foreground_threshold=foreground_threshold, pooling=pooling,
         )
         self.visual_dropout = nn.Dropout(dropout_visual)
         self.visual_proj = nn.Linear(visual_dim, dim)
@@ -77,5 +78,5 @@ class SoundSourceLocalizer(nn.Module):
             self.embed_audio(audio), self.embed_visual(visual), tau=c["tau"],
             use_fns=c["use_fns"], use_tne=c["use_tne"], fns_weight=c["fns_weight"],
             tne_weight=c["tne_weight"], foreground_threshold=c["foreground_threshold"],
-            contrastive_only=contrastive_only,
+            contrastive_only=contrastive_only, pooling=c["pooling"],
         )

@@ -38,9 +38,22 @@ def cross_similarity(audio: Tensor, visual: Tensor) -> Tensor:
     return torch.einsum("nhwc,mc->nmhw", visual, audio)
 
 
-def pooled_logits(cross: Tensor, tau: float = TAU) -> Tensor:
-    """Max over positions of the cross maps, over tau: ``[B_img, B_aud]``."""
-    return cross.flatten(2).amax(dim=2) / tau
+def pooled_logits(cross: Tensor, tau: float = TAU, pooling: str = "max") -> Tensor:
+    """The cross maps pooled over positions, over tau: ``[B_img, B_aud]``.
+
+    ``"max"`` is the authors' (EZ-VSL's) choice: only the strongest position gets a gradient,
+    which on small objects and untrained projections is usually a background position.
+    ``"softmax"`` weights every position by its softmax over the map at temperature tau
+    (detached weights): near the max once the map is peaked, but every position learns
+    while it is flat.
+    """
+    flat = cross.flatten(2)
+    if pooling == "max":
+        return flat.amax(dim=2) / tau
+    if pooling == "softmax":
+        weights = torch.softmax(flat.detach() / tau, dim=2)
+        return (weights * flat).sum(dim=2) / tau
+    raise ValueError(f"unknown pooling {pooling!r} (expected 'max' or 'softmax')")
 
 
 def contrastive_loss(logits: Tensor) -> Tensor:
@@ -88,6 +101,7 @@ def fnac_loss(
     tne_weight: float = TNE_WEIGHT,
     foreground_threshold: float = FOREGROUND_THRESHOLD,
     contrastive_only: bool = False,
+    pooling: str = "max",
 ) -> dict[str, Tensor]:
     """All FNAC terms from L2-normalised embeddings ``audio [B,D]`` and ``visual [B,H,W,D]``.
 
@@ -97,7 +111,7 @@ def fnac_loss(
     total but still reports them.
     """
     cross = cross_similarity(audio, visual)
-    logits = pooled_logits(cross, tau)
+    logits = pooled_logits(cross, tau, pooling)
     zero = logits.new_zeros(())
     parts = {"contrastive": contrastive_loss(logits), "fns_audio": zero, "fns_visual": zero, "tne": zero}
     audio_logits = intra_modal_logits(audio, tau)

@@ -40,8 +40,11 @@ def test_entry_points_on_a_real_cache(tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[0]["tne"]) > 0 and np.isfinite(float(rows[1]["loss"]))
     assert (tmp_path / "run" / "loss.png").stat().st_size > 5000
-    assert json.loads((checkpoint / "config.json").read_text())["extra"]["train_videos"] == 8
-    metrics = evaluate_source(checkpoint, tmp_path / "cache.h5", tmp_path / "boxes.json", device="cpu")
+    splits = json.loads((checkpoint / "config.json").read_text())["extra"]["splits"]
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 1, 1]
+    assert json.loads((checkpoint / "config.json").read_text())["extra"]["train_videos"] == 6
+    metrics = evaluate_source(checkpoint, tmp_path / "cache.h5", tmp_path / "boxes.json", device="cpu",
+                              ids=[f.video_id for f in features])
     assert metrics["samples"] == 7 * 4            # the video without audio is skipped
     assert 0.0 <= metrics["ciou"] <= 1.0 and 0.0 <= metrics["auc"] <= 1.0
     with pytest.raises(UserError, match="cache has no video 'nope'"):

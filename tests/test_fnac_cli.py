@@ -54,7 +54,8 @@ def test_train_writes_checkpoint_metrics_and_plot(data, runs):
         assert config["task"] == "source" and config["class_names"] == []
         assert config["model"]["use_fns"] is switches and config["model"]["use_tne"] is switches
         assert config["extra"]["epochs"] == 1 and config["extra"]["batch_size"] == 16
-        assert config["extra"]["lr"] == 1e-4 and config["extra"]["warmup_epochs"] == 3   # the authors' defaults
+        assert config["extra"]["lr"] == 1e-3 and config["extra"]["warmup_epochs"] == 1   # the small-data schedule
+        assert config["model"]["pooling"] == "softmax" and config["model"]["dropout_visual"] == 0.0
         rows = list(csv.DictReader(open(data / name / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["contrastive"]) > 0
         with Image.open(data / name / "loss.png") as image:
@@ -65,8 +66,8 @@ def test_train_help_shows_the_source_defaults():
     result = CliRunner().invoke(main, ["source", "train", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for default in ("[default: 20, the authors']", "[default: 128]", "[default: 1e-4]", "weight decay 1e-4",
-                    "--no-fns", "--no-tne"):
+    for default in ("authors (their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive",
+                    "weight decay 1e-4", "--no-fns", "--no-tne", "--schedule [small-data|authors]"):
         assert default in text
 
 
@@ -92,14 +93,16 @@ def test_evaluate_on_the_synth_boxes_matches_the_api(data, runs):
     result = CliRunner().invoke(main, [*args, "--boxes", str(data / "synth" / "boxes.json"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert report["samples"] == VIDEOS * SECONDS and report["videos"] == VIDEOS and report["threshold"] == 0.5
+    test_videos = json.loads((checkpoint / "config.json").read_text())["extra"]["splits"]["test"]
+    assert report["samples"] == len(test_videos) * SECONDS and report["videos"] == len(test_videos) >= 1
+    assert report["split"] == "test" and report["threshold"] == 0.5
     # the generator's layout (frame size from scenes.json) reads as the self-describing one does
     assert report == evaluate_source(checkpoint, data / "cache.h5", data / "described.json", device="cpu")
     for key in ("ciou", "auc", "mean_iou", "peak_in_box"):
         assert 0.0 <= report[key] <= 1.0
     median = CliRunner().invoke(main, [*args, "--boxes", str(data / "described.json"), "--threshold", "median"])
     assert median.exit_code == 0, median.output
-    assert "cIoU (fraction of seconds with IoU >= 0.5)" in median.output and "binarised at median" in median.output
+    assert "cIoU: fraction of seconds with IoU >= 0.5" in median.output and "binarised at median" in median.output
     bad = CliRunner().invoke(main, [*args, "--boxes", str(data / "described.json"), "--threshold", "2"])
     assert bad.exit_code == 2 and "between 0 and 1, or 'median'" in bad.output
     no_boxes = CliRunner().invoke(main, args)
@@ -125,8 +128,8 @@ def test_a_checkpoint_of_the_other_task_is_refused_by_name(data, runs, tmp_path)
 def test_evaluate_commands_have_only_their_own_task_options(data, runs):
     checkpoint = str(data / "fnac" / "checkpoint")
     event_option = CliRunner().invoke(main, ["source", "evaluate", checkpoint, str(data / "cache.h5"),
-                                             "--boxes", str(data / "described.json"), "--split", "val"])
-    assert event_option.exit_code == 2 and "No such option '--split'" in event_option.output
+                                             "--boxes", str(data / "described.json"), "--split", "val", "--limit", "2"])
+    assert event_option.exit_code == 2 and "No such option '--limit'" in event_option.output
     source_option = CliRunner().invoke(main, ["evaluate", checkpoint, str(data / "cache.h5"),
                                               "--annotations", "x.csv", "--threshold", "median"])
     assert source_option.exit_code == 2 and "No such option '--threshold'" in source_option.output

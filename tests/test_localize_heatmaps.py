@@ -93,6 +93,9 @@ def checkpoints(tmp_path_factory):
     with torch.no_grad():   # L2 sees ReLU outputs (>= 0): "beep" wins every second that has audio
         net.L2.weight.copy_(torch.tensor([1.0, -1.0, -1.0])[:, None].expand_as(net.L2.weight))
     event = save_checkpoint(root / "event", net, ["beep", "boop", "background"], extractor)
+    with torch.no_grad():   # now background wins every second: a model that finds no event
+        net.L2.weight.copy_(torch.tensor([-1.0, -1.0, 1.0])[:, None].expand_as(net.L2.weight))
+    save_checkpoint(root / "no-event", net, ["beep", "boop", "background"], extractor)
     source = save_checkpoint(root / "source", SoundSourceLocalizer(dim=8), [], extractor, task="source")
     other = save_checkpoint(root / "other", SoundSourceLocalizer(dim=8), [], replace(extractor, fps=2), task="source")
     return root, videos, event, source, other
@@ -120,6 +123,20 @@ def test_cli_writes_heatmaps_and_peaks(checkpoints):
     assert pictures == ["clip_0000.png", "clip_0001.png", "clip_0002.png"]
     pixels = check_png(out / "heat" / "clip_0000.png", min_size=(224, 168))
     assert pixels.shape[:2] == (168, 224)
+
+
+def test_heatmaps_for_all_seconds_when_the_event_model_finds_none(checkpoints):
+    root, videos, _, source, _ = checkpoints
+    common = ["localize", str(videos), "-c", str(root / "no-event"), "--source-checkpoint", str(source),
+              "--device", "cpu"]
+    events_only = CliRunner().invoke(main, [*common, "--heatmaps", str(root / "none")])
+    assert events_only.exit_code == 0, events_only.output
+    assert not (root / "none").exists() or not list((root / "none").iterdir())
+    every = CliRunner().invoke(main, [*common, "--heatmaps", str(root / "all"), "--heatmaps-for", "all"])
+    assert every.exit_code == 0, every.output
+    # the silent video has no audio, hence no map: only the clip's three seconds
+    assert sorted(p.name for p in (root / "all").iterdir()) == ["clip_0000.png", "clip_0001.png", "clip_0002.png"]
+    check_png(root / "all" / "clip_0001.png", min_size=(224, 168))
 
 
 def test_cli_refuses_mixed_extractors_and_swapped_checkpoints(checkpoints):

@@ -42,6 +42,10 @@ NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one 
 @click.option("--heatmaps", "heatmaps_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for one picture per event second: the frame with the sound-source heatmap overlaid "
                    "and its peak marked (needs --source-checkpoint).")
+@click.option("--heatmaps-for", "heatmaps_for", type=click.Choice(["events", "all"]), default="events",
+              show_default=True,
+              help="--heatmaps: draw the seconds the event model calls events, or all seconds (to look at where "
+                   "the sound is even when no event is found).")
 @click.option("--annotations", type=ANNOTATIONS,
               help="AVE Annotations.txt or CSV ('ave': the official AVE file shipped with avepipe): adds the ground "
                    "truth to plots and prints the accuracy.")
@@ -52,7 +56,7 @@ NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one 
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
 def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path | None, csv_path: Path | None,
              html_path: Path | None, html_video: str, plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
-             heatmaps_dir: Path | None, annotations: Path | None, device: str | None,
+             heatmaps_dir: Path | None, heatmaps_for: str, annotations: Path | None, device: str | None,
              vgg_weights: Path | None, vggish_weights: Path | None) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.
 
@@ -68,6 +72,6 @@ def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path 
     ok = localize_videos(videos, checkpoint, json_path=json_path, csv_path=csv_path, html_path=html_path,
                          html_video=html_video, plot_path=plot_path,
                          explain_dir=explain_dir, source_checkpoint=source_checkpoint, heatmaps_dir=heatmaps_dir,
-                         annotations_path=annotations, device=device, vgg_weights=vgg_weights,
+                         heatmaps_for=heatmaps_for, annotations_path=annotations, device=device, vgg_weights=vgg_weights,
                          vggish_weights=vggish_weights, echo=click.echo)
     sys.exit(0 if ok else 2)

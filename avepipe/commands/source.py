@@ -22,14 +22,20 @@ def _threshold(ctx, param, value: str) -> float | str:
 
 
 def source_table(report: dict) -> str:
-    """The sound-source figures as aligned text."""
-    return "\n".join([
-        f"cIoU (fraction of seconds with IoU >= 0.5)  {report['ciou']:.4f}",
-        f"AUC (success rate over IoU 0..1)            {report['auc']:.4f}",
-        f"mean IoU                                    {report['mean_iou']:.4f}",
-        f"peak in box                                 {report['peak_in_box']:.4f}",
-        f"{report['samples']} seconds of {report['videos']} videos, map binarised at {report['threshold']}",
-    ])
+    """The sound-source figures of the model and its baselines as aligned text."""
+    rows = [("model", report), *((_BASELINE_NAMES[k], v) for k, v in report.get("baselines", {}).items())]
+    lines = [f"{'':<34}{'cIoU':>7}{'AUC':>7}{'mIoU':>7}{'peak-in-box':>13}"]
+    lines += [f"{name:<34}{r['ciou']:>7.3f}{r['auc']:>7.3f}{r['mean_iou']:>7.3f}{r['peak_in_box']:>13.3f}"
+              for name, r in rows]
+    lines += ["cIoU: fraction of seconds with IoU >= 0.5; AUC: success rate over IoU 0..1; "
+              "peak-in-box: the map's strongest cell lies in the box",
+              f"{report['samples']} seconds of {report['videos']} videos ({report.get('split', 'given videos')}), "
+              f"map binarised at {report['threshold']}; baselines fitted on the training videos"]
+    return "\n".join(lines)
+
+
+_BASELINE_NAMES = {"random_cell": "random cell", "fixed_cell": "best fixed cell (training videos)",
+                   "linear_probe": "linear probe on pool5 (supervised)"}
 
 
 @click.group(cls=Group)
@@ -45,22 +51,37 @@ def source():
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory: checkpoint/, metrics.csv, loss.png.")
-@click.option("--epochs", type=int, help="Training epochs. [default: 20, the authors']")
+@click.option("--schedule", type=click.Choice(["small-data", "authors"]), default="small-data", show_default=True,
+              help="small-data (measured on a few hundred videos, docs/baselines.md): --epochs 30, --batch-size 32, "
+                   "--lr 1e-3, 1 contrastive-only epoch, no input dropout, softmax pooling of the maps; authors "
+                   "(their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive-only epochs, input "
+                   "dropout 0.9, max pooling. Both: Adam, weight decay 1e-4. --epochs/--batch-size/--lr override.")
+@click.option("--epochs", type=int, help="Training epochs. [default: from --schedule]")
 @click.option("--batch-size", type=int, help="(video, second) pairs per batch; the other pairs of the batch are "
-                                              "the negatives. [default: 128]")
-@click.option("--lr", type=float, help="Adam learning rate (weight decay 1e-4; the first 3 epochs train the "
-                                       "contrastive term only). [default: 1e-4]")
-@click.option("--seed", type=int, help="Seed of initialisation and shuffling. [default: 0]")
+                                              "the negatives. [default: from --schedule]")
+@click.option("--lr", type=float, help="Adam learning rate. [default: from --schedule]")
+@click.option("--boxes", "boxes_path", type=click.Path(path_type=Path),
+              help="boxes.json of the cache's videos; the epoch with the best validation peak-in-box is kept "
+                   "(without it, the last epoch).")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Validation share of the seeded split of the cached videos (stored in the checkpoint).")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+              help="Test share of the split, held out for `avepipe source evaluate`, never trained on.")
+@click.option("--seed", type=int, help="Seed of initialisation, shuffling and the split. [default: 0]")
 @click.option("--device", help="torch device. [default: cuda if available, else cpu]")
 @click.option("--no-fns", is_flag=True, help="Without false-negative suppression.")
 @click.option("--no-tne", is_flag=True, help="Without true-negative enhancement (with --no-fns: the plain "
                                              "contrastive baseline).")
-def train(caches, run_dir, epochs, batch_size, lr, seed, device, no_fns, no_tne):
-    """Train the sound-source localiser on feature CACHE(s) of one extractor."""
+def train(caches, run_dir, schedule, epochs, batch_size, lr, boxes_path, val_fraction, test_fraction, seed, device,
+          no_fns, no_tne):
+    """Train the sound-source localiser on feature CACHE(s) of one extractor, on the train part of a seeded split."""
     from avepipe.source.api import run_source_training
+    from avepipe.source.training import SCHEDULES
 
-    given = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}
-    checkpoint = run_source_training(caches, run_dir, device=device, use_fns=not no_fns, use_tne=not no_tne, **given)
+    given = {**SCHEDULES[schedule],
+             **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}}
+    checkpoint = run_source_training(caches, run_dir, boxes_path, val_fraction, test_fraction, device=device,
+                                     use_fns=not no_fns, use_tne=not no_tne, **given)
     click.echo(f"sound-source checkpoint {checkpoint}; loss curves {run_dir / 'loss.png'}")
 
 
@@ -73,17 +94,25 @@ def train(caches, run_dir, epochs, batch_size, lr, seed, device, no_fns, no_tne)
 @click.option("--threshold", default="0.5", show_default=True, callback=_threshold,
               help="Binarise the min-max normalised map at this value, or 'median' (the published code's top "
                    "half of the pixels, which caps IoU for small objects).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="Which part of the run's split (stored in the checkpoint) to score.")
+@click.option("--linear-probe", is_flag=True,
+              help="Also fit a linear classifier on each position's pool5 vector, supervised by the training "
+                   "boxes, and score it beside the model (a ceiling).")
 @click.option("--device", help="torch device. [default: cuda if available, else cpu]")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Also write metrics.json here.")
-def evaluate(checkpoint, caches, boxes_path, threshold, device, as_json, out_dir):
-    """Score a sound-source CHECKPOINT on every (video, second) of CACHE(s) with a box and audio.
+def evaluate(checkpoint, caches, boxes_path, threshold, split, linear_probe, device, as_json, out_dir):
+    """Score a sound-source CHECKPOINT on every (video, second) of the split of CACHE(s) with a box and audio.
 
-    Reports cIoU, AUC, mean IoU and peak-in-box. Refuses caches made by another extractor.
+    Reports cIoU, AUC, mean IoU and peak-in-box, beside a random cell, the best fixed
+    cell fitted on the training videos and (--linear-probe) a supervised linear probe.
+    Refuses caches made by another extractor.
     """
     from avepipe.source.api import evaluate_source
 
-    report = evaluate_source(checkpoint, caches, boxes_path, threshold=threshold, device=device)
+    report = evaluate_source(checkpoint, caches, boxes_path, threshold=threshold, device=device, split=split,
+                             linear_probe=linear_probe)
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

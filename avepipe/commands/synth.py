@@ -42,6 +42,10 @@ def _parse_fractions(ctx, param, value: str) -> tuple[float, float, float]:
               help="Fraction of videos without any event.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, callback=_parse_fractions,
               help="Train,val,test fractions of the seeded stratified split written as *_order.h5.")
+@click.option("--object-size", default=0.12, show_default=True, type=click.FloatRange(0.02, 0.5),
+              help="Radius of the class objects as a share of the shorter frame side (distractors: 0.6 of it). "
+                   "0.12 keeps the best single fixed grid cell below 0.4 peak-in-box on the sounding-object "
+                   "boxes; 0.33 is the earlier size (objects a quarter of the frame or more).")
 @click.option("--format", "label_format", type=click.Choice(["ave", "vggsound-avel"]), default="ave",
               show_default=True,
               help="vggsound-avel: also write metadata.csv, categories.txt and labels/VIDEO_ID.zip, the "
@@ -49,10 +53,10 @@ def _parse_fractions(ctx, param, value: str) -> tuple[float, float, float]:
                    "(--background-fraction 0).")
 @click.pass_context
 def synth(ctx, out_dir, videos, classes, seconds, seed, size, fps, sample_rate, channels, background_fraction,
-          split_fractions, label_format):
+          split_fractions, object_size, label_format):
     """Write OUT_DIR/videos/*.mp4 (H.264 + AAC) plus Annotations.txt (AVE format), annotations.csv,
-    train/val/test_order.h5, boxes.json (box of the sounding object per second) and scenes.json
-    (what is seen and heard each second)."""
+    train/val/test_order.h5, boxes.json (box of the sounding object per second; frame_boxes.json:
+    per frame) and scenes.json (what is seen and heard each second)."""
     from avepipe.data.synth import generate_dataset
 
     if label_format == "vggsound-avel":
@@ -63,7 +67,8 @@ def synth(ctx, out_dir, videos, classes, seconds, seed, size, fps, sample_rate, 
         background_fraction = 0.0
     dataset = generate_dataset(out_dir, videos=videos, classes=classes, seconds=seconds, seed=seed, size=size,
                                fps=fps, sample_rate=sample_rate, channels=channels,
-                               background_fraction=background_fraction, split_fractions=split_fractions)
+                               background_fraction=background_fraction, split_fractions=split_fractions,
+                               object_size=object_size)
     if label_format == "vggsound-avel":
         from avepipe.data.vggsound import write_synth_as_vggsound
 

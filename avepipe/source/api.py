@@ -22,6 +22,7 @@ import torch
 from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheSet
+from avepipe.source.evaluation import box_samples, model_maps, score_with_baselines, split_videos
 from avepipe.source.metrics import Box, evaluate_maps
 from avepipe.source.training import checked_ids, train_source_localizer
 from avepipe.extract.features import VideoFeatures
@@ -74,10 +75,21 @@ def _read_json(path: Path, what: str):
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
-def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None) -> dict[str, VideoBoxes]:
-    """Read boxes.json; without ``frame_size``, a sibling scenes.json ``"size"`` supplies it."""
+def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None,
+               sample_fps: int | None = None) -> dict[str, VideoBoxes]:
+    """Read boxes.json; without ``frame_size``, a sibling scenes.json ``"size"`` supplies it.
+
+    Per-frame boxes (frame_boxes.json) become per-second unions of the frames sampled at
+    ``sample_fps`` (the extractor's; avepipe/source/frame_boxes.py).
+    """
+    from avepipe.source.frame_boxes import is_frame_boxes, second_boxes
+
     path = Path(path)
     data = _read_json(path, "boxes file")
+    if is_frame_boxes(data):
+        if sample_fps is None:
+            raise UserError(f"{path}: per-frame boxes need the extractor's frames per second")
+        return parse_boxes(second_boxes(data, str(path), sample_fps), str(path))
     scenes = path.with_name("scenes.json")
     if frame_size is None and scenes.is_file():
         frame_size = _read_json(scenes, "scenes file").get("size")
@@ -104,40 +116,52 @@ def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, Vide
                        ids: Sequence[str] | None = None, threshold: float | str = 0.5,
                        device: str = "cpu") -> dict:
     """cIoU, AUC, mean IoU and peak-in-box over every (video, second) with a box and audio."""
-    ids = [i for i in checked_ids(cache, ids) if i in boxes]
-    maps, sample_boxes, sizes = [], [], []
-    for video_id in ids:
-        features = cache.read(video_id)
-        if not features.has_audio:
-            continue
-        video_maps = source_maps(model, features, device)
-        for second, box in sorted(boxes[video_id].boxes.items()):
-            if second < len(video_maps):
-                maps.append(video_maps[second])
-                sample_boxes.append(box)
-                sizes.append(boxes[video_id].frame_size)
-    if not maps:
+    videos, samples = box_samples(cache, boxes, checked_ids(cache, ids))
+    if not len(samples):
         raise UserError("no (video, second) of the cache has a box and audio to evaluate")
-    return {**evaluate_maps(np.stack(maps), sample_boxes, sizes, threshold), "videos": len(ids)}
+    return {**evaluate_maps(model_maps(model, videos, device), samples.boxes, samples.frame_sizes, threshold),
+            "videos": len(videos)}
 
 
-def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path, **options) -> Path:
+def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path,
+                        boxes_json: str | Path | None = None, val_fraction: float = 0.1,
+                        test_fraction: float = 0.1, **options) -> Path:
     """``avepipe source train``: options are those of ``train_source_localizer``.
 
-    Refuses an ``out_dir`` that already holds a checkpoint (a run is not silently replaced).
+    The cache's videos are split (seeded by ``options["seed"]``) into train/val/test, stored in
+    the checkpoint; training sees the train videos only. With ``boxes_json``, the epoch with the
+    best validation peak-in-box is kept. Refuses an ``out_dir`` that already holds a checkpoint
+    (a run is not silently replaced).
     """
     if (Path(out_dir) / "checkpoint").exists():
         raise UserError(f"{out_dir}: already holds a sound-source run (checkpoint/); use another -o")
-    return train_source_localizer(CacheSet(cache_paths), options.pop("ids", None), out_dir, **options)
+    cache = CacheSet(cache_paths)
+    splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
+    validate = None
+    if boxes_json is not None and splits["val"]:
+        boxes = load_boxes(boxes_json, sample_fps=cache.config.fps)
+        device = select_device(options.get("device"))
+        validate = lambda model: evaluate_localizer(model, cache, boxes, splits["val"], device=device)  # noqa: E731
+    return train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},
+                                  **options)
 
 
 def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],
                     boxes_json: str | Path, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
-                    device: str | None = None, frame_size: tuple[int, int] | None = None) -> dict:
-    """``avepipe source evaluate``: refuses a cache made by another extractor."""
+                    device: str | None = None, frame_size: tuple[int, int] | None = None, split: str = "test",
+                    linear_probe: bool = False) -> dict:
+    """``avepipe source evaluate``: refuses a cache made by another extractor.
+
+    Scores ``ids`` when given; otherwise the run's ``split`` with the baselines beside the model
+    (avepipe/source/evaluation.py).
+    """
     device = select_device(device)
     model, info = load_source_localizer(checkpoint_dir, device)
     cache = CacheSet(cache_paths)
     require_same_extractor(info.extractor, cache.config, str(cache.paths[0]), f"the checkpoint {checkpoint_dir}",
                            ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
-    return evaluate_localizer(model, cache, load_boxes(boxes_json, frame_size), ids, threshold, device)
+    boxes = load_boxes(boxes_json, frame_size, cache.config.fps)
+    if ids is not None:
+        return evaluate_localizer(model, cache, boxes, ids, threshold, device)
+    return score_with_baselines(model, cache, boxes, info.extra.get("splits"), split, threshold, device,
+                                linear_probe)

@@ -9,7 +9,7 @@ epochs, the first 3 epochs on the contrastive term alone.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,18 @@ from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.models.checkpoint import save_checkpoint
 from avepipe.models.fnac import SoundSourceLocalizer
 
+# Named schedules of ``avepipe source train --schedule``: the authors' train.py, and the
+# one measured to learn small objects from a few hundred short videos (docs/baselines.md: there
+# ~30 optimiser steps make an epoch, where the authors' batch of 128 over 144k pairs makes
+# ~1,100; their 0.9 input dropout and max pooling left FNAC at chance on one-cell objects).
+SCHEDULES = {
+    "authors": dict(epochs=20, batch_size=128, lr=1e-4, warmup_epochs=3, model_options={}),
+    "small-data": dict(epochs=30, batch_size=32, lr=1e-3, warmup_epochs=1,
+                       model_options={"dropout_visual": 0.0, "pooling": "softmax"}),
+}
+DEFAULT_SCHEDULE = "small-data"
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
+VAL_KEYS = ("peak_in_box", "auc", "ciou")
 VIDEOS_PER_CHUNK = 256
 
 
@@ -79,11 +90,15 @@ def train_source_localizer(
     weight_decay: float = 1e-4,
     model_options: dict | None = None,
     progress: bool = True,
+    validate: Callable[[SoundSourceLocalizer], dict] | None = None,
+    extra: dict | None = None,
 ) -> Path:
     """Train on ``cache`` (a ``data.cache.FeatureCache``); returns the checkpoint directory.
 
     Writes ``out_dir/checkpoint`` (safetensors + config.json), ``out_dir/metrics.csv`` (per
-    epoch mean of every loss term) and ``out_dir/loss.png``.
+    epoch mean of every loss term) and ``out_dir/loss.png``. With ``validate`` (model -> metrics
+    on held-out videos), the checkpoint is the epoch with the best validation peak-in-box
+    (then AUC); without it, the last epoch. ``extra`` is stored in the checkpoint as well.
     """
     device = select_device(device)
     ids = checked_ids(cache, ids)
@@ -94,6 +109,9 @@ def train_source_localizer(
     model = SoundSourceLocalizer(use_fns=use_fns, use_tne=use_tne, **(model_options or {})).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = []
+    extra = {"train_videos": len(ids), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+             "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, **(extra or {})}
+    best = None
     for epoch in tqdm(range(epochs), desc="source epochs", unit="epoch", disable=not progress):
         model.train()
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
@@ -109,9 +127,16 @@ def train_source_localizer(
         if batches == 0:
             raise UserError("no (video, second) pairs with audio to train the sound-source localiser on")
         history.append({"epoch": epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
-    extra = {"train_videos": len(ids), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-             "warmup_epochs": warmup_epochs, "weight_decay": weight_decay}
-    checkpoint = save_checkpoint(out_dir / "checkpoint", model.cpu(), [], cache.config, extra, task="source")
+        if validate is not None:
+            scores = validate(model.eval())
+            history[-1].update({f"val_{k}": scores[k] for k in VAL_KEYS})
+            if best is None or (scores["peak_in_box"], scores["auc"]) > best:
+                best = (scores["peak_in_box"], scores["auc"])
+                checkpoint = save_checkpoint(out_dir / "checkpoint", model, [], cache.config,
+                                             {**extra, "selected_epoch": epoch + 1}, task="source")
+    if validate is None:
+        checkpoint = save_checkpoint(out_dir / "checkpoint", model, [], cache.config,
+                                     {**extra, "selected_epoch": epochs}, task="source")
     write_metrics_csv(history, out_dir / "metrics.csv")
     plot_losses(history, out_dir / "loss.png")
     return checkpoint
@@ -119,7 +144,7 @@ def train_source_localizer(
 
 def write_metrics_csv(history: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", *LOSS_KEYS])
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
         writer.writeheader()
         writer.writerows(history)
 

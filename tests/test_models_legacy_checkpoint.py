@@ -2,18 +2,45 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 
 import numpy as np
+import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import AVE_RECIPE, AVE_RELEASED
 from avepipe.localizer import Localizer
+from avepipe.models import build_model
 from avepipe.models.checkpoint import load_checkpoint
 from tests._paths import TEST_DATA_DIR
 
 LEGACY = TEST_DATA_DIR / "legacy_checkpoint"
 CLASSES = ["dog", "guitar", "siren", "background"]
+
+
+@pytest.fixture
+def legacy_event(tmp_path):
+    """The old event checkpoint: its config.json as 0ea6ca6 wrote it, its weights rebuilt here.
+
+    The weights are the seeded, untrained ones the old code saved (seed 0, see the README): 6 MB of
+    random numbers are not kept in the repository. Their layout (every key, dtype and shape the old
+    file held) is, so a renamed or reshaped parameter still fails this test.
+    """
+    torch.manual_seed(0)
+    weights = build_model("psp", "fully", num_classes=3).state_dict()
+    layout = json.loads((LEGACY / "event" / "weights_layout.json").read_text(encoding="utf-8"))
+    assert {k: {"dtype": "F32", "shape": list(v.shape)} for k, v in weights.items()} == layout
+    directory = tmp_path / "event"
+    directory.mkdir()
+    shutil.copy(LEGACY / "event" / "config.json", directory)
+    save_file(weights, directory / "model.safetensors")
+    with safe_open(directory / "model.safetensors", "pt") as written:
+        assert sorted(written.keys()) == sorted(layout)
+    return directory
 
 
 def _inputs():
@@ -22,9 +49,9 @@ def _inputs():
     return torch.randn(1, 13, 128, generator=generator), torch.rand(1, 13, 7, 7, 512, generator=generator)
 
 
-def test_event_checkpoint_gives_the_old_scores():
+def test_event_checkpoint_gives_the_old_scores(legacy_event):
     expected = np.load(LEGACY / "expected.npz")
-    net, info = load_checkpoint(LEGACY / "event")
+    net, info = load_checkpoint(legacy_event)
     audio, visual = _inputs()
     with torch.no_grad():
         scores = net.segment_scores(net(audio[:, :10], visual[:, :10]))[0].numpy()
@@ -39,9 +66,9 @@ def test_event_checkpoint_gives_the_old_scores():
     np.testing.assert_allclose(scores, expected["segment_scores"], rtol=1e-5, atol=1e-6)
 
 
-def test_localizer_on_old_checkpoint_gives_the_old_labels_and_confidences():
+def test_localizer_on_old_checkpoint_gives_the_old_labels_and_confidences(legacy_event):
     expected = np.load(LEGACY / "expected.npz")
-    net, info = load_checkpoint(LEGACY / "event")
+    net, info = load_checkpoint(legacy_event)
     audio, visual = _inputs()
     localizer = Localizer(net, None, None, info.extractor, info.class_names, 10, "cpu")
     result = localizer.localize_features(VideoFeatures("v", visual[0].numpy(), audio[0].numpy(), 13.0, 16.0, True))

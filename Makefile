@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$AVEPIPE_CHROMIUM" ] || \
-		echo "note: no Chromium: the browser tests of 'localize --html' will be skipped; install it with: sudo apt-get install chromium"
+		echo "note: no Chromium: the browser tests of 'localize --html' will fail; install it with: sudo apt-get install chromium"
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -25,7 +25,7 @@ from avepipe.data.synth import generate_dataset
 from avepipe.data.video_writer import tone, write_test_video
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models.fnac import SoundSourceLocalizer
-from tests._browser_helpers import PageUnderTest, launch_chromium, sync_playwright_or_skip
+from tests._browser_helpers import PageUnderTest, launch_chromium, sync_playwright_or_fail
 from tests._localize_helpers import (LoudnessEncoder, RedAndLoudNet, check_png, colour_encoder,
                                      red_and_loud_localizer, write_video)
 
@@ -49,7 +49,7 @@ class LoudNet(RedAndLoudNet):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright_or_skip() as playwright:
+    with sync_playwright_or_fail() as playwright:
         chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()

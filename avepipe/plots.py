@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import to_rgba
+from matplotlib.colors import hsv_to_rgb, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
@@ -23,12 +23,24 @@ BACKGROUND_COLOUR = "#d9d9d9"
 
 
 def label_colours(class_names: list[str]) -> dict[str, tuple]:
-    """A fixed colour per class (same class, same colour in every figure); background light grey."""
+    """A fixed, distinct colour per class (same class, same colour in every figure); background light grey.
+
+    The first 29 classes (AVE's 28 and more) take hand-picked qualitative colours; further classes
+    (VGGSound-AVEL has 141) step the hue by the golden angle at three saturation/value levels, so no
+    two classes share a colour and neighbouring class indices differ visibly.
+    """
     tab10 = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]  # index 7 is grey: background's
     palette = tab10 + list(colormaps["tab20b"].colors)
-    colours = {name: to_rgba(palette[i % len(palette)]) for i, name in enumerate(class_names)}
+    colours = {name: to_rgba(palette[i] if i < len(palette) else _golden_colour(i - len(palette)))
+               for i, name in enumerate(class_names)}
     colours[class_names[-1]] = to_rgba(BACKGROUND_COLOUR)
     return colours
+
+
+def _golden_colour(index: int) -> tuple[float, float, float]:
+    hue = (0.07 + index * 0.618033988749895) % 1.0
+    saturation, value = ((0.85, 0.80), (0.55, 0.95), (0.95, 0.55))[index % 3]
+    return tuple(hsv_to_rgb((hue, saturation, value)))
 
 
 def panel_seconds(length: int, limit: int = MAX_PANELS) -> np.ndarray:

@@ -48,3 +48,18 @@ def test_importing_and_plotting_leave_the_backend_unchanged(tmp_path):
     for name in ("timeline", "connections", "attention", "confusion", "curves", "loss"):
         with Image.open(tmp_path / f"{name}.png") as image:
             assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_every_class_of_a_141_class_dataset_gets_its_own_colour():
+    import numpy as np
+    from avepipe.plots import BACKGROUND_COLOUR, label_colours
+    from matplotlib.colors import to_rgba
+
+    names = [f"class {i}" for i in range(141)] + ["background"]
+    colours = label_colours(names)
+    rgb = np.array([colours[n][:3] for n in names[:-1]])
+    distances = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(len(rgb))
+    assert distances.min() > 0.02                                   # no two classes share a colour
+    assert colours["background"] == to_rgba(BACKGROUND_COLOUR)
+    assert all(np.ptp(c) > 0.15 for c in rgb)                        # no class looks like the grey background
+    assert label_colours(names[:5] + ["background"])["class 3"] == colours["class 3"]   # stable across figures

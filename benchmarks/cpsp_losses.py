@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._machine import machine  # noqa: E402
+
 CLASSES = ["a", "b", "c", "d", "background"]
 DISTRACTORS = 0.4          # the learning tests' share of single-modality background segments
 # variant: (model, cpsp_loss trained with, cpsp_loss whose initialisation is used, psa_segment_weight,
@@ -58,20 +60,6 @@ PAIRS = [("cpsp_corrected", "cpsp_released"), ("corrected_psa_s", "corrected_no_
          ("cpsp_released", "psp"), ("cpsp_corrected", "psp"),
          ("released_loss_xavier_init", "cpsp_released"), ("cpsp_corrected", "released_loss_xavier_init"),
          ("corrected_loss_default_init", "cpsp_released"), ("cpsp_corrected", "corrected_loss_default_init")]
-
-
-def cpu_description() -> dict:
-    """CPU model name and flags from /proc/cpuinfo (empty where it does not exist)."""
-    info = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "flags") and key not in info:
-                info[key] = value.strip()
-    except OSError:
-        pass
-    return {"cpu_model": info.get("model name", "unknown"), "cpu_flags": info.get("flags", "")}
 
 
 def train_and_test(variant: str, train_set, val_set, test_set, seed: int, args) -> float:
@@ -158,7 +146,7 @@ def main() -> None:
               "test_videos": args.test_videos, "classes": len(CLASSES) - 1, "epochs": args.epochs,
               "batch_size": args.batch_size, "decay_after": args.decay_after, "distractors": DISTRACTORS,
               "background_everywhere": [round(v, 4) for v in floor], "threads": torch.get_num_threads(),
-              **summarise(accuracy), **cpu_description(), "wall_s": round(time.perf_counter() - started, 1)}
+              **summarise(accuracy), **machine(), "wall_s": round(time.perf_counter() - started, 1)}
     print(json.dumps(report))
 
 

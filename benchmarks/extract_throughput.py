@@ -26,7 +26,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._child import run_child  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 
 
@@ -84,9 +83,7 @@ def child(mode: str, video: str, checkpoint: str) -> None:
 
 
 def measure(mode: str, video: Path, checkpoint: Path) -> dict:
-    completed = subprocess.run([sys.executable, __file__, "--child", mode, str(video), str(checkpoint)],
-                               check=True, text=True, stdout=subprocess.PIPE, cwd=ROOT)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", mode, str(video), str(checkpoint)])
 
 
 def main() -> None:

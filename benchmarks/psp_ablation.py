@@ -89,7 +89,6 @@ def main() -> None:
     parser.add_argument("--decay-after", type=int, default=10, help="lr x0.3 after this epoch")
     args = parser.parse_args()
 
-    import torch
     from tqdm import tqdm
 
     from tests.generators.synthetic_features import tensor_splits

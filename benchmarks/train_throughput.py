@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._child import run_child  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 
 T, VIDEOS, TRAIN_VIDEOS, VAL_VIDEOS, CLASSES = 10, 4143, 3339, 402, 28
@@ -165,10 +164,9 @@ def main() -> None:
     write_annotations(args.annotations, VIDEOS)
     results = {}
     for kind in ("ours", "reference"):
-        out = subprocess.run([sys.executable, __file__, "--child", kind, "--cache", str(args.cache), "--annotations",
-                              str(args.annotations), "--steps", str(args.steps), "--batch-size", str(args.batch_size)],
-                             check=True, stdout=subprocess.PIPE, text=True, env={**os.environ})
-        results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[kind] = run_child(__file__, ["--child", kind, "--cache", str(args.cache), "--annotations",
+                                             str(args.annotations), "--steps", str(args.steps),
+                                             "--batch-size", str(args.batch_size)])
     ours, ref = results["ours"], results["reference"]
     epoch_s = TRAIN_VIDEOS * T / ours["train_segments_per_s"] + VAL_VIDEOS * T / ours["val_segments_per_s"]
     print(json.dumps({

@@ -155,7 +155,7 @@ CPSP_LOSSES = ("released", "corrected")
 
 
 class _CPSPHeads(_FullyEncoder):
-    """The fully supervised encoder with CPSP's event/background head and video category head.
+    """The fully supervised encoder with CPSP's event/background head and video category head, and PSA_V.
 
     ``loss`` picks the training objective (docs/cpsp.md): ``released`` computes what the authors'
     released code computes and initialises ``fa``, ``fv`` and both heads with PyTorch's defaults as
@@ -165,7 +165,8 @@ class _CPSPHeads(_FullyEncoder):
 
     model_name = "cpsp"
 
-    def __init__(self, tau: float, num_classes: int, loss: str):
+    def __init__(self, tau: float, num_classes: int, loss: str, psa_video_weight: float, margin: float,
+                 negatives: int):
         if loss not in CPSP_LOSSES:
             raise ValueError(f"unknown CPSP loss {loss!r} (expected one of {', '.join(CPSP_LOSSES)})")
         super().__init__(tau, num_classes)
@@ -177,10 +178,18 @@ class _CPSPHeads(_FullyEncoder):
                 layer.reset_parameters()
         else:
             _xavier(self.event_head, self.category_head)
+        self.psa_video_weight = psa_video_weight
+        self.margin = margin
+        self.negatives = negatives
 
     @property
     def config(self) -> dict:
         return {**super().config, "cpsp_loss": self.loss}
+
+    def psa_video(self, fusion: Tensor, categories: Tensor) -> Tensor:
+        """PSA_V as this variant computes it, with this network's margin and number of negatives."""
+        loss = losses.released_psa_video_loss if self.loss == "released" else losses.psa_video_loss
+        return loss(fusion, categories, self.margin, self.negatives)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = self.encode(audio, visual)
@@ -209,11 +218,11 @@ class CPSPNet(_CPSPHeads):
     """Fully supervised CPSP: event BCE + category CE + AVPS + PSA_S + PSA_V (margin 0.2, 3 negatives)."""
 
     def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, loss: str = "released",
-                 avps_weight: float = 100.0, psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0):
-        super().__init__(tau, num_classes, loss)
+                 avps_weight: float = 100.0, psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0,
+                 margin: float = 0.2, negatives: int = 3):
+        super().__init__(tau, num_classes, loss, psa_video_weight, margin, negatives)
         self.avps_weight = avps_weight
         self.psa_segment_weight = psa_segment_weight
-        self.psa_video_weight = psa_video_weight
 
     def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
         is_event = segment_labels != self.background
@@ -223,7 +232,6 @@ class CPSPNet(_CPSPHeads):
             category = F.cross_entropy(out.category_logits, categories)
             avps = losses.avps_loss(out.similarity, is_event, count_eps=1e-6)
             psa_s = losses.released_psa_segment_loss(out.fusion, is_event)
-            psa_v = losses.released_psa_video_loss(out.fusion, categories)
         else:
             categories = losses.video_categories(video_labels[:, : self.num_classes])
             has_event = categories >= 0
@@ -231,7 +239,7 @@ class CPSPNet(_CPSPHeads):
                         if has_event.any() else out.category_logits.sum() * 0.0)
             avps = losses.avps_loss(out.similarity, is_event)
             psa_s = losses.psa_segment_loss(out.fusion, is_event)
-            psa_v = losses.psa_video_loss(out.fusion, categories)
+        psa_v = self.psa_video(out.fusion, categories)
         total = (event + category + self.avps_weight * avps + self.psa_segment_weight * psa_s
                  + self.psa_video_weight * psa_v)
         return {"loss": total, "event": event, "category": category, "avps": avps, "psa_s": psa_s, "psa_v": psa_v}
@@ -250,10 +258,7 @@ class WeaklyCPSPNet(_CPSPHeads):
 
     def __init__(self, tau: float = TAU_WEAKLY, num_classes: int = 28, loss: str = "released",
                  psa_video_weight: float = 1.0, margin: float = 0.6, negatives: int = 4):
-        super().__init__(tau, num_classes, loss)
-        self.psa_video_weight = psa_video_weight
-        self.margin = margin
-        self.negatives = negatives
+        super().__init__(tau, num_classes, loss, psa_video_weight, margin, negatives)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = super().forward(audio, visual)
@@ -266,8 +271,7 @@ class WeaklyCPSPNet(_CPSPHeads):
         (as the authors' loaders give it), applied to the softmax probabilities as their code does."""
         target = video_labels[:, : self.num_classes].to(out.video_prob.dtype)
         video = F.multilabel_soft_margin_loss(out.video_prob, target)
-        if self.loss == "released":
-            psa_v = losses.released_psa_video_loss(out.fusion, target.argmax(dim=1), self.margin, self.negatives)
-        else:
-            psa_v = losses.psa_video_loss(out.fusion, losses.video_categories(target), self.margin, self.negatives)
+        # released: the argmax of the label, so a video without an event is class 0; corrected: left out
+        categories = target.argmax(dim=1) if self.loss == "released" else losses.video_categories(target)
+        psa_v = self.psa_video(out.fusion, categories)
         return {"loss": video + self.psa_video_weight * psa_v, "video": video, "psa_v": psa_v}

@@ -74,13 +74,17 @@ class TrainConfig:
 
 
 # Published schedules (spec: models.md). Weakly PSP uses the fully supervised optimiser and schedule
-# (the spec gives no separate one); its tau default comes from the model.
+# (the spec gives no separate one); its tau default comes from the model. Weakly CPSP: the CPSP
+# authors' run_weakly_supv.sh and weakly_supv_main.py (MultiStepLR milestones 5/20/40, gamma 0.5).
 _PUBLISHED = {
     ("psp", "fully"): TrainConfig(model="psp", setting="fully", tau=0.099),
     ("psp", "weakly"): TrainConfig(model="psp", setting="weakly", tau=0.095),
     ("cpsp", "fully"): TrainConfig(model="cpsp", setting="fully", tau=0.099, epochs=45, batch_size=64,
                                    lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1,
                                    cpsp_loss="released"),
+    ("cpsp", "weakly"): TrainConfig(model="cpsp", setting="weakly", tau=0.095, epochs=45, batch_size=64,
+                                    lr_milestones=(5, 20, 40), lr_gamma=0.5, clip_grad_norm=0.1,
+                                    cpsp_loss="released"),
 }
 
 

@@ -182,9 +182,9 @@ def _cpsp_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def import_authors_state_dict(path: str | Path, setting: str, model_name: str = "psp") -> nn.Module:
     """A PSP or CPSP network (published tau for ``setting``) holding the authors' released weights.
 
-    A CPSP (or SSPSP: same keys) file records ``cpsp_loss="released"``, the loss it was trained with.
-    Keys our network does not have are ignored (CPSP: ``linear_v``, ``v_classify``, ``a_classify``,
-    ``L1``, ``L2``); a missing or mis-shaped key is a UserError naming it.
+    A CPSP (or SSPSP: same keys; fully and weakly supervised alike) file records ``cpsp_loss="released"``,
+    the loss it was trained with. Keys our network does not have are ignored (CPSP: ``linear_v``,
+    ``v_classify``, ``a_classify``, ``L1``, ``L2``); a missing or mis-shaped key is a UserError naming it.
     """
     path = Path(path)
     if not path.is_file():

@@ -70,8 +70,16 @@ def psa_segment_loss(fusion: Tensor, is_event: Tensor, temperature: float = 0.6)
     return torch.stack(per_video).mean() if per_video else _zero_like_graph(fusion)
 
 
+def video_categories(event_classes: Tensor) -> Tensor:
+    """[B] long: each video's event class from its multi-hot event-class label [B,C] (the lowest index
+    if it has several), -1 for a video without an event."""
+    return torch.where(event_classes.sum(dim=1) > 0, event_classes.argmax(dim=1),
+                       torch.full(event_classes.shape[:1], -1, dtype=torch.long, device=event_classes.device))
+
+
 def psa_video_loss(fusion: Tensor, categories: Tensor, margin: float = 0.2, negatives: int = 3) -> Tensor:
-    """PSA_V: margin ranking between the hardest positive and the mean of the 3 closest negatives.
+    """PSA_V: margin ranking between the hardest positive and the mean of the closest ``negatives``
+    negatives (fully supervised CPSP: margin 0.2, 3 negatives; weakly: 0.6, 4).
 
     fusion [B,T,D] is L2-normalised per segment and averaged over t; distances are Euclidean.
     categories [B] long, -1 for videos without an event (excluded). Videos lacking a positive
@@ -135,7 +143,9 @@ def released_psa_segment_loss(fusion: Tensor, is_event: Tensor, temperature: flo
 
 def released_psa_video_loss(fusion: Tensor, categories: Tensor, margin: float = 0.2, negatives: int = 3) -> Tensor:
     """PSA_V as released: a video is its own positive (distance clamped to sqrt(1e-12)), every video takes
-    part (``released_categories``), missing negatives count as 1e12 away, mean over the whole batch."""
+    part (fully: ``released_categories``; weakly: argmax of the video label, 0 for an all-zero one), missing
+    negatives count as 1e12 away, mean over the whole batch. (Theirs fails on a batch smaller than
+    ``negatives``; here the closest min(negatives, B) count.)"""
     embeddings = F.normalize(fusion, dim=-1).mean(dim=1)
     squared = (embeddings ** 2).sum(dim=1, keepdim=True)
     distances = (squared + squared.T - 2 * embeddings @ embeddings.T).clamp(min=RELEASED_EPS).sqrt()

@@ -1,4 +1,4 @@
-"""The PSP family: fully supervised PSP, weakly supervised PSP and CPSP.
+"""The PSP family: PSP and CPSP, fully and weakly supervised.
 
 Attribute names equal the authors' (``fa``, ``fv``, ``attention``, ``lstm_a_v``,
 ``psp``, ``L1``, ``L2``, ``linear_v``, ``W3``) so their state-dicts load directly.
@@ -154,19 +154,19 @@ class WeaklyPSPNet(_PSPNetBase):
 CPSP_LOSSES = ("released", "corrected")
 
 
-class CPSPNet(_FullyEncoder):
-    """CPSP: the fully supervised encoder with an event/background head and a video category head.
+class _CPSPHeads(_FullyEncoder):
+    """The fully supervised encoder with CPSP's event/background head and video category head, and PSA_V.
 
     ``loss`` picks the training objective (docs/cpsp.md): ``released`` computes what the authors'
-    released code computes, published numbers included, and initialises ``fa``, ``fv`` and both
-    heads with PyTorch's defaults as that code does; ``corrected`` computes the intended PSA_S,
-    category and PSA_V terms, with Xavier-initialised layers. The forward pass is the same.
+    released code computes and initialises ``fa``, ``fv`` and both heads with PyTorch's defaults as
+    that code does; ``corrected`` computes the intended terms, with Xavier-initialised layers. The
+    forward pass and the decision rule do not depend on it.
     """
 
     model_name = "cpsp"
 
-    def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, loss: str = "released",
-                 avps_weight: float = 100.0, psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0):
+    def __init__(self, tau: float, num_classes: int, loss: str, psa_video_weight: float, margin: float,
+                 negatives: int):
         if loss not in CPSP_LOSSES:
             raise ValueError(f"unknown CPSP loss {loss!r} (expected one of {', '.join(CPSP_LOSSES)})")
         super().__init__(tau, num_classes)
@@ -178,41 +178,24 @@ class CPSPNet(_FullyEncoder):
                 layer.reset_parameters()
         else:
             _xavier(self.event_head, self.category_head)
-        self.avps_weight = avps_weight
-        self.psa_segment_weight = psa_segment_weight
         self.psa_video_weight = psa_video_weight
+        self.margin = margin
+        self.negatives = negatives
 
     @property
     def config(self) -> dict:
         return {**super().config, "cpsp_loss": self.loss}
+
+    def psa_video(self, fusion: Tensor, categories: Tensor) -> Tensor:
+        """PSA_V as this variant computes it, with this network's margin and number of negatives."""
+        loss = losses.released_psa_video_loss if self.loss == "released" else losses.psa_video_loss
+        return loss(fusion, categories, self.margin, self.negatives)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = self.encode(audio, visual)
         out.event_logits = self.event_head(out.fusion).squeeze(-1)
         out.category_logits = self.category_head(out.fusion.mean(dim=1))
         return out
-
-    def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
-        is_event = segment_labels != self.background
-        event = F.binary_cross_entropy_with_logits(out.event_logits, is_event.to(out.event_logits.dtype))
-        if self.loss == "released":
-            categories = losses.released_categories(segment_labels, self.background)
-            category = F.cross_entropy(out.category_logits, categories)
-            avps = losses.avps_loss(out.similarity, is_event, count_eps=1e-6)
-            psa_s = losses.released_psa_segment_loss(out.fusion, is_event)
-            psa_v = losses.released_psa_video_loss(out.fusion, categories)
-        else:
-            has_event = video_labels[:, : self.num_classes].sum(dim=1) > 0
-            categories = torch.where(has_event, video_labels[:, : self.num_classes].argmax(dim=1),
-                                     torch.full_like(has_event, -1, dtype=torch.long))
-            category = (F.cross_entropy(out.category_logits[has_event], categories[has_event])
-                        if has_event.any() else out.category_logits.sum() * 0.0)
-            avps = losses.avps_loss(out.similarity, is_event)
-            psa_s = losses.psa_segment_loss(out.fusion, is_event)
-            psa_v = losses.psa_video_loss(out.fusion, categories)
-        total = (event + category + self.avps_weight * avps + self.psa_segment_weight * psa_s
-                 + self.psa_video_weight * psa_v)
-        return {"loss": total, "event": event, "category": category, "avps": avps, "psa_s": psa_s, "psa_v": psa_v}
 
     def segment_scores(self, out: ModelOutput) -> Tensor:
         """[B,T,1+C]: sigmoid(event logit), then the video's category probabilities repeated per segment
@@ -229,3 +212,66 @@ class CPSPNet(_FullyEncoder):
         labels = torch.where(is_event, category_label, torch.full_like(category_label, self.background))
         confidence = torch.where(is_event, event * category_prob, 1.0 - event)
         return labels, confidence
+
+
+class CPSPNet(_CPSPHeads):
+    """Fully supervised CPSP: event BCE + category CE + AVPS + PSA_S + PSA_V (margin 0.2, 3 negatives)."""
+
+    def __init__(self, tau: float = TAU_FULLY, num_classes: int = 28, loss: str = "released",
+                 avps_weight: float = 100.0, psa_segment_weight: float = 0.01, psa_video_weight: float = 1.0,
+                 margin: float = 0.2, negatives: int = 3):
+        super().__init__(tau, num_classes, loss, psa_video_weight, margin, negatives)
+        self.avps_weight = avps_weight
+        self.psa_segment_weight = psa_segment_weight
+
+    def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
+        is_event = segment_labels != self.background
+        event = F.binary_cross_entropy_with_logits(out.event_logits, is_event.to(out.event_logits.dtype))
+        if self.loss == "released":
+            categories = losses.released_categories(segment_labels, self.background)
+            category = F.cross_entropy(out.category_logits, categories)
+            avps = losses.avps_loss(out.similarity, is_event, count_eps=1e-6)
+            psa_s = losses.released_psa_segment_loss(out.fusion, is_event)
+        else:
+            categories = losses.video_categories(video_labels[:, : self.num_classes])
+            has_event = categories >= 0
+            category = (F.cross_entropy(out.category_logits[has_event], categories[has_event])
+                        if has_event.any() else out.category_logits.sum() * 0.0)
+            avps = losses.avps_loss(out.similarity, is_event)
+            psa_s = losses.psa_segment_loss(out.fusion, is_event)
+        psa_v = self.psa_video(out.fusion, categories)
+        total = (event + category + self.avps_weight * avps + self.psa_segment_weight * psa_s
+                 + self.psa_video_weight * psa_v)
+        return {"loss": total, "event": event, "category": category, "avps": avps, "psa_s": psa_s, "psa_v": psa_v}
+
+
+class WeaklyCPSPNet(_CPSPHeads):
+    """Weakly supervised CPSP (the authors' ``weakly_psp_net``, flag ``cpsp``): the same network as CPSPNet,
+    trained from video labels only.
+
+    The video prediction max-pools sigmoid(event logit_t) * category logits over t and takes a softmax;
+    the loss is a multi-label soft margin loss between that prediction and the video's event classes,
+    plus PSA_V with margin 0.6 and 4 negatives. Segments are predicted as in CPSPNet.
+    """
+
+    setting = "weakly"
+
+    def __init__(self, tau: float = TAU_WEAKLY, num_classes: int = 28, loss: str = "released",
+                 psa_video_weight: float = 1.0, margin: float = 0.6, negatives: int = 4):
+        super().__init__(tau, num_classes, loss, psa_video_weight, margin, negatives)
+
+    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        out = super().forward(audio, visual)
+        fused = torch.sigmoid(out.event_logits).unsqueeze(-1) * out.category_logits.unsqueeze(1)   # [B,T,C]
+        out.video_prob = F.softmax(fused.max(dim=1).values, dim=-1)
+        return out
+
+    def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
+        """``segment_labels`` are not used. The target is the video label without its background column
+        (as the authors' loaders give it), applied to the softmax probabilities as their code does."""
+        target = video_labels[:, : self.num_classes].to(out.video_prob.dtype)
+        video = F.multilabel_soft_margin_loss(out.video_prob, target)
+        # released: the argmax of the label, so a video without an event is class 0; corrected: left out
+        categories = target.argmax(dim=1) if self.loss == "released" else losses.video_categories(target)
+        psa_v = self.psa_video(out.fusion, categories)
+        return {"loss": video + self.psa_video_weight * psa_v, "video": video, "psa_v": psa_v}

@@ -14,7 +14,7 @@ class ModelOutput:
     """
 
     logits: Tensor | None = None            # [B,T,C+1] per-segment class scores (weakly: the weighted score)
-    video_prob: Tensor | None = None        # [B,C+1] weakly: softmax(mean_t score)
+    video_prob: Tensor | None = None        # weakly: PSP [B,C+1] softmax(mean_t score); CPSP [B,C]
     event_logits: Tensor | None = None      # [B,T] CPSP: event-vs-background logit
     category_logits: Tensor | None = None   # [B,C] CPSP: video category logits
     similarity: Tensor | None = None        # [B,T] cos(v_f, a_f) (fully/CPSP)

@@ -86,3 +86,32 @@ def ref_weakly(audio, video, sd, tau):
     score = F.linear(F.relu(F.linear(fusion, sd["L1.weight"])), sd["L2.weight"])
     score = score * torch.sigmoid(F.relu(F.linear(score, sd["W3.weight"])))
     return F.softmax(score.mean(dim=1), dim=-1), score
+
+
+_LSTM = {f"{kind}_{part}_l0{suffix}": (512, 128) if kind == "weight" else (512,)
+         for kind in ("weight", "bias") for part in ("ih", "hh") for suffix in ("", "_reverse")}
+# fully_psp_net and weakly_psp_net (VGG features) of the CPSP authors' psp_family.py have the same parameters:
+# every one, by their names and shapes (28 classes)
+AUTHORS_CPSP_KEYS = {
+    "fa.0.weight": (256, 128), "fa.1.weight": (128, 256), "fv.0.weight": (256, 512), "fv.1.weight": (128, 256),
+    "linear_v.weight": (128, 512), "linear_v.bias": (128,),
+    "attention.affine_audio.weight": (512, 128), "attention.affine_audio.bias": (512,),
+    "attention.affine_video.weight": (512, 512), "attention.affine_video.bias": (512,),
+    "attention.affine_v.weight": (49, 512), "attention.affine_g.weight": (49, 512),
+    "attention.affine_h.weight": (1, 49),
+    **{f"lstm_a_v.lstm_{m}.{k}": s for m in ("audio", "video") for k, s in _LSTM.items()},
+    **{f"psp.{name}.weight": (256, 256) for name in ("v_L1", "v_L2", "v_fc", "a_L1", "a_L2", "a_fc")},
+    "psp.layer_norm.weight": (256,), "psp.layer_norm.bias": (256,),
+    "v_classify.L1.weight": (64, 256), "v_classify.L2.weight": (28, 64),
+    "a_classify.L1.weight": (64, 256), "a_classify.L2.weight": (28, 64),
+    "L1.weight": (64, 256), "L2.weight": (28, 64),
+    "event_classifier.0.weight": (1, 256), "event_classifier.0.bias": (1,),
+    "category_classifier.0.weight": (28, 256), "category_classifier.0.bias": (28,),
+}
+
+
+def authors_cpsp_state(seed: int = 11) -> dict[str, torch.Tensor]:
+    """A seeded state dict with every key and shape of their CPSP network."""
+    generator = torch.Generator().manual_seed(seed)
+    return {key: torch.randn(shape, generator=generator) * 0.1 + (1.0 if key == "psp.layer_norm.weight" else 0.0)
+            for key, shape in AUTHORS_CPSP_KEYS.items()}

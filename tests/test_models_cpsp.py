@@ -31,7 +31,7 @@ from avepipe.evaluation import evaluate_checkpoint
 from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from avepipe.training import TrainConfig, defaults_for, predict_dataset
-from tests._authors_reference import ref_fully_encoder
+from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
 from tests._train_helpers import write_cache
 
 T, C, BG = 10, 28, 28
@@ -193,33 +193,6 @@ def test_checkpoints_and_runs_record_the_loss_and_old_ones_mean_corrected(tmp_pa
 
 # -- the CPSP authors' state-dicts ------------------------------------------------------------------
 
-_LSTM = {f"{kind}_{part}_l0{suffix}": (512, 128) if kind == "weight" else (512,)
-         for kind in ("weight", "bias") for part in ("ih", "hh") for suffix in ("", "_reverse")}
-# fully_psp_net of the CPSP authors' psp_family.py: every parameter, by their names and shapes
-AUTHORS_CPSP_KEYS = {
-    "fa.0.weight": (256, 128), "fa.1.weight": (128, 256), "fv.0.weight": (256, 512), "fv.1.weight": (128, 256),
-    "linear_v.weight": (128, 512), "linear_v.bias": (128,),
-    "attention.affine_audio.weight": (512, 128), "attention.affine_audio.bias": (512,),
-    "attention.affine_video.weight": (512, 512), "attention.affine_video.bias": (512,),
-    "attention.affine_v.weight": (49, 512), "attention.affine_g.weight": (49, 512),
-    "attention.affine_h.weight": (1, 49),
-    **{f"lstm_a_v.lstm_{m}.{k}": s for m in ("audio", "video") for k, s in _LSTM.items()},
-    **{f"psp.{name}.weight": (256, 256) for name in ("v_L1", "v_L2", "v_fc", "a_L1", "a_L2", "a_fc")},
-    "psp.layer_norm.weight": (256,), "psp.layer_norm.bias": (256,),
-    "v_classify.L1.weight": (64, 256), "v_classify.L2.weight": (28, 64),
-    "a_classify.L1.weight": (64, 256), "a_classify.L2.weight": (28, 64),
-    "L1.weight": (64, 256), "L2.weight": (28, 64),
-    "event_classifier.0.weight": (1, 256), "event_classifier.0.bias": (1,),
-    "category_classifier.0.weight": (28, 256), "category_classifier.0.bias": (28,),
-}
-
-
-def _authors_cpsp_state(seed: int = 11) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {key: torch.randn(shape, generator=generator) * 0.1 + (1.0 if key == "psp.layer_norm.weight" else 0.0)
-            for key, shape in AUTHORS_CPSP_KEYS.items()}
-
-
 def authors_cpsp_predictions(audio, video, sd, tau=0.099):
     """Their forward and decision rule: category if sigmoid(event logit) > 0.5, else background (28)."""
     fusion, _, _ = ref_fully_encoder(audio, video, sd, tau)
@@ -245,7 +218,7 @@ def imported(tmp_path_factory):
     cache = write_cache(root / "ave_test.h5", [annotations.source_id(v) for v in ids], audio, visual,
                         config=AVE_RELEASED)
     audio, visual = torch.from_numpy(audio), torch.from_numpy(visual)
-    state = _authors_cpsp_state()
+    state = authors_cpsp_state()
     with torch.no_grad():
         fusion, _, _ = ref_fully_encoder(audio, visual, state, 0.099)
         scores = (fusion @ state["event_classifier.0.weight"].T).flatten().sort().values
@@ -276,17 +249,13 @@ def test_authors_cpsp_file_imports_and_reproduces_their_predictions_on_a_cache(i
     assert report.segment_accuracy == pytest.approx(float((expected.numpy() == truth).mean()))
 
 
-def test_cpsp_file_given_as_psp_and_psp_import_of_weakly_cpsp_are_refused(imported, tmp_path):
+def test_cpsp_file_given_as_psp_is_refused(imported, tmp_path):
     root = imported[0]
-    runner = CliRunner()
-    as_psp = runner.invoke(import_checkpoint, [str(root / "cpsp.pth.tar"), "--setting", "fully", "-o",
-                                               str(tmp_path / "a")])
+    as_psp = CliRunner().invoke(import_checkpoint, [str(root / "cpsp.pth.tar"), "--setting", "fully", "-o",
+                                                    str(tmp_path / "a")])
     assert as_psp.exit_code == 2 and "Traceback" not in as_psp.output
     assert "cpsp.pth.tar: holds a CPSP network (it has 'event_classifier.0.weight'); import it as CPSP " \
            "(--model cpsp)" in as_psp.output
-    weakly = runner.invoke(import_checkpoint, [str(root / "cpsp.pth.tar"), "--model", "cpsp", "--setting", "weakly",
-                                               "-o", str(tmp_path / "b")])
-    assert weakly.exit_code == 2 and "CPSP is imported fully supervised only (--setting fully)" in weakly.output
 
 
 def test_cpsp_import_names_a_missing_head(imported, tmp_path):

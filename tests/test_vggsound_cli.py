@@ -19,7 +19,8 @@ def stand_in(tmp_path_factory):
     return vggsound_stand_in(tmp_path_factory.mktemp("vggsound"))
 
 
-@pytest.mark.parametrize("model, setting", [("psp", "fully"), ("psp", "weakly"), ("cpsp", "fully")])
+@pytest.mark.parametrize("model, setting", [("psp", "fully"), ("psp", "weakly"), ("cpsp", "fully"),
+                                            ("cpsp", "weakly")])
 def test_train_and_evaluate_on_vggsound_files(stand_in, tmp_path, model, setting):
     files, cache, videos = stand_in
     run = tmp_path / "run"
@@ -42,5 +43,10 @@ def test_train_and_evaluate_on_vggsound_files(stand_in, tmp_path, model, setting
     annotations = load_vggsound(files)
     expected = np.bincount(annotations.segment_label_matrix(test_ids, T).ravel(), minlength=len(CATEGORIES) + 1)
     np.testing.assert_array_equal(truth, expected)          # the flags, read back, are what is scored
-    assert report["segment_accuracy"] > 0.8, report["segment_accuracy"]
+    counts = np.asarray(report["confusion_matrix"]["counts"])
+    assert np.trace(counts[:-1, :-1]) / counts[:-1].sum() > 0.8     # event seconds get the video's category
+    # Weakly CPSP learns no background from the category labels of this stand-in: it calls every second an
+    # event (docs/vggsound.md), so only the categories are checked for it.
+    if (model, setting) != ("cpsp", "weakly"):
+        assert report["segment_accuracy"] > 0.8, report["segment_accuracy"]
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 10_000

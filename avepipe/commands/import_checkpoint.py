@@ -35,10 +35,10 @@ def read_class_file(path: Path) -> list[str]:
 @click.command("import-checkpoint", cls=Command)
 @click.argument("state_dict", type=click.Path(path_type=Path))
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), required=True,
-              help="Which released model the file holds: fully or weakly supervised (CPSP: fully only).")
+              help="Which released model the file holds: fully or weakly supervised.")
 @click.option("--model", "model_name", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
-              help="psp: the PSP authors' CVPR 2021 files. cpsp: the CPSP authors' fully supervised CPSP or "
-                   "SSPSP files (recorded as trained with --cpsp-loss released).")
+              help="psp: the PSP authors' CVPR 2021 files. cpsp: the CPSP authors' CPSP or SSPSP files, fully "
+                   "or weakly supervised (recorded as trained with --cpsp-loss released).")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True,
               help="Checkpoint directory to write (model.safetensors + config.json).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), default=None,
@@ -55,9 +55,6 @@ def import_checkpoint(state_dict: Path, setting: str, model_name: str, output: P
     from avepipe.extract.provenance import AVE_RELEASED
     from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
-    if model_name == "cpsp" and setting != "fully":
-        raise UserError(f"{state_dict}: CPSP is imported fully supervised only (--setting fully); the "
-                        "authors' weakly supervised CPSP script cannot run as released")
     class_names = read_class_file(classes_file) if classes_file else ave_classes() + [BACKGROUND]
     model = import_authors_state_dict(state_dict, setting, model_name)
     save_checkpoint(output, model, class_names, AVE_RELEASED,

@@ -29,7 +29,7 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), default="fully", show_default=True,
               help="fully: per-segment labels; weakly: video-level labels only (MIL).")
 @click.option("--model", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
-              help="psp (CVPR 2021) or cpsp (TPAMI extension, fully supervised only).")
+              help="psp (CVPR 2021) or cpsp (TPAMI extension).")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used).")
 @click.option("--splits", "splits_dir", type=SPLITS,
@@ -54,7 +54,7 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3]")
 @click.option("--lr-milestones", callback=_milestones,
               help="Comma-separated epochs after which the lr is multiplied by --lr-gamma (psp: 60,120; "
-                   "cpsp: 10,20,30).")
+                   "cpsp: 10,20,30; weakly cpsp: 5,20,40).")
 @click.option("--lr-gamma", type=float, help="lr decay factor at each milestone (psp: 0.8, cpsp: 0.5).")
 @click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (cpsp: 0.1; psp: no clipping).")
 @click.option("--tau", type=float, help="PSP pruning threshold (fully/cpsp: 0.099, weakly: 0.095). "
@@ -62,7 +62,7 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--cpsp-loss", type=click.Choice(["released", "corrected"]),
               help="--model cpsp: released (default) trains with the loss and initialisation of the authors' "
                    "code, which gave the published numbers; corrected computes the intended PSA_S, category "
-                   "and PSA_V terms (docs/cpsp.md). Recorded in the checkpoint.")
+                   "and PSA_V terms (weakly: PSA_V) (docs/cpsp.md). Recorded in the checkpoint.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help="Dropout probability of every dropout layer (default: the model's own, PSP 0.1). 0 makes "
                    "torchrun training reproduce single-process losses exactly (per-rank dropout masks differ).")

@@ -81,7 +81,7 @@ def write_cache(path: Path, videos: int, segments: int) -> dict:
     (on a shared 2-core machine a writer does ~15-400 videos/s), then the last 100 by a resuming ``CacheWriter``."""
     from tqdm import tqdm
 
-    from avepipe.extract.cache_writer import CacheWriter
+    from avepipe.data.cache import CacheWriter
     from avepipe.extract.features import VideoFeatures
 
     rng = np.random.default_rng(0)
@@ -116,7 +116,7 @@ def clone_parts(cache: Path, template_id: str, wanted: list[str]) -> int:
     """
     from tqdm import tqdm
 
-    from avepipe.data import cache_layout as layout
+    from avepipe.data.cache import layout
 
     parts = layout.parts_dir(cache)
     template = (parts / layout.part_name(template_id)).read_bytes()
@@ -124,13 +124,14 @@ def clone_parts(cache: Path, template_id: str, wanted: list[str]) -> int:
     existing = set(layout.list_part_names(parts))
     todo = [v for v in wanted if layout.part_name(v) not in existing]
     index = layout.read_index(cache)
-    summaries = dict(index.summaries)
-    summary = summaries[layout.part_name(template_id)]
+    summary = index.table.summary(int(index.table.rows([template_id])[0]))
+    clones = {}
     for vid in tqdm(todo, desc=f"cloning parts {cache.name}", unit="video", mininterval=10):
         (parts / layout.part_name(vid)).write_bytes(template.replace(template_id.encode(), vid.encode()))
-        summaries[layout.part_name(vid)] = replace(summary, video_id=vid)
+        clones[layout.part_name(vid)] = replace(summary, video_id=vid)
     # the index a writer's close would have left (else the next writer opens every clone to summarise it)
-    layout.write_index(cache, index.extractor_json, index.dtype, summaries, __version__)
+    layout.write_index(cache, index.extractor_json, index.dtype, index.table.updated(layout.PartTable.of(clones)),
+                       __version__)
     return len(todo)
 
 
@@ -138,7 +139,7 @@ def clone_aware_reader(cache: Path, template_id: str):
     """``pack_cache``'s source of arrays: a part that is byte for byte a clone of the template part (its id
     aside) holds the template's arrays, read once; any other part is read from its file. The packed copy is
     the same as with the default reader, without 100k HDF5 opens on a shared machine."""
-    from avepipe.data import cache_layout as layout
+    from avepipe.data.cache import layout
     from avepipe.data.cache import FeatureCache
 
     source = FeatureCache(cache)

@@ -125,11 +125,9 @@ class VGGSoundAnnotations(Annotations):
         self.splits = splits
         self.problems = list(problems)
 
-    def video_label(self, video_id: str) -> np.ndarray:
+    def video_classes(self, video_id: str) -> tuple[int, ...]:
         """Weak target: the video's category, whatever its per-second flags say."""
-        label = np.zeros(len(self.classes), dtype=np.float32)
-        label[self.class_index[self.categories[self.record(video_id).key]]] = 1.0
-        return label
+        return (self.class_index[self.categories[self.record(video_id).key]],)
 
     def subset(self, video_ids: Iterable[str]) -> VGGSoundAnnotations:
         ids = list(video_ids)

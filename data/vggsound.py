@@ -33,6 +33,7 @@ import numpy as np
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import BACKGROUND, Annotations, Event, VideoRecord, _read_lines
+from avepipe.data.label_index import indexed_flags
 
 PREFIX = "vggsound:"
 META_COLUMNS = ("video_id", "category", "split")
@@ -228,8 +229,6 @@ def load_vggsound(files: VGGSoundFiles | str, classes: Sequence[str] | None = No
     whose label file is missing or malformed are left out and listed in
     ``.problems`` (a one-line summary goes to stderr).
     """
-    from tqdm import tqdm
-
     files = files if isinstance(files, VGGSoundFiles) else VGGSoundFiles.parse(str(files))
     if not files.labels_dir.is_dir():
         raise UserError(f"{files.labels_dir}: label directory not found")
@@ -239,12 +238,10 @@ def load_vggsound(files: VGGSoundFiles | str, classes: Sequence[str] | None = No
     rows = read_metadata(files.metadata, categories)
     records, category_of, problems = [], {}, []
     splits: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for video_id, category, split in tqdm(rows, desc="reading VGGSound labels", unit="video", leave=False,
-                                          disable=not progress, mininterval=2):
-        try:
-            flags = read_flags(files.labels_dir / f"{video_id}.zip")
-        except UserError as err:
-            problems.append(str(err))
+    flags_of = indexed_flags(files.labels_dir, [video_id for video_id, _, _ in rows], read_flags, progress)
+    for (video_id, category, split), flags in zip(rows, flags_of):
+        if isinstance(flags, UserError):
+            problems.append(str(flags))
             continue
         records.append(VideoRecord(video_id, video_id, flag_events(flags, category)))
         category_of[video_id] = category

@@ -199,7 +199,7 @@ class PartTable:
 
 def positions(sorted_ids: np.ndarray, video_ids: Sequence[str] | np.ndarray) -> np.ndarray:
     """Index of each of ``video_ids`` in the sorted array ``sorted_ids`` (binary search), -1 where absent."""
-    query = np.asarray(video_ids, dtype=object)
+    query = np.asarray(video_ids, dtype=object if sorted_ids.dtype == object else None)
     if not len(sorted_ids) or not len(query):
         return np.full(len(query), -1, np.int64)
     found = np.minimum(np.searchsorted(sorted_ids, query), len(sorted_ids) - 1)
@@ -207,7 +207,7 @@ def positions(sorted_ids: np.ndarray, video_ids: Sequence[str] | np.ndarray) -> 
 
 
 def is_in(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """``np.isin`` for arrays of part names, by sort and binary search (several times faster on 100k names)."""
+    """``np.isin`` for arrays of strings, by sort and binary search (several times faster on 100k names)."""
     pool = np.sort(pool)
     if not len(pool):
         return np.zeros(len(values), bool)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import h5py
+from h5py import h5p, h5t
 import numpy as np
 
 from avepipe.errors import UserError
@@ -266,9 +267,22 @@ def write_index(cache: Path, extractor_json: str, dtype: dict[str, str], table: 
             f.create_dataset("segments", data=table.segments)
             f.create_dataset("has_audio", data=table.has_audio)
             f.create_dataset("has_video", data=table.has_video)
-            videos = f.create_group("videos")
-            for video_id, part in zip(table.ids, table.parts):
-                videos[link_name(video_id)] = h5py.ExternalLink(f"{rel}/{part.decode()}", "/")
+            add_external_links(f.create_group("videos"), [link_name(v) for v in table.ids],
+                               [os.fsencode(rel) + b"/" + part for part in table.parts])
+
+
+def add_external_links(group: h5py.Group, names: Sequence[str], files: Sequence[bytes]) -> None:
+    """``group[name] = h5py.ExternalLink(file, "/")`` for each pair, through h5py's low-level call: the same
+    links (name charset ASCII, or UTF-8 when the name is not ASCII), without ~50 us of Python per link,
+    which is most of rewriting a 100k-video index."""
+    lcpl = {}
+    for charset in (h5t.CSET_ASCII, h5t.CSET_UTF8):
+        lcpl[charset] = h5p.create(h5p.LINK_CREATE)
+        lcpl[charset].set_char_encoding(charset)
+    links = group.id.links
+    for name, file in zip(names, files):
+        charset = h5t.CSET_ASCII if name.isascii() else h5t.CSET_UTF8
+        links.create_external(name.encode(), file, b"/", lcpl=lcpl[charset])
 
 
 def stored_provenance(cache: Path) -> tuple[str, dict[str, str]] | None:

@@ -61,7 +61,10 @@ class CacheWriter:
         self._written: dict[str, layout.PartSummary] = {}      # part name -> summary, since the last index
         self._errors: list[dict[str, str]] = []
         self._closed = False
-        self._write_index()
+        if index is not None and np.array_equal(index.table.parts, self._table.parts):
+            self._last_index, self._index_wait = time.monotonic(), index_interval     # the index is current
+        else:
+            self._write_index()
 
     def _check_compatible(self) -> None:
         stored = layout.stored_provenance(self.path)

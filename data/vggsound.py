@@ -110,10 +110,17 @@ def read_flags(path: str | Path) -> np.ndarray:
 
 
 def flag_events(flags: np.ndarray, category: str) -> tuple[Event, ...]:
-    """Runs of consecutive 1-flags as events ``[t0, t1)`` (whole seconds, so segment t is covered iff flag t)."""
-    padded = np.concatenate([[0], flags, [0]])
-    edges = np.flatnonzero(np.diff(padded))
-    return tuple(Event(float(a), float(b), category) for a, b in zip(edges[::2], edges[1::2]))
+    """Runs of consecutive 1-flags as events ``[t0, t1)`` (whole seconds, so segment t is covered iff flag t).
+
+    A plain loop: for 10 flags numpy's per-call overhead cost ~40 us a video, most of a start at 100k videos."""
+    events, start = [], None
+    for t, flag in enumerate([*np.asarray(flags).tolist(), 0]):
+        if flag and start is None:
+            start = t
+        elif not flag and start is not None:
+            events.append(Event(float(start), float(t), category))
+            start = None
+    return tuple(events)
 
 
 class VGGSoundAnnotations(Annotations):

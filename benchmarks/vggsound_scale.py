@@ -193,6 +193,13 @@ def drop_page_cache(path: Path) -> None:
                     os.close(fd)
 
 
+def read_parts_only() -> None:
+    """Make ``FeatureDataset`` ignore packed copies in this (child) process, so the parts are what is measured."""
+    from avepipe.data import dataset
+
+    dataset.open_packed = lambda cache, extractor_json: None
+
+
 def run_open(cache: Path, videos: int) -> dict:
     from avepipe.data.cache import FeatureCache
     from avepipe.data.dataset import FeatureDataset
@@ -248,16 +255,15 @@ def run_epoch(cache: Path, videos: int, batch: int, limit: int, chunks: int = 4)
                         sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(0)))
     os.sync()
     drop_page_cache(cache)
-    parts, seen, mark = [], 0, (os.times(), 0)
-    for item in loader:
-        seen += item["audio"].shape[0]
-        if seen - mark[1] >= limit // chunks:
-            now = os.times()
-            parts.append({"videos": seen - mark[1], "wall": now.elapsed - mark[0].elapsed,
-                          "user": now.user - mark[0].user, "sys": now.system - mark[0].system})
-            mark = (now, seen)
-        if seen >= limit:
-            break
+    batches_per_part = max(1, limit // chunks // batch)
+    parts, batches = [], iter(loader)
+    for _ in range(chunks):
+        start, videos_read = os.times(), 0
+        for _, item in zip(range(batches_per_part), batches):
+            videos_read += item["audio"].shape[0]
+        now = os.times()
+        parts.append({"videos": videos_read, "wall": now.elapsed - start.elapsed, "user": now.user - start.user,
+                      "sys": now.system - start.system})
     total = {key: sum(p[key] for p in parts) for key in ("videos", "wall", "user", "sys")}
     per = 1e3 / total["videos"]
     best_wall = min(p["wall"] / p["videos"] for p in parts)
@@ -280,6 +286,8 @@ def run_step(segments: int, batch: int, steps: int = 6) -> dict:
 
 
 def _child(args) -> None:
+    if args.form == "parts":
+        read_parts_only()
     if args.child == "open":
         result = run_open(args.cache, args.n)
     elif args.child == "epoch":
@@ -292,9 +300,9 @@ def _child(args) -> None:
     print(json.dumps(result))
 
 
-def _spawn(kind: str, args, cache: Path | None = None, videos: int = 0) -> dict:
+def _spawn(kind: str, args, cache: Path | None = None, videos: int = 0, form: str = "packed") -> dict:
     arguments = ["--child", kind, "--segments", str(args.segments), "--batch-size", str(args.batch_size),
-                 "--n", str(videos), "--epoch-videos", str(args.epoch_videos)]
+                 "--n", str(videos), "--epoch-videos", str(args.epoch_videos), "--form", form]
     return run_child(__file__, arguments + (["--cache", str(cache)] if cache else []))
 
 
@@ -310,6 +318,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the caches (default: delete them at the end)")
     parser.add_argument("--child", choices=["open", "epoch", "labels", "step"], help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--form", choices=["parts", "packed"], default="packed", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -332,9 +341,10 @@ def main() -> None:
                 pack_cache(cache, read=clone_aware_reader(cache, video_ids(videos)[0]))
                 written["pack_s"] = time.perf_counter() - started
             result = {"benchmark": "vggsound_scale", "form": form, "videos": videos, "segments": args.segments,
-                      "dtype": "float16", "write": written, **_spawn("open", args, cache, videos)}
+                      "dtype": "float16", "write": written, **_spawn("open", args, cache, videos, form)}
             result["open_peak_rss_mb"] = result.pop("peak_rss_mb")
-            result.update(_spawn("epoch", args, cache, videos))
+            result.update(_spawn("epoch", args, cache, videos, form))
+            assert result["packed"] == (form == "packed"), result
             results[form, videos] = result
             print(json.dumps(result), flush=True)
         results["labels", videos] = _spawn("labels", args, cache.parent / "vggsound", videos)

@@ -18,8 +18,9 @@ RSS is per size:
 - ``epoch``: a shuffled epoch read through the streaming loader (DataLoader,
   batch 128, no workers; the cache's pages synced and dropped first, so it is what
   a cache larger than RAM costs), its first ``--epoch-videos`` videos: wall and CPU
-  (user, system) milliseconds per video, also of the least disturbed quarter, the
-  epoch time projected from them, peak RSS;
+  (user, system) milliseconds per video, the epoch time projected from them, peak
+  RSS; ``--repeats`` times, in rounds alternating the sizes, median and minimum
+  reported (the machine is shared: the least disturbed run is the code's own cost);
 - ``labels``: ``load_vggsound`` of N label zips in the authors' format (written
   once beside the cache), cold (no label index, pages dropped) and with the index;
 - ``step`` (once): wall and CPU seconds of fully supervised PSP training compute per
@@ -240,10 +241,7 @@ def run_labels(root: Path, videos: int) -> dict:
             "label_index_mb": (files.labels_dir / INDEX_NAME).stat().st_size / 1e6}
 
 
-def run_epoch(cache: Path, videos: int, batch: int, limit: int, chunks: int = 4) -> dict:
-    """The first ``limit`` videos of a shuffled epoch, timed in ``chunks`` equal parts: the mean per video, and
-    the best part's (on a shared machine the other jobs inflate some parts; the least disturbed is the best
-    estimate of the code's own cost)."""
+def run_epoch(cache: Path, videos: int, batch: int, limit: int) -> dict:
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
@@ -255,25 +253,27 @@ def run_epoch(cache: Path, videos: int, batch: int, limit: int, chunks: int = 4)
                         sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(0)))
     os.sync()
     drop_page_cache(cache)
-    batches_per_part = max(1, limit // chunks // batch)
-    parts, batches = [], iter(loader)
-    for _ in range(chunks):
-        start, videos_read = os.times(), 0
-        for _, item in zip(range(batches_per_part), batches):
-            videos_read += item["audio"].shape[0]
-        now = os.times()
-        parts.append({"videos": videos_read, "wall": now.elapsed - start.elapsed, "user": now.user - start.user,
-                      "sys": now.system - start.system})
-    total = {key: sum(p[key] for p in parts) for key in ("videos", "wall", "user", "sys")}
-    per = 1e3 / total["videos"]
-    best_wall = min(p["wall"] / p["videos"] for p in parts)
-    best_cpu = min((p["user"] + p["sys"]) / p["videos"] for p in parts)
-    return {"packed": dataset.packed, "videos_read": total["videos"], "read_ms_per_video": total["wall"] * per,
-            "read_cpu_ms_per_video": (total["user"] + total["sys"]) * per, "read_user_ms_per_video": total["user"] * per,
-            "read_sys_ms_per_video": total["sys"] * per, "read_best_part_ms_per_video": 1e3 * best_wall,
-            "read_best_part_cpu_ms_per_video": 1e3 * best_cpu,
-            "epoch_read_s": total["wall"] * len(dataset) / total["videos"],
-            "epoch_read_cpu_s": (total["user"] + total["sys"]) * len(dataset) / total["videos"]}
+    start, seen = os.times(), 0
+    for item in loader:
+        seen += item["audio"].shape[0]
+        if seen >= limit:
+            break
+    end = os.times()
+    wall, user, system = end.elapsed - start.elapsed, end.user - start.user, end.system - start.system
+    return {"packed": dataset.packed, "videos_read": seen, "read_ms_per_video": 1e3 * wall / seen,
+            "read_cpu_ms_per_video": 1e3 * (user + system) / seen, "read_user_ms_per_video": 1e3 * user / seen,
+            "read_sys_ms_per_video": 1e3 * system / seen, "epoch_read_s": wall * len(dataset) / seen,
+            "epoch_read_cpu_s": (user + system) * len(dataset) / seen}
+
+
+def combine_repeats(runs: list[dict]) -> dict:
+    """Median of each figure over the repeats, the minimum of the read times beside it (``_min``: the run least
+    disturbed by other jobs), every repeat's read times, and the largest peak RSS."""
+    out = {key: float(np.median([r[key] for r in runs])) for key in runs[0] if isinstance(runs[0][key], float)}
+    out.update({f"{key}_min": min(r[key] for r in runs) for key in ("read_ms_per_video", "read_cpu_ms_per_video")})
+    out.update(packed=runs[0]["packed"], videos_read=runs[0]["videos_read"], peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
+               repeats=[[round(r["read_ms_per_video"], 3), round(r["read_cpu_ms_per_video"], 3)] for r in runs])
+    return out
 
 
 def run_step(segments: int, batch: int, steps: int = 6) -> dict:
@@ -314,6 +314,8 @@ def main() -> None:
     parser.add_argument("--epoch-videos", type=int, default=10000,
                         help="videos read of each shuffled epoch (the epoch time is projected from them)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "avepipe_vggsound_scale")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="epoch reads per form and size, in alternating rounds (median and minimum reported)")
     parser.add_argument("--only-write", action="store_true", help="write the caches and stop")
     parser.add_argument("--keep", action="store_true", help="keep the caches (default: delete them at the end)")
     parser.add_argument("--child", choices=["open", "epoch", "labels", "step"], help=argparse.SUPPRESS)
@@ -326,32 +328,42 @@ def main() -> None:
         return
     sizes = [int(v) for v in args.videos.split(",")]
     args.dir.mkdir(parents=True, exist_ok=True)
-    results = {}
+    caches, results = {}, {}
     for videos in sizes:
         cache = args.dir / f"n{videos}" / "features.h5"
         cache.parent.mkdir(exist_ok=True)
         written = write_cache(cache, videos, args.segments)
         write_label_files(cache.parent / "vggsound", videos)
-        if args.only_write:
-            print(json.dumps({"videos": videos, "write": written}), flush=True)
-            continue
-        for form in ("parts", "packed"):
-            if form == "packed" and open_packed(cache, ExtractorConfig(segments=args.segments).to_json()) is None:
-                started = time.perf_counter()
-                pack_cache(cache, read=clone_aware_reader(cache, video_ids(videos)[0]))
-                written["pack_s"] = time.perf_counter() - started
-            result = {"benchmark": "vggsound_scale", "form": form, "videos": videos, "segments": args.segments,
-                      "dtype": "float16", "write": written, **_spawn("open", args, cache, videos, form)}
-            result["open_peak_rss_mb"] = result.pop("peak_rss_mb")
-            result.update(_spawn("epoch", args, cache, videos, form))
-            assert result["packed"] == (form == "packed"), result
-            results[form, videos] = result
-            print(json.dumps(result), flush=True)
-        results["labels", videos] = _spawn("labels", args, cache.parent / "vggsound", videos)
-        print(json.dumps({"benchmark": "vggsound_scale_labels", "videos": videos, **results["labels", videos]}),
-              flush=True)
+        if not args.only_write and open_packed(cache, ExtractorConfig(segments=args.segments).to_json()) is None:
+            started = time.perf_counter()
+            pack_cache(cache, read=clone_aware_reader(cache, video_ids(videos)[0]))
+            written["pack_s"] = time.perf_counter() - started
+        caches[videos] = cache
+        results["write", videos] = written
+        print(json.dumps({"benchmark": "vggsound_scale_write", "videos": videos, "write": written}), flush=True)
     if args.only_write:
         return
+    forms = ("parts", "packed")
+    for form in forms:
+        for videos in sizes:
+            results[form, videos] = {"benchmark": "vggsound_scale", "form": form, "videos": videos,
+                                     "segments": args.segments, "dtype": "float16",
+                                     **_spawn("open", args, caches[videos], videos, form)}
+            results[form, videos]["open_peak_rss_mb"] = results[form, videos].pop("peak_rss_mb")
+    # Epochs in rounds, the sizes alternating, so that a change of load on a shared machine hits every size.
+    epochs = {(form, videos): [] for form in forms for videos in sizes}
+    for _ in range(args.repeats):
+        for form in forms:
+            for videos in sizes:
+                epochs[form, videos].append(_spawn("epoch", args, caches[videos], videos, form))
+    for (form, videos), runs in epochs.items():
+        results[form, videos].update(combine_repeats(runs))
+        assert results[form, videos]["packed"] == (form == "packed"), results[form, videos]
+        print(json.dumps(results[form, videos]), flush=True)
+    for videos in sizes:
+        results["labels", videos] = _spawn("labels", args, caches[videos].parent / "vggsound", videos)
+        print(json.dumps({"benchmark": "vggsound_scale_labels", "videos": videos, **results["labels", videos]}),
+              flush=True)
     step = _spawn("step", args)
     summary = {"benchmark": "vggsound_scale_summary", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                **machine(), "load_avg": os.getloadavg(), "segments": args.segments,
@@ -361,10 +373,8 @@ def main() -> None:
         summary[form] = {
             "read_ms_per_video_ratio": large["read_ms_per_video"] / small["read_ms_per_video"],
             "read_cpu_ms_per_video_ratio": large["read_cpu_ms_per_video"] / small["read_cpu_ms_per_video"],
-            "read_best_part_ms_per_video_ratio": large["read_best_part_ms_per_video"]
-            / small["read_best_part_ms_per_video"],
-            "read_best_part_cpu_ms_per_video_ratio": large["read_best_part_cpu_ms_per_video"]
-            / small["read_best_part_cpu_ms_per_video"],
+            "read_min_ms_per_video_ratio": large["read_ms_per_video_min"] / small["read_ms_per_video_min"],
+            "read_min_cpu_ms_per_video_ratio": large["read_cpu_ms_per_video_min"] / small["read_cpu_ms_per_video_min"],
             "peak_rss_ratio": large["peak_rss_mb"] / small["peak_rss_mb"],
             "open_for_training_largest_s": large["open_dataset_s"],
             "open_for_training_largest_cpu_s": large["open_dataset_cpu_s"],
@@ -374,6 +384,7 @@ def main() -> None:
                                                     / step["compute_cpu_ms_per_video"] for v in sizes},
         }
     summary["labels"] = {str(v): results["labels", v] for v in sizes}
+    summary["write"] = {str(v): results["write", v] for v in sizes}
     print(json.dumps(summary), flush=True)
     if not args.keep:
         shutil.rmtree(args.dir)

@@ -79,10 +79,11 @@ def pack_cache(cache: str | Path, progress: bool = True,
     ids = source.ids
     if not ids:
         raise UserError(f"{cache}: no videos to pack")
-    segments = source.summary(ids[0]).segments
-    uneven = next((v for v in ids if source.summary(v).segments != segments), None)
-    if uneven is not None:
-        raise UserError(f"{cache}: video {uneven!r} has {source.summary(uneven).segments} segments, "
+    table = source.table
+    segments = int(table.segments[0])
+    uneven = np.flatnonzero(table.segments != segments)
+    if len(uneven):
+        raise UserError(f"{cache}: video {table.ids[uneven[0]]!r} has {table.segments[uneven[0]]} segments, "
                         f"{ids[0]!r} has {segments}; only caches of equal-length videos can be packed")
     fingerprint = parts_fingerprint(cache)
     final = packed_dir(cache)

@@ -132,3 +132,18 @@ def test_a_damaged_index_is_rebuilt_not_trusted(tmp_path, settled, reads, capsys
     reads.clear()
     load_vggsound(files, progress=False)
     assert reads == []                         # rebuilt whole
+
+
+def test_an_unwritable_directory_reads_the_zips_each_time(tmp_path, settled, reads, capsys, monkeypatch):
+    files, videos = _dataset(tmp_path)
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(label_index, "atomic_file", refused)
+    for _ in range(2):
+        reads.clear()
+        assert _labels(load_vggsound(files, progress=False)) == _expected(videos)
+        assert len(reads) == 9
+        assert f"note: cannot write the label index {files.labels_dir / INDEX_NAME} ([Errno 13] Permission " \
+               f"denied" in capsys.readouterr().err

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -54,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from avepipe import __version__  # noqa: E402
-from benchmarks._child import run_child  # noqa: E402
+from benchmarks._child import peak_rss_mb, run_child  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 from avepipe.data.cache.packed import open_packed, pack_cache  # noqa: E402
 from avepipe.extract.provenance import ExtractorConfig  # noqa: E402
@@ -296,7 +295,7 @@ def _child(args) -> None:
         result = run_labels(args.cache, args.n)
     else:
         result = run_step(args.segments, args.batch_size)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

@@ -121,7 +121,7 @@ class CacheWriter:
                     if data.view(np.uint8).any():
                         ds[...] = data
         self._written[name] = layout.PartSummary(features.video_id, segments, bool(features.has_audio),
-                                                   bool(features.has_video))
+                                                 bool(features.has_video))
         if time.monotonic() - self._last_index >= self._index_wait:
             self._write_index()
 

@@ -50,6 +50,10 @@ class Event:
         """
         return self.start <= t + 0.5 < self.end
 
+    def segment_range(self) -> tuple[int, int]:
+        """``[first, stop)``: the segments t that ``covers_segment`` (t + 0.5 in [start, end)), without a loop."""
+        return math.ceil(self.start - 0.5), math.ceil(self.end - 0.5)
+
 
 @dataclass(frozen=True)
 class VideoRecord:
@@ -115,23 +119,20 @@ class Annotations:
         """int64 ``[segments]``: class index per one-second segment, background where no event."""
         labels = np.full(segments, self.background_index, dtype=np.int64)
         for event in self.events(video_id):
-            index = self.class_index[event.label]
-            for t in range(segments):
-                if event.covers_segment(t):
-                    labels[t] = index
+            first, stop = event.segment_range()
+            labels[max(first, 0):max(stop, 0)] = self.class_index[event.label]
         return labels
 
-    def video_label(self, video_id: str) -> np.ndarray:
-        """float32 ``[C+1]``: 1 for every event class of the video; background only when it has none.
-
-        This is the AVE ``mil_labels.h5`` / ``labels_noisy.h5`` convention (weak supervision).
-        """
-        label = np.zeros(len(self.classes), dtype=np.float32)
+    def video_classes(self, video_id: str) -> tuple[int, ...]:
+        """Class indices of the weak label: every event class of the video; background only when it has none."""
         events = self.events(video_id)
-        for event in events:
-            label[self.class_index[event.label]] = 1.0
-        if not events:
-            label[self.background_index] = 1.0
+        return tuple(self.class_index[e.label] for e in events) if events else (self.background_index,)
+
+    def video_label(self, video_id: str) -> np.ndarray:
+        """float32 ``[C+1]``: 1 at each of ``video_classes`` (the AVE ``mil_labels.h5`` / ``labels_noisy.h5``
+        convention, weak supervision)."""
+        label = np.zeros(len(self.classes), dtype=np.float32)
+        label[list(self.video_classes(video_id))] = 1.0
         return label
 
     def segment_label_matrix(self, video_ids: Iterable[str] | None = None, segments: int = 10) -> np.ndarray:

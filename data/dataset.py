@@ -15,6 +15,7 @@ exactly ``labels_noisy.h5``.
 """
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Sequence
 
@@ -62,17 +63,17 @@ class FeatureDataset(Dataset):
                  segments: int | None = None, in_memory: bool | str = "auto",
                  background_caches: Sequence[str | Path] = ()):
         self.caches = CacheSet([*caches, *background_caches])
-        in_labelled = {vid for cache in self.caches.caches[:len(caches)] for vid in cache.ids}
-        missing = [k for k in ids if annotations.source_id(k) not in in_labelled]
-        if missing:
-            raise UserError(f"{caches[0]}: {len(missing)} annotated videos are not in the cache "
-                            f"(first: {missing[0]!r})")
         self.keys: list[str] = list(ids)
         self._video_ids = [annotations.source_id(k) for k in ids]      # file ids, not annotation keys
         self.num_labelled = len(self.keys)
         for cache in self.caches.caches[len(caches):]:
             self.keys += [f"background:{vid}" for vid in cache.ids]
             self._video_ids += cache.ids
+        owners = self.caches.owners(self._video_ids)       # index into self.caches.caches, per item
+        missing = np.flatnonzero((owners[:self.num_labelled] < 0) | (owners[:self.num_labelled] >= len(caches)))
+        if len(missing):
+            raise UserError(f"{caches[0]}: {len(missing)} annotated videos are not in the cache "
+                            f"(first: {self.keys[missing[0]]!r})")
         if not self._video_ids:
             raise UserError(f"{caches[0]}: no videos to load")
         self.segments = segments or self.caches.summary(self._video_ids[0]).segments
@@ -81,20 +82,26 @@ class FeatureDataset(Dataset):
         self.packed = all(p is not None and p.segments == self.segments for p in self._packed)
         self._packed_rows = None
         if self.packed:
-            position = {id(cache): index for index, cache in enumerate(self.caches.caches)}
-            owners = [position[id(self.caches.cache_of(v))] for v in self._video_ids]
-            self._packed_rows = np.array([[c, self._packed[c].row[v]] for c, v in zip(owners, self._video_ids)],
-                                         dtype=np.int64)
+            rows = np.empty(len(owners), np.int64)
+            for c, packed in enumerate(self._packed):
+                chosen = np.flatnonzero(owners == c)
+                rows[chosen] = packed.rows([self._video_ids[i] for i in chosen])
+            self._packed_rows = np.stack([owners, rows], axis=1)
 
-        labelled = self.keys[:self.num_labelled]
         background = len(annotations.classes) - 1
-        extra = len(self.keys) - self.num_labelled
-        self.segment_labels = np.concatenate([
-            annotations.segment_label_matrix(labelled, self.segments),
-            np.full((extra, self.segments), background, np.int64)])
-        bg_label = np.zeros((extra, len(annotations.classes)), np.float32)
-        bg_label[:, background] = 1.0
-        self.video_labels = np.concatenate([annotations.video_label_matrix(labelled), bg_label])
+        self.num_classes = len(annotations.classes)
+        self.segment_labels = np.full((len(self.keys), self.segments), background, np.int64)
+        # Weak labels as class lists (offsets into one int16 array): [C + 1] floats per video are made per batch.
+        self._label_offsets = np.zeros(len(self.keys) + 1, np.int64)
+        classes = array("h")
+        for row, key in enumerate(self.keys):
+            if row < self.num_labelled:
+                self.segment_labels[row] = annotations.segment_labels(key, self.segments)
+                classes.extend(annotations.video_classes(key))
+            else:
+                classes.append(background)      # background-only videos: background everywhere
+            self._label_offsets[row + 1] = len(classes)
+        self._label_classes = np.frombuffer(classes, np.int16) if classes else np.zeros(0, np.int16)
 
         self._audio = self._visual = None
         if in_memory == "auto":
@@ -158,9 +165,19 @@ class FeatureDataset(Dataset):
             "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
             "visual": torch.from_numpy(np.ascontiguousarray(visual, dtype=np.float32)),
             "segment_labels": torch.from_numpy(self.segment_labels[idx]),
-            "video_label": torch.from_numpy(self.video_labels[idx]),
+            "video_label": torch.from_numpy(self.video_labels(idx)),
             "index": torch.from_numpy(idx),
         }
+
+    def video_labels(self, idx: np.ndarray) -> np.ndarray:
+        """float32 ``[len(idx), C+1]``: the weak (video-level) labels of these items."""
+        starts, stops = self._label_offsets[idx], self._label_offsets[idx + 1]
+        counts = stops - starts
+        items = np.repeat(np.arange(len(idx)), counts)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        out = np.zeros((len(idx), self.num_classes), np.float32)
+        out[items, self._label_classes[np.repeat(starts, counts) + within]] = 1.0
+        return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}

@@ -125,3 +125,20 @@ def test_cache_pack_command(tmp_path):
     assert np.load(packed_dir(cache) / "visual.npy", mmap_mode="r").shape == (3, 3, 7, 7, 512)
     missing = CliRunner().invoke(main, ["cache", "pack", str(tmp_path / "none.h5")])
     assert missing.exit_code == 2 and "no feature cache here" in missing.output
+
+
+def test_rows_are_found_by_id_and_an_unsorted_index_is_refused(tmp_path):
+    """Rows are looked up by binary search over the packed ids (no dict of 100k entries), which needs them
+    sorted: an index.json whose ids are not is refused with one line, not read at wrong rows."""
+    import json
+
+    from avepipe.data.cache.packed import PackedCache
+
+    cache = _write(tmp_path / "c.h5", IDS)
+    pack_cache(cache, progress=False)
+    packed = open_packed(cache, CONFIG.to_json())
+    assert packed.rows(["vid 03", "nope", "vid 00", "vid 11"]).tolist() == [3, -1, 0, 11]
+    index = json.loads((packed_dir(cache) / "index.json").read_text())
+    index["ids"][0], index["ids"][1] = index["ids"][1], index["ids"][0]
+    with pytest.raises(UserError, match="index.json: ids are not sorted; delete .* and pack again"):
+        PackedCache(packed_dir(cache), index)

@@ -13,7 +13,7 @@ import pytest
 
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheWriter, FeatureCache
-from avepipe.data.cache.layout import link_name, parts_dir
+from avepipe.data.cache.layout import add_external_links, link_name, part_name, parts_dir
 from tests._cache_helpers import CONFIG, make_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,3 +186,40 @@ def test_reader_is_usable_in_forked_workers(tmp_path):
     with multiprocessing.get_context("fork").Pool(2) as pool:
         got = pool.map(_visual_bytes, [(reader, v) for v in ids])
     assert got == [make_features(v).visual.tobytes() for v in ids]
+
+
+def test_index_links_are_those_h5py_makes(tmp_path):
+    """The index's external links are created through h5py's low-level call (fast at 100k): each has the
+    name, name charset and target that ``group[name] = h5py.ExternalLink(...)`` gives."""
+    names = [link_name(v) for v in ODD_IDS]
+    targets = [f"feats.h5.parts/{part_name(v)}" for v in ODD_IDS]
+    with h5py.File(tmp_path / "fast.h5", "w") as fast, h5py.File(tmp_path / "usual.h5", "w") as usual:
+        add_external_links(fast.create_group("videos"), names, [t.encode() for t in targets])
+        group = usual.create_group("videos")
+        for name, target in zip(names, targets):
+            group[name] = h5py.ExternalLink(target, "/")
+        groups = fast["videos"], usual["videos"]
+        assert sorted(groups[0].keys()) == sorted(groups[1].keys()) == sorted(names)
+        for name in names:
+            got, want = (g.get(name, getlink=True) for g in groups)
+            assert (got.filename, got.path) == (want.filename, want.path)
+            infos = [g.id.links.get_info(name.encode()) for g in groups]
+            assert infos[0].cset == infos[1].cset and infos[0].type == infos[1].type == h5py.h5l.TYPE_EXTERNAL
+        charsets = {groups[0].id.links.get_info(n.encode()).cset for n in names}
+    assert charsets == {h5py.h5t.CSET_ASCII, h5py.h5t.CSET_UTF8}       # both kinds of name were compared
+
+
+def test_resuming_writer_rewrites_the_index_at_open_only_when_parts_changed(tmp_path):
+    """Opening a writer on a 100k-video cache whose index is current would rewrite 100k entries for nothing."""
+    cache = tmp_path / "feats.h5"
+    with CacheWriter(cache, CONFIG) as writer:
+        writer.write(make_features("v1"))
+    before = cache.stat().st_ino
+    CacheWriter(cache, CONFIG)                      # current index: left as it is
+    assert cache.stat().st_ino == before
+    other = CacheWriter(cache, CONFIG, index_interval=3600)
+    other.write(make_features("v2"))                # a part the index does not list yet
+    CacheWriter(cache, CONFIG)
+    assert cache.stat().st_ino != before
+    with h5py.File(cache, "r") as f:
+        assert sorted(f["ids"].asstr()[()]) == ["v1", "v2"]

@@ -209,3 +209,16 @@ def test_synth_writes_vggsound_avel_files_that_read_back_exactly(tmp_path):
     refused = CliRunner().invoke(main, ["synth", str(tmp_path / "x"), "--format", "vggsound-avel",
                                         "--background-fraction", "0.2"])
     assert refused.exit_code == 2 and "VGGSound-AVEL has no background-only videos" in refused.output
+
+
+def test_garbage_collection_is_back_on_after_loading_even_after_an_error(tmp_path):
+    """Loading pauses the cyclic GC while it builds the records (half the time at 100k videos)."""
+    import gc
+
+    files = write_vggsound_files(tmp_path, _videos(3), CATEGORIES)
+    assert len(load_vggsound(files, progress=False)) == 3 and gc.isenabled()
+    for zipped in files.labels_dir.glob("*.zip"):
+        zipped.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="no readable label file for the 3 videos"):
+        load_vggsound(files, progress=False)
+    assert gc.isenabled()

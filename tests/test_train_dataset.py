@@ -96,3 +96,43 @@ def test_repeated_ave_ids_read_the_file_features_with_their_own_labels(tmp_path)
     bg = ann.background_index
     np.testing.assert_array_equal(batch["segment_labels"][0].numpy(), [bg, male, male, male] + [bg] * 6)
     np.testing.assert_array_equal(batch["segment_labels"][1].numpy(), [bg, female, female, female] + [bg] * 6)
+
+
+def test_labels_of_every_batch_order_equal_the_annotations_per_video(tmp_path):
+    """The dataset keeps weak labels as class lists and builds [B, C+1] per batch: any batch, in any order,
+    equals Annotations.video_label / segment_labels of each video (several events, several classes, none,
+    fractional times, background videos)."""
+    classes = ["a", "b", "c", "d"]
+    records = [VideoRecord("m0", "m0", (Event(0.5, 2.4, "a"), Event(3, 10, "c"))),
+               VideoRecord("m1", "m1", ()),
+               VideoRecord("m2", "m2", (Event(1.6, 1.9, "b"), Event(4.5, 4.51, "d"), Event(8, 9, "b"))),
+               VideoRecord("m3", "m3", (Event(-3, 20, "d"),))]
+    ann = Annotations(records, classes)
+    rng = np.random.default_rng(5)
+    audio = rng.normal(size=(6, T, 128)).astype(np.float32)
+    visual = rng.normal(size=(6, T, 7, 7, 512)).astype(np.float32)
+    main = write_cache(tmp_path / "m.h5", ["m0", "m1", "m2", "m3"], audio[:4], visual[:4])
+    noisy = write_cache(tmp_path / "n.h5", ["n0", "n1"], audio[4:], visual[4:])
+    ds = FeatureDataset([main], ann, ["m3", "m0", "m2", "m1"], in_memory=False, background_caches=[noisy])
+    background_only = np.eye(len(classes) + 1, dtype=np.float32)[-1]
+    for order in ([0, 1, 2, 3, 4, 5], [5, 2, 2, 0], [4], [3, 1]):
+        batch = ds.__getitems__(order)
+        for row, i in enumerate(order):
+            key = ds.keys[i]
+            labelled = not key.startswith("background:")
+            weak = ann.video_label(key) if labelled else background_only
+            np.testing.assert_array_equal(batch["video_label"][row].numpy(), weak)
+            strong = ann.segment_labels(key, T) if labelled else np.full(T, len(classes))
+            np.testing.assert_array_equal(batch["segment_labels"][row].numpy(), strong)
+    assert batch["video_label"].dtype == torch.float32 and batch["segment_labels"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_event_segment_range_is_covers_segment(seed):
+    """``segment_range`` (two ceilings) picks exactly the segments ``covers_segment`` (the spec's rule) does."""
+    rng = np.random.default_rng(seed)
+    for _ in range(500):
+        start, end = np.sort(rng.choice([rng.uniform(-2, 12), rng.integers(-2, 12) + rng.choice([0, 0.5])], 2))
+        event = Event(float(start), float(end), "x")
+        first, stop = event.segment_range()
+        assert [t for t in range(-3, 14) if event.covers_segment(t)] == list(range(first, stop)), (start, end)

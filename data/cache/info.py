@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -14,26 +15,26 @@ if TYPE_CHECKING:
 
 def summarise(cache: FeatureCache) -> dict[str, Any]:
     """Counts, segment histogram, dtype, provenance, size on disk and sharded-extraction progress."""
-    summaries = [cache.summary(i) for i in cache.ids]
-    histogram = Counter(s.segments for s in summaries)
-    part_bytes = sum(cache.part_path(i).stat().st_size for i in cache.ids)
+    table, parts = cache.table, layout.parts_dir(cache.path)
+    histogram = Counter(table.segments.tolist())
+    part_bytes = sum(os.stat(parts / name.decode()).st_size for name in table.parts)
     index_bytes = cache.path.stat().st_size if cache.path.exists() else 0
     errors_file = layout.errors_path(cache.path)
     errors = json.loads(errors_file.read_text(encoding="utf-8")) if errors_file.exists() else []
     return {
         "path": str(cache.path),
-        "videos": len(summaries),
-        "segments_total": sum(s.segments for s in summaries),
+        "videos": len(table),
+        "segments_total": int(table.segments.sum()),
         "segments_histogram": {str(t): n for t, n in sorted(histogram.items())},
-        "no_audio": sum(not s.has_audio for s in summaries),
-        "no_video": sum(not s.has_video for s in summaries),
+        "no_audio": int((~table.has_audio).sum()),
+        "no_video": int((~table.has_video).sum()),
         "dtype": dict(cache.dtype),
         "extractor": json.loads(cache.config.to_json()),
         "random_backbones": cache.config.is_random,
         "size_bytes": part_bytes + index_bytes,
-        "parts_dir": str(layout.parts_dir(cache.path)),
+        "parts_dir": str(parts),
         "errors_last_run": len(errors),
-        "shards": shard_status(cache.path, set(cache.ids)),
+        "shards": shard_status(cache.path, set(table.ids.tolist())),
     }
 
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from avepipe.errors import UserError
-from avepipe.data.cache.layout import PartSummary
+from avepipe.data.cache.layout import PartSummary, positions
 from avepipe.data.cache.reader import FeatureCache
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import require_same_extractor
@@ -35,13 +35,16 @@ class CacheSet:
             require_same_extractor(cache.config, first.config, str(cache.path), str(first.path),
                                    (str(cache.path), str(first.path)), "they cannot be mixed")
         self.config = first.config
-        self._owner: dict[str, FeatureCache] = {}
-        for cache in self.caches:
-            for video_id in cache.ids:
-                owner = self._owner.setdefault(video_id, cache)
-                if owner is not cache:
-                    raise UserError(f"{cache.path}: video {video_id!r} is also in {owner.path}; a video may be in "
-                                    f"only one of the caches read together (remove it from one)")
+        # All ids sorted, with the position of their cache: a few arrays, no dict entry per video.
+        ids = np.concatenate([c.table.ids for c in self.caches])
+        owner = np.repeat(np.arange(len(self.caches)), [len(c) for c in self.caches])
+        order = np.argsort(ids, kind="stable")
+        self._ids, self._owner = ids[order], owner[order]
+        twice = np.flatnonzero(self._ids[1:] == self._ids[:-1])
+        if len(twice):
+            video_id, (earlier, later) = self._ids[twice[0]], self._owner[twice[0]:twice[0] + 2]
+            raise UserError(f"{self.caches[later].path}: video {video_id!r} is also in {self.caches[earlier].path}; "
+                            f"a video may be in only one of the caches read together (remove it from one)")
 
     @property
     def paths(self) -> list[Path]:
@@ -49,20 +52,25 @@ class CacheSet:
 
     @property
     def ids(self) -> list[str]:
-        return sorted(self._owner)
+        return self._ids.tolist()
 
     def __len__(self) -> int:
-        return len(self._owner)
+        return len(self._ids)
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self._owner
+        return isinstance(video_id, str) and self.owners([video_id])[0] >= 0
+
+    def owners(self, video_ids: Sequence[str]) -> np.ndarray:
+        """Index into ``caches`` of the cache holding each id, -1 where none does (binary search)."""
+        found = positions(self._ids, video_ids)
+        return np.where(found >= 0, self._owner[found], -1)
 
     def cache_of(self, video_id: str) -> FeatureCache:
         """The cache holding ``video_id``."""
-        try:
-            return self._owner[video_id]
-        except KeyError:
-            raise KeyError(f"{video_id!r} is in none of the caches {', '.join(map(str, self.paths))}") from None
+        owner = int(self.owners([video_id])[0]) if isinstance(video_id, str) else -1
+        if owner < 0:
+            raise KeyError(f"{video_id!r} is in none of the caches {', '.join(map(str, self.paths))}")
+        return self.caches[owner]
 
     def summary(self, video_id: str) -> PartSummary:
         return self.cache_of(video_id).summary(video_id)

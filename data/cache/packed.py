@@ -1,6 +1,6 @@
 """A packed, read-optimised copy of a finished feature cache, for training at 100k-video scale.
 
-The cache itself (data/cache_layout.py) stays one HDF5 file per video: that is what
+The cache itself (data/cache/layout.py) stays one HDF5 file per video: that is what
 makes extraction crash-safe, resumable and shardable. Reading it costs one file
 open per video per epoch, which at 100k videos is most of an epoch's read time.
 ``pack_cache`` writes, beside ``CACHE``, a directory ``CACHE.packed/``:
@@ -29,7 +29,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,9 +49,16 @@ def parts_fingerprint(cache: Path) -> str:
     """Digest of (name, size, mtime) of every finished part: changes when a video is added, removed or rewritten."""
     digest = hashlib.sha256()
     parts = layout.parts_dir(cache)
-    for name in sorted(layout.list_part_names(parts)):
-        stat = os.stat(parts / name)
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    names = sorted(layout.list_part_names(parts))
+    if not names:
+        return digest.hexdigest()
+    fd = os.open(parts, os.O_RDONLY)      # stat relative to the directory: no path built and resolved per part
+    try:
+        for name in names:
+            stat = os.stat(name, dir_fd=fd)
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
@@ -72,10 +79,11 @@ def pack_cache(cache: str | Path, progress: bool = True,
     ids = source.ids
     if not ids:
         raise UserError(f"{cache}: no videos to pack")
-    segments = source.summary(ids[0]).segments
-    uneven = next((v for v in ids if source.summary(v).segments != segments), None)
-    if uneven is not None:
-        raise UserError(f"{cache}: video {uneven!r} has {source.summary(uneven).segments} segments, "
+    table = source.table
+    segments = int(table.segments[0])
+    uneven = np.flatnonzero(table.segments != segments)
+    if len(uneven):
+        raise UserError(f"{cache}: video {table.ids[uneven[0]]!r} has {table.segments[uneven[0]]} segments, "
                         f"{ids[0]!r} has {segments}; only caches of equal-length videos can be packed")
     fingerprint = parts_fingerprint(cache)
     final = packed_dir(cache)
@@ -136,8 +144,9 @@ class PackedCache:
 
     def __init__(self, directory: Path, index: dict):
         self.directory = directory
-        self.ids: list[str] = index["ids"]
-        self.row = {video_id: i for i, video_id in enumerate(self.ids)}
+        self.ids = np.array(index["ids"], dtype=object)
+        if len(self.ids) > 1 and not (self.ids[:-1] < self.ids[1:]).all():
+            raise UserError(f"{directory / 'index.json'}: ids are not sorted; delete {directory} and pack again")
         self.segments = int(index["segments"])
         self._files: dict[str, tuple[int, int, np.dtype, tuple[int, ...]]] = {}
         self._pid: int | None = None
@@ -159,6 +168,10 @@ class PackedCache:
                 raise UserError(f"{path}: not a packed {key} array of {self.segments} segments")
             self._files[key] = (os.open(path, os.O_RDONLY), offset, dtype, shape[1:])
         return self._files[key]
+
+    def rows(self, video_ids: Sequence[str]) -> np.ndarray:
+        """Row of each id, -1 where it is not in the packed copy."""
+        return layout.positions(self.ids, video_ids)
 
     def read_rows(self, key: str, rows: np.ndarray) -> np.ndarray:
         """``key`` of the videos at ``rows`` (any order) in the storage dtype, one pread per video."""

@@ -39,28 +39,35 @@ class FeatureCache:
         except (ValueError, TypeError) as exc:
             raise UserError(f"{self.path}: unreadable extractor provenance ({exc})") from exc
         self.dtype: dict[str, str] = stored[1]
-        self._summaries = index.summaries if index else {}
+        self._table = index.table if index else layout.PartTable.of({})
         self.refresh()
 
     def refresh(self) -> None:
         """Pick up videos finished since opening (only new parts are opened)."""
-        self._summaries = layout.scan_parts(self._parts, self._summaries)
-        self._part_of = {s.video_id: name for name, s in self._summaries.items()}
-        self._ids = sorted(self._part_of)
+        self._table = layout.scan_parts(self._parts, self._table)
 
     @property
     def ids(self) -> list[str]:
-        return list(self._ids)
+        return self._table.ids.tolist()
+
+    @property
+    def table(self) -> layout.PartTable:
+        """Every video's id, part, segments and has_audio/has_video as arrays, sorted by id (not a copy)."""
+        return self._table
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._table)
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self._part_of
+        return isinstance(video_id, str) and self._table.rows([video_id])[0] >= 0
+
+    def rows(self, video_ids: Sequence[str]) -> np.ndarray:
+        """Position of each id in ``ids`` (-1 where absent), by binary search."""
+        return self._table.rows(video_ids)
 
     def summary(self, video_id: str) -> layout.PartSummary:
         """Segments and has_audio/has_video of a video, from the index (no part opened)."""
-        return self._summaries[self.part_path(video_id).name]
+        return self._table.summary(self._row(video_id))
 
     def read(self, video_id: str) -> VideoFeatures:
         """The whole record, arrays as float32 (the ``VideoFeatures`` contract)."""
@@ -95,10 +102,13 @@ class FeatureCache:
 
     def part_path(self, video_id: str) -> Path:
         """The part file holding ``video_id``."""
-        try:
-            return self._parts / self._part_of[video_id]
-        except KeyError:
-            raise KeyError(f"{video_id!r} is not in the cache {self.path}") from None
+        return self._parts / self._table.part(self._row(video_id))
+
+    def _row(self, video_id: str) -> int:
+        row = int(self._table.rows([video_id])[0]) if isinstance(video_id, str) else -1
+        if row < 0:
+            raise KeyError(f"{video_id!r} is not in the cache {self.path}")
+        return row
 
     def _open(self, video_id: str) -> h5py.File:
         return h5py.File(self.part_path(video_id), "r")

@@ -57,10 +57,14 @@ class CacheWriter:
         layout.remove_stale_temps(self._parts)
         layout.remove_stale_temps(self.path.parent)
         index = layout.read_index(self.path)
-        self._summaries = layout.scan_parts(self._parts, index.summaries if index else {})
+        self._table = layout.scan_parts(self._parts, index.table if index else layout.PartTable.of({}))
+        self._written: dict[str, layout.PartSummary] = {}      # part name -> summary, since the last index
         self._errors: list[dict[str, str]] = []
         self._closed = False
-        self._write_index()
+        if index is not None and np.array_equal(index.table.parts, self._table.parts):
+            self._last_index, self._index_wait = time.monotonic(), index_interval     # the index is current
+        else:
+            self._write_index()
 
     def _check_compatible(self) -> None:
         stored = layout.stored_provenance(self.path)
@@ -80,7 +84,7 @@ class CacheWriter:
     @property
     def done_ids(self) -> set[str]:
         """Ids already in the cache (finished by this writer, earlier runs, or other shards at open time)."""
-        return {s.video_id for s in self._summaries.values()}
+        return set(self._table.ids.tolist()) | {s.video_id for s in self._written.values()}
 
     def write(self, features: VideoFeatures, attrs: Mapping[str, str | int | float] | None = None) -> None:
         """Store one video durably (see module docstring); an existing entry with the same id is replaced.
@@ -116,8 +120,8 @@ class CacheWriter:
                     ds = f.create_dataset(key, shape=data.shape, dtype=data.dtype, chunks=data.shape, fillvalue=0)
                     if data.view(np.uint8).any():
                         ds[...] = data
-        self._summaries[name] = layout.PartSummary(features.video_id, segments, bool(features.has_audio),
-                                                   bool(features.has_video))
+        self._written[name] = layout.PartSummary(features.video_id, segments, bool(features.has_audio),
+                                                 bool(features.has_video))
         if time.monotonic() - self._last_index >= self._index_wait:
             self._write_index()
 
@@ -147,8 +151,9 @@ class CacheWriter:
 
     def _write_index(self) -> None:
         start = time.monotonic()
-        self._summaries = layout.scan_parts(self._parts, self._summaries)
-        layout.write_index(self.path, self.config.to_json(), self.dtype, self._summaries, __version__)
+        self._table = layout.scan_parts(self._parts, self._table.updated(layout.PartTable.of(self._written)))
+        self._written = {}
+        layout.write_index(self.path, self.config.to_json(), self.dtype, self._table, __version__)
         self._last_index = time.monotonic()
         # A 100k-video index takes seconds to write: keep its share of the run under ~5%
         # (index_interval=0 forces a rewrite after every video).

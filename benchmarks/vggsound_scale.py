@@ -17,7 +17,9 @@ RSS is per size:
   ``avepipe train`` does before its first step), and ``cache info``;
 - ``epoch``: a shuffled epoch read through the streaming loader (DataLoader,
   batch 128, no workers; the cache's pages synced and dropped first, so it is what
-  a cache larger than RAM costs), its first ``--epoch-videos`` videos: wall and CPU
+  a cache larger than RAM costs), the whole epoch or its first ``--epoch-videos``
+  videos (a part of an epoch flatters small caches: the kernel's read-ahead brings
+  neighbouring rows that the rest of a small epoch then finds in memory): wall and CPU
   (user, system) milliseconds per video, the epoch time projected from them, peak
   RSS; then the same videos again from the page cache ("warm": what the code
   itself costs, without the disk and the kernel's I/O path); ``--repeats`` times, in rounds alternating the sizes, median and minimum
@@ -305,7 +307,7 @@ def _child(args) -> None:
     if args.child == "open":
         result = run_open(args.cache, args.n)
     elif args.child == "epoch":
-        result = run_epoch(args.cache, args.n, args.batch_size, args.epoch_videos)
+        result = run_epoch(args.cache, args.n, args.batch_size, args.epoch_videos or args.n)
     elif args.child == "labels":
         result = run_labels(args.cache, args.n)
     else:
@@ -325,8 +327,9 @@ def main() -> None:
     parser.add_argument("--videos", default="10000,100000", help="cache sizes (comma-separated)")
     parser.add_argument("--segments", type=int, default=1, help="segments per video (AVE/VGGSound: 10)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epoch-videos", type=int, default=10000,
-                        help="videos read of each shuffled epoch (the epoch time is projected from them)")
+    parser.add_argument("--epoch-videos", type=int, default=0,
+                        help="videos read of each shuffled epoch (default 0: all of it; else the epoch time is "
+                             "projected from them)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "avepipe_vggsound_scale")
     parser.add_argument("--repeats", type=int, default=3,
                         help="epoch reads per form and size, in alternating rounds (median and minimum reported)")

@@ -7,11 +7,12 @@ AVE background cases), ``avepipe extract DIR/videos --random-backbones S --fps F
 ``--boxes DIR/frame_boxes.json`` (model selection on the validation videos), and
 ``avepipe source evaluate ... --linear-probe --json`` on the held-out test videos: the model
 beside a random cell, the best fixed cell and the supervised probe, fitted on the training
-videos. Videos and caches are kept under ``--work`` (reused when there: extraction dominates).
+videos. Videos, caches and finished runs are kept under ``--work`` and reused (extraction
+dominates; runs trained elsewhere with the same commands are picked up).
 Prints one JSON line (machine, per-seed and mean figures); ``--picture PATH`` draws FNAC's map
 on a held-out frame of the first seed.
 
-    python benchmarks/source_extracted.py --work /tmp/src [--seeds 3] [--videos 100] [--fps 2]
+    python benchmarks/source_extracted.py --work /tmp/src [--seeds 3] [--videos 60] [--fps 1]
         [--train-option=--epochs=60]
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ PICTURE_WIDTH = 480
 
 
 def avepipe(*args: str) -> str:
-    """Run one avepipe command niced like the rest of the benchmark; its stdout (stderr passes through)."""
+    """Run one avepipe command in this interpreter; its stdout (stderr passes through)."""
     done = subprocess.run([sys.executable, "-m", "avepipe", *map(str, args)], check=True, stdout=subprocess.PIPE,
                           text=True)
     return done.stdout
@@ -88,9 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="folder for videos, caches and runs (reused)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--videos", type=int, default=100)
+    parser.add_argument("--videos", type=int, default=60)
     parser.add_argument("--object-size", type=float, default=0.12)
-    parser.add_argument("--fps", type=int, default=2, help="frames per second the extractor samples")
+    parser.add_argument("--fps", type=int, default=1, help="frames per second the extractor samples")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--train-option", action="append", default=[],
                         help="extra `source train` option for both models, e.g. --train-option=--epochs=60")

@@ -144,3 +144,33 @@ def test_source_subcommand_reports_user_errors_when_invoked_on_its_own(data, tmp
     assert result.exit_code == 2
     missing = tmp_path / "none"
     assert result.output == f"error: {missing / 'config.json'}: not found (is {missing} an avepipe checkpoint directory?)\n"
+
+
+def test_train_with_boxes_refuses_a_validation_split_without_boxes_before_training(data, tmp_path):
+    """Model selection needs boxed validation seconds; without them the run stops at once, naming the file."""
+    from avepipe.source.evaluation import split_videos
+
+    boxes = json.loads((data / "described.json").read_text())
+    val = split_videos(sorted(boxes), 0.1, 0.1, 3)["val"]
+    no_val = tmp_path / "no_val_boxes.json"
+    no_val.write_text(json.dumps({v: entry for v, entry in boxes.items() if v not in val}))
+    result = CliRunner().invoke(main, ["source", "train", str(data / "cache.h5"), "-o", str(tmp_path / "run"),
+                                       "--boxes", str(no_val), "--seed", "3", "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"error: {no_val}: none of the {len(val)} validation videos has a boxed second with audio, so no epoch "
+        "can be selected; use a larger --val-fraction or another --seed")
+    assert not (tmp_path / "run").exists()
+
+
+def test_tau_option_reaches_the_model_and_must_be_positive(data, tmp_path):
+    common = ["source", "train", str(data / "cache.h5"), "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "warm"), "--tau", "0.3"])
+    assert result.exit_code == 0, result.output
+    model = json.loads((tmp_path / "warm" / "checkpoint" / "config.json").read_text())["model"]
+    assert model["tau"] == 0.3 and model["pooling"] == "softmax"      # the schedule's other options are kept
+    default = json.loads((data / "fnac" / "checkpoint" / "config.json").read_text())["model"]
+    assert default["tau"] == 0.03
+    bad = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "bad"), "--tau", "0"])
+    assert bad.exit_code == 2 and "Invalid value for '--tau': must be positive, got 0.0" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -60,6 +60,10 @@ def source():
 @click.option("--batch-size", type=int, help="(video, second) pairs per batch; the other pairs of the batch are "
                                               "the negatives. [default: from --schedule]")
 @click.option("--lr", type=float, help="Adam learning rate. [default: from --schedule]")
+@click.option("--tau", type=float, help="Temperature of the similarity logits (the authors': 0.03). On features "
+                                       "extracted from small-object synth videos 0.3 doubled the plain "
+                                       "baseline's peak-in-box but not FNAC's (docs/baselines.md). "
+                                       "[default: 0.03]")
 @click.option("--boxes", "boxes_path", type=click.Path(path_type=Path),
               help="boxes.json of the cache's videos; the epoch with the best validation peak-in-box is kept "
                    "(without it, the last epoch).")
@@ -72,7 +76,7 @@ def source():
 @click.option("--no-fns", is_flag=True, help="Without false-negative suppression.")
 @click.option("--no-tne", is_flag=True, help="Without true-negative enhancement (with --no-fns: the plain "
                                              "contrastive baseline).")
-def train(caches, run_dir, schedule, epochs, batch_size, lr, boxes_path, val_fraction, test_fraction, seed, device,
+def train(caches, run_dir, schedule, epochs, batch_size, lr, tau, boxes_path, val_fraction, test_fraction, seed, device,
           no_fns, no_tne):
     """Train the sound-source localiser on feature CACHE(s) of one extractor, on the train part of a seeded split."""
     from avepipe.source.api import run_source_training
@@ -80,6 +84,10 @@ def train(caches, run_dir, schedule, epochs, batch_size, lr, boxes_path, val_fra
 
     given = {**SCHEDULES[schedule],
              **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}}
+    if tau is not None:
+        if tau <= 0:
+            raise click.BadParameter(f"must be positive, got {tau}", param_hint="'--tau'")
+        given["model_options"] = {**given["model_options"], "tau": tau}
     checkpoint = run_source_training(caches, run_dir, boxes_path, val_fraction, test_fraction, device=device,
                                      use_fns=not no_fns, use_tne=not no_tne, **given)
     click.echo(f"sound-source checkpoint {checkpoint}; loss curves {run_dir / 'loss.png'}")

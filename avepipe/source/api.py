@@ -140,6 +140,9 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
     validate = None
     if boxes_json is not None and splits["val"]:
         boxes = load_boxes(boxes_json, sample_fps=cache.config.fps)
+        if not len(box_samples(cache, boxes, splits["val"])[1]):
+            raise UserError(f"{boxes_json}: none of the {len(splits['val'])} validation videos has a boxed second "
+                            "with audio, so no epoch can be selected; use a larger --val-fraction or another --seed")
         device = select_device(options.get("device"))
         validate = lambda model: evaluate_localizer(model, cache, boxes, splits["val"], device=device)  # noqa: E731
     return train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},

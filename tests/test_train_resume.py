@@ -91,5 +91,5 @@ def test_published_defaults_and_overrides():
     assert (cpsp.batch_size, cpsp.epochs, cpsp.clip_grad_norm) == (64, 45, 0.1)
     assert [cpsp.lr_at(e) for e in (10, 11, 21, 31)] == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
     assert defaults_for("psp", "fully", lr=0.01, tau=None).lr == 0.01
-    with pytest.raises(UserError, match="no 'cpsp' model for the 'weakly' setting"):
-        defaults_for("cpsp", "weakly")
+    with pytest.raises(UserError, match="no 'psp' model for the 'self-supervised' setting"):
+        defaults_for("psp", "self-supervised")

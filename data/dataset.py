@@ -171,12 +171,9 @@ class FeatureDataset(Dataset):
 
     def video_labels(self, idx: np.ndarray) -> np.ndarray:
         """float32 ``[len(idx), C+1]``: the weak (video-level) labels of these items."""
-        starts, stops = self._label_offsets[idx], self._label_offsets[idx + 1]
-        counts = stops - starts
-        items = np.repeat(np.arange(len(idx)), counts)
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         out = np.zeros((len(idx), self.num_classes), np.float32)
-        out[items, self._label_classes[np.repeat(starts, counts) + within]] = 1.0
+        for row, item in enumerate(idx):
+            out[row, self._label_classes[self._label_offsets[item]:self._label_offsets[item + 1]]] = 1.0
         return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

@@ -16,8 +16,9 @@ RSS is per size:
 - ``open``: ``FeatureCache`` + ``FeatureDataset`` over all N videos (what
   ``avepipe train`` does before its first step), and ``cache info``;
 - ``epoch``: a shuffled epoch read through the streaming loader (DataLoader,
-  batch 128, no workers; the cache's pages synced and dropped first, so it is what
-  a cache larger than RAM costs), the whole epoch or its first ``--epoch-videos``
+  batch 128, no workers; the pages of every file the benchmark wrote synced and
+  dropped first, so it is what a cache larger than RAM costs and every size starts
+  from the same free memory, reported as ``free_memory_mb_before``), the whole epoch or its first ``--epoch-videos``
   videos (a part of an epoch flatters small caches: the kernel's read-ahead brings
   neighbouring rows that the rest of a small epoch then finds in memory): wall and CPU
   (user, system) milliseconds per video, the epoch time projected from them, peak
@@ -184,16 +185,22 @@ def labels(videos: int):
     return Annotations(records, classes, "<benchmark>")
 
 
-def drop_page_cache(path: Path) -> None:
-    """Ask the kernel to forget the cache's file pages (no root needed for files we own)."""
-    for directory in (path.parent,):
-        for root, _, files in os.walk(directory):
-            for name in files:
-                fd = os.open(os.path.join(root, name), os.O_RDONLY)
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
+def drop_page_cache(directory: Path) -> None:
+    """Ask the kernel to forget the pages of every file under ``directory`` (no root needed for files we own)."""
+    for root, _, files in os.walk(directory):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def free_memory_mb() -> float:
+    """MemFree of /proc/meminfo: how much a cold read can take without reclaiming other pages first."""
+    with open("/proc/meminfo") as handle:
+        fields = dict(line.split(":", 1) for line in handle)
+    return int(fields["MemFree"].split()[0]) / 1024
 
 
 def read_parts_only() -> None:
@@ -230,7 +237,7 @@ def run_labels(root: Path, videos: int) -> dict:
 
     files = write_label_files(root, videos)
     (files.labels_dir / INDEX_NAME).unlink(missing_ok=True)
-    drop_page_cache(files.metadata)
+    drop_page_cache(files.metadata.parent)
     started = _clock()
     cold = load_vggsound(files, progress=False)
     cold_s = _since(started)
@@ -255,13 +262,16 @@ def run_epoch(cache: Path, videos: int, batch: int, limit: int) -> dict:
         return DataLoader(dataset, batch_size=batch, collate_fn=already_batched,
                           sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(0)))
 
+    # Every size's files are dropped, not this size's only: otherwise the larger cache's cold epoch also pays for
+    # reclaiming the pages the smaller one left (measured: system time per read grew with it).
     os.sync()
-    drop_page_cache(cache)
+    drop_page_cache(cache.parent.parent)
+    free_mb = free_memory_mb()
     cold = timed_pass(shuffled(), limit)
     warm = timed_pass(shuffled(), limit)    # the same videos again, now in the page cache: the code's own cost
     wall, cpu = cold["wall"], cold["user"] + cold["system"]
     per = 1e3 / cold["videos"]
-    return {"packed": dataset.packed, "videos_read": cold["videos"], "read_ms_per_video": wall * per,
+    return {"packed": dataset.packed, "free_memory_mb_before": free_mb, "videos_read": cold["videos"], "read_ms_per_video": wall * per,
             "read_cpu_ms_per_video": cpu * per, "read_user_ms_per_video": cold["user"] * per,
             "read_sys_ms_per_video": cold["system"] * per, "epoch_read_s": wall * len(dataset) / cold["videos"],
             "epoch_read_cpu_s": cpu * len(dataset) / cold["videos"],

@@ -151,14 +151,14 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     ids = splits[split][:limit] if limit else splits[split]
     if not ids:
         raise UserError(f"{directory}: the {split} split is empty")
-    dataset = FeatureDataset(caches, annotations, ids)
+    dataset = FeatureDataset(cache_set.caches, annotations, ids)      # the caches opened above, not again
     device = select_device(device)
     net, _ = load_checkpoint(checkpoint, device=device)
     predicted, _, truth = predict_dataset(net, dataset, batch_size, device, workers, desc=f"evaluating {split}")
     report = build_report(predicted, truth, info.class_names, split)
     train_ids = [k for k in splits["train"] if annotations.source_id(k) in cache_set]
     if train_ids:
-        report.baselines = training_split_baselines(FeatureDataset(caches, annotations, train_ids), dataset,
+        report.baselines = training_split_baselines(FeatureDataset(cache_set.caches, annotations, train_ids), dataset,
                                                     info.class_names, linear_probe)
     return report
 

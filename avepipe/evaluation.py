@@ -127,6 +127,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset
     from avepipe.data.splits import annotations_folder, load_official_splits, official_split_dir
+    from avepipe.data.vggsound import VGGSoundAnnotations
     from avepipe.device import select_device
     from avepipe.extract.provenance import require_same_extractor
     from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
@@ -138,7 +139,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     require_same_extractor(info.extractor, cache_set.config, str(caches[0]), f"the checkpoint {checkpoint}",
                            ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     annotations = load_annotations(annotations_path, classes=info.class_names)
-    if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
+    if isinstance(annotations, VGGSoundAnnotations) and not splits_dir:    # the metadata CSV's split column
         splits, directory = annotations.splits, annotations.source
     else:
         directory = official_split_dir(splits_dir, annotations_folder(annotations_path),

@@ -127,6 +127,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset
     from avepipe.data.splits import annotations_folder, load_official_splits, official_split_dir
+    from avepipe.data.vggsound import VGGSoundAnnotations
     from avepipe.device import select_device
     from avepipe.extract.provenance import require_same_extractor
     from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
@@ -138,7 +139,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     require_same_extractor(info.extractor, cache_set.config, str(caches[0]), f"the checkpoint {checkpoint}",
                            ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
     annotations = load_annotations(annotations_path, classes=info.class_names)
-    if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
+    if isinstance(annotations, VGGSoundAnnotations) and not splits_dir:    # the metadata CSV's split column
         splits, directory = annotations.splits, annotations.source
     else:
         directory = official_split_dir(splits_dir, annotations_folder(annotations_path),
@@ -151,14 +152,14 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     ids = splits[split][:limit] if limit else splits[split]
     if not ids:
         raise UserError(f"{directory}: the {split} split is empty")
-    dataset = FeatureDataset(caches, annotations, ids)
+    dataset = FeatureDataset(cache_set.caches, annotations, ids)      # the caches opened above, not again
     device = select_device(device)
     net, _ = load_checkpoint(checkpoint, device=device)
     predicted, _, truth = predict_dataset(net, dataset, batch_size, device, workers, desc=f"evaluating {split}")
     report = build_report(predicted, truth, info.class_names, split)
     train_ids = [k for k in splits["train"] if annotations.source_id(k) in cache_set]
     if train_ids:
-        report.baselines = training_split_baselines(FeatureDataset(caches, annotations, train_ids), dataset,
+        report.baselines = training_split_baselines(FeatureDataset(cache_set.caches, annotations, train_ids), dataset,
                                                     info.class_names, linear_probe)
     return report
 

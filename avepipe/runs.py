@@ -68,15 +68,15 @@ def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: P
     from avepipe.training import Trainer, seed_everything
 
     run_dir, caches, background_caches = Path(run_dir), list(caches), list(background_caches)
-    cache_set = CacheSet([*caches, *background_caches])
+    cache_set = CacheSet([*caches, *background_caches])      # each cache opened once: the datasets share them
     extractor = cache_set.config
-    opened = cache_set.caches
-    config, run_classes = run_config(run_dir, extractor, opened[0].path, model, setting, dict(hyper or {}), resume)
+    labelled, background = cache_set.caches[:len(caches)], cache_set.caches[len(caches):]
+    config, run_classes = run_config(run_dir, extractor, labelled[0].path, model, setting, dict(hyper or {}), resume)
 
     annotations = load_annotations(annotations_path)
     if run_classes is not None and run_classes != annotations.classes:
         raise UserError(f"{annotations_path}: class list differs from the run's checkpoint")
-    available = {vid for c in opened[:len(caches)] for vid in c.ids}
+    available = {vid for c in labelled for vid in c.ids}
     splits, origin = resolve_splits(annotations, annotations_path, splits_dir, available, val_fraction,
                                     test_fraction, config.seed)
     train_ids, val_ids = splits["train"], splits["val"]
@@ -92,12 +92,11 @@ def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: P
 
     if in_memory == "auto" and ranks.local_world_size > 1:
         # Every rank on this machine would hold its own copy: decide for all of them together.
-        segments = opened[0].summary(opened[0].ids[0]).segments
+        segments = labelled[0].summary(labelled[0].ids[0]).segments
         in_memory = (estimated_bytes((len(train_ids) + len(val_ids)) * ranks.local_world_size, segments)
                      < MEMORY_SHARE * available_memory_bytes())
-    train_set = FeatureDataset(caches, annotations, train_ids, in_memory=in_memory,
-                               background_caches=background_caches)
-    val_set = FeatureDataset(caches, annotations, val_ids, in_memory=in_memory)
+    train_set = FeatureDataset(labelled, annotations, train_ids, in_memory=in_memory, background_caches=background)
+    val_set = FeatureDataset(labelled, annotations, val_ids, in_memory=in_memory)
 
     seed_everything(config.seed)
     net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1,

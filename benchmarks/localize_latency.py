@@ -7,8 +7,8 @@
   beyond the features themselves (600 x 7 x 7 x 512 float32 = 60 MB for 10 min).
 
 Backbones are seeded random (no weights are downloaded); they cost exactly what
-the pretrained ones cost. Each measurement runs in its own process because peak
-RSS is a per-process high-water mark.
+the pretrained ones cost. Each measurement runs in its own process and reports
+that process's own peak RSS (``VmHWM``, benchmarks/_child.py).
 
     python benchmarks/localize_latency.py [--long-seconds 600] [--source-fps 2] [--fps 16]
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -27,12 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._child import run_child  # noqa: E402
+from benchmarks._child import peak_rss_mb, run_child  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
 
 
 def write_clip(path: Path, seconds: int, fps: int) -> Path:

@@ -1,9 +1,10 @@
 """Peak memory of extracting a 60 s and a 600 s video: must not grow with the video's length.
 
 Prints ONE JSON line. Each extraction runs `avepipe extract` inside a fresh child
-process, which reports its own peak RSS (ru_maxrss, the CNN side) and its decoder
-workers' (RUSAGE_CHILDREN: the largest worker; on Linux this includes the parent's pages
-mapped at fork time, before the spawned interpreter replaced them). The clips are 640x360 H.264 + AAC;
+process, which reports its own peak RSS (VmHWM, the CNN side) and the largest of its
+decoder workers' own (their VmHWM, read every 0.1 s while they run: RUSAGE_CHILDREN would
+report at least the main process's resident memory when it started them, after the
+networks were built, whatever the workers used). The clips are 640x360 H.264 + AAC;
 each picture is held for ``--hold`` seconds (static shots), so the CNN runs once per
 shot (identical frames share a pass) while the decoder still selects 16 frames per
 second: keeping them would be 2.4 MB per second of video (1.4 GB at 600 s).
@@ -25,14 +26,15 @@ from benchmarks._machine import machine  # noqa: E402
 from benchmarks._videos import write_clip  # noqa: E402
 
 _CHILD = """
-import json, resource, sys
+import json, sys
 from avepipe.commands.extract import extract
-try:
-    extract.main(sys.argv[1:], standalone_mode=False)
-except SystemExit as stop:
-    assert not stop.code, stop.code
-print(json.dumps({"main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+from benchmarks._child import ChildrenPeakRss, peak_rss_mb
+with ChildrenPeakRss("--multiprocessing-fork") as workers:    # spawned decoders, not the resource tracker
+    try:
+        extract.main(sys.argv[1:], standalone_mode=False)
+    except SystemExit as stop:
+        assert not stop.code, stop.code
+print(json.dumps({"main_rss_mb": peak_rss_mb(), "worker_rss_mb": workers.peak_mb}))
 """
 
 

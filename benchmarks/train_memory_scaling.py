@@ -7,7 +7,7 @@ dimensions (T=10 segments of [7,7,512] + [128]), then, each in a fresh child pro
   (fully PSP, published settings, batch 128) for ``--steps`` optimisation steps on
   the first videos of a shuffled order (``--steps 0``: a full epoch over every
   video). The dataset, cache index, labels and order cover all N videos, so what
-  grows with N is visible in the peak RSS (``ru_maxrss``).
+  grows with N is visible in the peak RSS (the child's own ``VmHWM``, benchmarks/_child.py).
 - ``loader``: read throughput of the streaming loader alone (segments/s, DataLoader
   batches of 128 with 0 and 2 worker processes; the page cache is warm since the
   caches were just written or reused, so this is the HDF5 + decode + collate cost,
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._child import run_child  # noqa: E402
+from benchmarks._child import peak_rss_mb, run_child  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 from benchmarks.train_throughput import CLASSES, T, write_annotations, write_synthetic_cache  # noqa: E402
 
@@ -123,7 +122,7 @@ def _child(kind: str, args) -> None:
         result = run_loader(args.cache, args.annotations, args.steps, args.batch_size)
     else:
         result = run_step(max(3, args.steps // 4), args.batch_size)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

@@ -2,7 +2,7 @@
 
 Writes (or reuses) an AVE-sized cache of synthetic features (4,143 videos x 10
 segments, real dimensions), then runs, each in its own child process so peak RSS
-is measured separately:
+is measured separately (the child's own ``VmHWM``, benchmarks/_child.py):
 
 - ``ours``: ``FeatureDataset`` (auto in-memory/streaming) + ``Trainer`` with the
   published fully-PSP settings, for ``--steps`` batches;
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._child import run_child  # noqa: E402
+from benchmarks._child import peak_rss_mb, run_child  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 
 T, VIDEOS, TRAIN_VIDEOS, VAL_VIDEOS, CLASSES = 10, 4143, 3339, 402, 28
@@ -142,7 +141,7 @@ def run_reference(cache: Path, annotations: Path, steps: int, batch: int) -> dic
 
 def child(kind: str, args) -> None:
     result = (run_ours if kind == "ours" else run_reference)(args.cache, args.annotations, args.steps, args.batch_size)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
-from avepipe.data.cache import CacheSet
+from avepipe.data.cache import CacheSet, FeatureCache
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.data.cache.packed import open_packed
 
@@ -57,11 +57,13 @@ class FeatureDataset(Dataset):
     float32, ``segment_labels`` ``[T]`` int64, ``video_label`` ``[C+1]`` float32,
     ``index`` (position in this dataset). All caches, background ones included,
     are read as one ``CacheSet``: one extractor, and no video in two caches.
+    A cache may be given already open (a ``FeatureCache``): datasets over the same
+    caches then share them instead of each opening (indexing) them again.
     """
 
-    def __init__(self, caches: Sequence[str | Path], annotations: Annotations, ids: Sequence[str],
+    def __init__(self, caches: Sequence[str | Path | FeatureCache], annotations: Annotations, ids: Sequence[str],
                  segments: int | None = None, in_memory: bool | str = "auto",
-                 background_caches: Sequence[str | Path] = ()):
+                 background_caches: Sequence[str | Path | FeatureCache] = ()):
         self.caches = CacheSet([*caches, *background_caches])
         self.keys: list[str] = list(ids)
         self._video_ids = [annotations.source_id(k) for k in ids]      # file ids, not annotation keys
@@ -72,10 +74,10 @@ class FeatureDataset(Dataset):
         owners = self.caches.owners(self._video_ids)       # index into self.caches.caches, per item
         missing = np.flatnonzero((owners[:self.num_labelled] < 0) | (owners[:self.num_labelled] >= len(caches)))
         if len(missing):
-            raise UserError(f"{caches[0]}: {len(missing)} annotated videos are not in the cache "
+            raise UserError(f"{self.caches.paths[0]}: {len(missing)} annotated videos are not in the cache "
                             f"(first: {self.keys[missing[0]]!r})")
         if not self._video_ids:
-            raise UserError(f"{caches[0]}: no videos to load")
+            raise UserError(f"{self.caches.paths[0]}: no videos to load")
         self.segments = segments or self.caches.summary(self._video_ids[0]).segments
         # A current packed copy of every cache (`avepipe cache pack`) is read instead of the per-video parts.
         self._packed = [open_packed(c.path, c.config.to_json()) for c in self.caches.caches]

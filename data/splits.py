@@ -14,6 +14,7 @@ import numpy as np
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import BACKGROUND, Annotations
+from avepipe.data.vggsound import PREFIX as VGGSOUND_PREFIX, VGGSoundAnnotations, VGGSoundFiles
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -70,18 +71,21 @@ def official_split_dir(splits_dir: str | Path | None, *fallbacks: str | Path | N
     return find_split_dir([splits_dir, *fallbacks])
 
 
-def annotations_folder(annotations_path) -> Path:
-    """The folder whose split files go with ``annotations_path`` (a file, or the VGGSound-AVEL files' CSV folder)."""
-    return annotations_path.parent if hasattr(annotations_path, "parent") else Path(annotations_path).parent
+def annotations_folder(annotations_path: str | Path | VGGSoundFiles) -> Path | None:
+    """The folder of an annotation file, where its split files are looked for; None for VGGSound-AVEL files,
+    whose splits are their metadata CSV's split column unless a splits folder is given."""
+    if isinstance(annotations_path, VGGSoundFiles) or str(annotations_path).startswith(VGGSOUND_PREFIX):
+        return None
+    return Path(annotations_path).parent
 
 
-def resolve_splits(annotations: Annotations, annotations_path: str | Path, splits_dir: str | Path | None,
-                   available: set[str], val_fraction: float, test_fraction: float,
+def resolve_splits(annotations: Annotations, annotations_path: str | Path | VGGSoundFiles,
+                   splits_dir: str | Path | None, available: set[str], val_fraction: float, test_fraction: float,
                    seed: int) -> tuple[dict[str, list[str]], str]:
     """Official ``*_order.h5`` splits (``splits_dir`` or beside the annotations), else a seeded random split
     of the ``available`` (cached) videos. Returns the splits and a one-line description of where they came from.
     """
-    if getattr(annotations, "splits", None) and not splits_dir:    # VGGSound-AVEL: the metadata CSV's split column
+    if isinstance(annotations, VGGSoundAnnotations) and not splits_dir:    # the metadata CSV's split column
         return annotations.splits, f"official splits from {annotations.source}"
     directory = official_split_dir(splits_dir, annotations_folder(annotations_path))
     if directory:

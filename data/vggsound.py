@@ -166,11 +166,6 @@ class VGGSoundFiles:
     def __str__(self) -> str:
         return f"{PREFIX}{self.metadata},{self.categories},{self.labels_dir}"
 
-    @property
-    def parent(self) -> Path:
-        """Where split files would be looked for (the metadata CSV's folder); the CSV's own split column wins."""
-        return self.metadata.parent
-
 
 def read_categories(path: str | Path) -> list[str]:
     """The category list: line n (from 0) is class n; blank lines only at the end."""

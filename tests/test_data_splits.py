@@ -10,7 +10,9 @@ import pytest
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations, Event, VideoRecord, load_annotations
-from avepipe.data.splits import load_official_splits, random_split, read_order_file, write_splits
+from avepipe.data.splits import (annotations_folder, load_official_splits, random_split, read_order_file,
+                                 resolve_splits, write_splits)
+from avepipe.data.vggsound import write_vggsound_files
 from tests._paths import AVE_DIR
 
 AVE = AVE_DIR
@@ -91,3 +93,22 @@ def test_random_split_bad_fractions():
     with pytest.raises(UserError, match="summing to 1"):
         random_split(toy, (0.5, 0.2, 0.2))
     assert [len(v) for v in random_split(toy, (1.0, 0.0, 0.0)).values()] == [5, 0, 0]
+
+
+def test_vggsound_files_use_their_csv_splits_unless_a_splits_folder_is_given(tmp_path):
+    """VGGSound-AVEL files have no folder of split files of their own: the CSV's split column, or --splits."""
+    flags = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0])
+    videos = [(f"v{i}_000010", "dog", split, flags) for i, split in enumerate(("train", "train", "val", "test"))]
+    files = write_vggsound_files(tmp_path / "vggsound", videos, ["dog"])
+    annotations = load_annotations(files)
+    assert annotations_folder(files) is None and annotations_folder(str(files)) is None
+    assert annotations_folder(AVE / "Annotations.txt") == AVE
+    assert resolve_splits(annotations, files, None, set(), 0.1, 0.1, 0) == (
+        {"train": ["v0_000010", "v1_000010"], "val": ["v2_000010"], "test": ["v3_000010"]},
+        f"official splits from {files}")
+    chosen = {"train": ["v3_000010", "v2_000010"], "val": ["v0_000010"], "test": ["v1_000010"]}
+    (tmp_path / "mine").mkdir()
+    write_splits(tmp_path / "mine", annotations, chosen)
+    for given in (files, str(files)):
+        assert resolve_splits(annotations, given, tmp_path / "mine", set(), 0.1, 0.1, 0) == (
+            chosen, f"official splits from {tmp_path / 'mine'}")

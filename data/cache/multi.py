@@ -25,11 +25,12 @@ class CacheSet:
     more than one cache (one error line naming the video and both caches).
     """
 
-    def __init__(self, paths: str | Path | Sequence[str | Path]) -> None:
-        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        if not paths:
+    def __init__(self, caches: str | Path | FeatureCache | Sequence[str | Path | FeatureCache]) -> None:
+        """``caches``: paths to open, or caches already open (shared as they are, not opened again)."""
+        caches = [caches] if isinstance(caches, (str, Path, FeatureCache)) else list(caches)
+        if not caches:
             raise ValueError("CacheSet needs at least one cache")
-        self.caches = [FeatureCache(p) for p in paths]
+        self.caches = [c if isinstance(c, FeatureCache) else FeatureCache(c) for c in caches]
         first = self.caches[0]
         for cache in self.caches[1:]:
             require_same_extractor(cache.config, first.config, str(cache.path), str(first.path),

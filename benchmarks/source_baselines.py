@@ -56,7 +56,7 @@ def main() -> None:
     from avepipe.source.baselines import baseline_metrics
     from avepipe.source.evaluation import box_samples, model_maps
     from avepipe.source.metrics import evaluate_maps
-    from avepipe.source.training import SCHEDULES, train_source_localizer
+    from avepipe.source.training import SCHEDULES, schedule_options, train_source_localizer
     from tests.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -69,9 +69,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64, help="embedding size (authors: 512)")
     parser.add_argument("--picture", type=Path)
     args = parser.parse_args()
-    schedule = dict(SCHEDULES[args.schedule])
-    if args.epochs:
-        schedule["epochs"] = args.epochs
+    schedule = schedule_options(args.schedule, epochs=args.epochs)
     schedule["model_options"] = {"dim": args.dim, **schedule["model_options"]}
     started = time.perf_counter()
     rows = []

@@ -56,6 +56,8 @@ def test_train_writes_checkpoint_metrics_and_plot(data, runs):
         assert config["extra"]["epochs"] == 1 and config["extra"]["batch_size"] == 16
         assert config["extra"]["lr"] == 1e-3 and config["extra"]["warmup_epochs"] == 1   # the small-data schedule
         assert config["model"]["pooling"] == "softmax" and config["model"]["dropout_visual"] == 0.0
+        # FNS/TNE weights follow the batch: the authors' 100 at 128 is 12.5 at this run's 16
+        assert config["model"]["fns_weight"] == config["model"]["tne_weight"] == 12.5
         rows = list(csv.DictReader(open(data / name / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["contrastive"]) > 0
         with Image.open(data / name / "loss.png") as image:

@@ -53,7 +53,8 @@ def source():
               help="Run directory: checkpoint/, metrics.csv, loss.png.")
 @click.option("--schedule", type=click.Choice(["small-data", "authors"]), default="small-data", show_default=True,
               help="small-data (measured on a few hundred videos, docs/baselines.md): --epochs 30, --batch-size 32, "
-                   "--lr 1e-3, 1 contrastive-only epoch, no input dropout, softmax pooling of the maps; authors "
+                   "--lr 1e-3, 1 contrastive-only epoch, no input dropout, softmax pooling of the maps, FNS and TNE "
+                   "weights 100 x batch size / 128 (the authors' balance at their batch of 128; 25 at 32); authors "
                    "(their train.py): --epochs 20, --batch-size 128, --lr 1e-4, 3 contrastive-only epochs, input "
                    "dropout 0.9, max pooling. Both: Adam, weight decay 1e-4. --epochs/--batch-size/--lr override.")
 @click.option("--epochs", type=int, help="Training epochs. [default: from --schedule]")
@@ -80,10 +81,9 @@ def train(caches, run_dir, schedule, epochs, batch_size, lr, tau, boxes_path, va
           no_fns, no_tne):
     """Train the sound-source localiser on feature CACHE(s) of one extractor, on the train part of a seeded split."""
     from avepipe.source.api import run_source_training
-    from avepipe.source.training import SCHEDULES
+    from avepipe.source.training import schedule_options
 
-    given = {**SCHEDULES[schedule],
-             **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}}
+    given = schedule_options(schedule, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     if tau is not None:
         if tau <= 0:
             raise click.BadParameter(f"must be positive, got {tau}", param_hint="'--tau'")

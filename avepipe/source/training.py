@@ -21,20 +21,38 @@ from avepipe.errors import UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.models.checkpoint import save_checkpoint
 from avepipe.models.fnac import SoundSourceLocalizer
+from avepipe.models.fnac_losses import FNS_WEIGHT
 
 # Named schedules of ``avepipe source train --schedule``: the authors' train.py, and the
 # one measured to learn small objects from a few hundred short videos (docs/baselines.md: there
 # ~30 optimiser steps make an epoch, where the authors' batch of 128 over 144k pairs makes
 # ~1,100; their 0.9 input dropout and max pooling left FNAC at chance on one-cell objects).
+# ``batch_scaled_weights``: FNS and TNE are means over the B x B entries of a batch, so their size
+# goes as 1/B; the authors' weight 100 was set at their batch of 128, and at 32 it is in effect four
+# times stronger (measured: FNAC then collapses to uniform similarities after the contrastive-only
+# epoch). Scaled, the weights are 100 x B / 128: the authors' balance at any batch size.
 SCHEDULES = {
-    "authors": dict(epochs=20, batch_size=128, lr=1e-4, warmup_epochs=3, model_options={}),
+    "authors": dict(epochs=20, batch_size=128, lr=1e-4, warmup_epochs=3, model_options={},
+                    batch_scaled_weights=False),
     "small-data": dict(epochs=30, batch_size=32, lr=1e-3, warmup_epochs=1,
-                       model_options={"dropout_visual": 0.0, "pooling": "softmax"}),
+                       model_options={"dropout_visual": 0.0, "pooling": "softmax"}, batch_scaled_weights=True),
 }
 DEFAULT_SCHEDULE = "small-data"
+AUTHORS_BATCH_SIZE = SCHEDULES["authors"]["batch_size"]
 LOSS_KEYS = ("loss", "contrastive", "fns_audio", "fns_visual", "tne")
 VAL_KEYS = ("peak_in_box", "auc", "ciou")
 VIDEOS_PER_CHUNK = 256
+
+
+def schedule_options(name: str, **overrides) -> dict:
+    """Keyword arguments of ``train_source_localizer`` for schedule ``name`` with the ``overrides`` that are
+    not None (``epochs``, ``batch_size``, ``lr``, ...), the FNS/TNE weights scaled to the batch where the
+    schedule says so."""
+    options = {**SCHEDULES[name], **{k: v for k, v in overrides.items() if v is not None}}
+    if options.pop("batch_scaled_weights"):
+        weight = FNS_WEIGHT * options["batch_size"] / AUTHORS_BATCH_SIZE
+        options["model_options"] = {**options["model_options"], "fns_weight": weight, "tne_weight": weight}
+    return options
 
 
 def checked_ids(cache, ids: Sequence[str] | None = None) -> list[str]:

@@ -61,10 +61,8 @@ def source():
 @click.option("--batch-size", type=int, help="(video, second) pairs per batch; the other pairs of the batch are "
                                               "the negatives. [default: from --schedule]")
 @click.option("--lr", type=float, help="Adam learning rate. [default: from --schedule]")
-@click.option("--tau", type=float, help="Temperature of the similarity logits (the authors': 0.03). On features "
-                                       "extracted from small-object synth videos 0.3 doubled the plain "
-                                       "baseline's peak-in-box but not FNAC's (docs/baselines.md). "
-                                       "[default: 0.03]")
+@click.option("--tau", type=float, help="Temperature of the similarity logits (the authors': 0.03; 0.1 and 0.3 "
+                                       "measured in docs/baselines.md). [default: 0.03]")
 @click.option("--boxes", "boxes_path", type=click.Path(path_type=Path),
               help="boxes.json of the cache's videos; the epoch with the best validation peak-in-box is kept "
                    "(without it, the last epoch).")

@@ -176,3 +176,15 @@ def test_tau_option_reaches_the_model_and_must_be_positive(data, tmp_path):
     bad = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "bad"), "--tau", "0"])
     assert bad.exit_code == 2 and "Invalid value for '--tau': must be positive, got 0.0" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_warns_at_the_end_when_the_localiser_is_no_better_than_the_fixed_cell(data, tmp_path):
+    # lr 1e-12: the projections stay at their random start, which knows nothing of the objects
+    args = ["source", "train", str(data / "cache.h5"), "--boxes", str(data / "described.json"), "--epochs", "1",
+            "--lr", "1e-12", "--seed", "1", "--device", "cpu", "--val-fraction", "0.25"]
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "stuck")])
+    assert result.exit_code == 0, result.output
+    assert "warning: the best validation peak-in-box" in result.stderr
+    assert f"(this run: {VIDEOS - 3 - 1};" in result.stderr      # 12 videos: 3 validation, 1 test
+    unboxed = CliRunner().invoke(main, [*args[:3], *args[5:], "-o", str(tmp_path / "unboxed")])
+    assert unboxed.exit_code == 0 and "warning" not in unboxed.stderr   # nothing to compare without boxes

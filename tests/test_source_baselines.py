@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from avepipe.source.baselines import GRID, Samples, baseline_metrics, best_fixed_cell, cell_hits, one_hot_maps
+from avepipe.source.baselines import (GRID, Samples, baseline_metrics, best_fixed_cell, cell_hits, near_fixed_cell_warning,
+                                      one_hot_maps)
 from avepipe.source.evaluation import split_videos
 
 FRAME = (70, 70)      # 7x7 cells of 10x10 pixels
@@ -68,3 +69,12 @@ def test_split_videos_is_seeded_disjoint_and_complete():
     assert [len(v) for v in split_videos(ids[:3], 0.1, 0.1, seed=0).values()] == [1, 1, 1]
     with pytest.raises(UserError, match="must be >= 0 and sum below 1"):
         split_videos(ids, 0.6, 0.4, seed=0)
+
+
+def test_near_fixed_cell_warning_fires_within_the_margin_and_names_the_figures():
+    message = near_fixed_cell_warning(0.30, 0.15, 42)
+    assert message.startswith("warning: the best validation peak-in-box 0.30 is not more than 0.15 above")
+    assert "best fixed cell (0.15)" in message and "this run: 42" in message and "--linear-probe" in message
+    assert near_fixed_cell_warning(0.10, 0.20, 42) is not None        # below the constant guess
+    assert near_fixed_cell_warning(0.58, 0.06, 210) is None
+    assert near_fixed_cell_warning(0.31, 0.15, 42) is None

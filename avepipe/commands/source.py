@@ -87,7 +87,8 @@ def train(caches, run_dir, schedule, epochs, batch_size, lr, tau, boxes_path, va
             raise click.BadParameter(f"must be positive, got {tau}", param_hint="'--tau'")
         given["model_options"] = {**given["model_options"], "tau": tau}
     checkpoint = run_source_training(caches, run_dir, boxes_path, val_fraction, test_fraction, device=device,
-                                     use_fns=not no_fns, use_tne=not no_tne, **given)
+                                     use_fns=not no_fns, use_tne=not no_tne, log=lambda m: click.echo(m, err=True),
+                                     **given)
     click.echo(f"sound-source checkpoint {checkpoint}; loss curves {run_dir / 'loss.png'}")
 
 

@@ -12,7 +12,7 @@ x1/y1 exclusive; a second without a box, or ``null``, is not evaluated):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import torch
 from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheSet
+from avepipe.source.baselines import baseline_metrics, near_fixed_cell_warning
 from avepipe.source.evaluation import box_samples, model_maps, score_with_baselines, split_videos
 from avepipe.source.metrics import Box, evaluate_maps
 from avepipe.source.training import checked_ids, train_source_localizer
@@ -125,28 +126,42 @@ def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, Vide
 
 def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path,
                         boxes_json: str | Path | None = None, val_fraction: float = 0.1,
-                        test_fraction: float = 0.1, **options) -> Path:
+                        test_fraction: float = 0.1, log: Callable[[str], None] | None = None, **options) -> Path:
     """``avepipe source train``: options are those of ``train_source_localizer``.
 
     The cache's videos are split (seeded by ``options["seed"]``) into train/val/test, stored in
     the checkpoint; training sees the train videos only. With ``boxes_json``, the epoch with the
-    best validation peak-in-box is kept. Refuses an ``out_dir`` that already holds a checkpoint
-    (a run is not silently replaced).
+    best validation peak-in-box is kept, and ``log`` gets a warning when that is no better than
+    the best fixed cell. Refuses an ``out_dir`` that already holds a checkpoint (a run is not
+    silently replaced).
     """
     if (Path(out_dir) / "checkpoint").exists():
         raise UserError(f"{out_dir}: already holds a sound-source run (checkpoint/); use another -o")
     cache = CacheSet(cache_paths)
     splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
-    validate = None
+    validate, val_peaks = None, []
     if boxes_json is not None and splits["val"]:
         boxes = load_boxes(boxes_json, sample_fps=cache.config.fps)
-        if not len(box_samples(cache, boxes, splits["val"])[1]):
+        _, val_samples = box_samples(cache, boxes, splits["val"])
+        if not len(val_samples):
             raise UserError(f"{boxes_json}: none of the {len(splits['val'])} validation videos has a boxed second "
                             "with audio, so no epoch can be selected; use a larger --val-fraction or another --seed")
         device = select_device(options.get("device"))
-        validate = lambda model: evaluate_localizer(model, cache, boxes, splits["val"], device=device)  # noqa: E731
-    return train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},
-                                  **options)
+
+        def validate(model: SoundSourceLocalizer) -> dict:
+            scores = evaluate_localizer(model, cache, boxes, splits["val"], device=device)
+            val_peaks.append(scores["peak_in_box"])
+            return scores
+    checkpoint = train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},
+                                        **options)
+    if val_peaks and log is not None:
+        _, train_samples = box_samples(cache, boxes, splits["train"])
+        if len(train_samples):
+            fixed = baseline_metrics(train_samples, val_samples)["fixed_cell"]["peak_in_box"]
+            message = near_fixed_cell_warning(max(val_peaks), fixed, len(splits["train"]))
+            if message:
+                log(message)
+    return checkpoint
 
 
 def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],

@@ -205,9 +205,9 @@ def free_memory_mb() -> float:
 
 def read_parts_only() -> None:
     """Make ``FeatureDataset`` ignore packed copies in this (child) process, so the parts are what is measured."""
-    from avepipe.data import dataset
+    from avepipe.data.cache.reader import FeatureCache
 
-    dataset.open_packed = lambda cache, extractor_json: None
+    FeatureCache.packed = property(lambda cache: None)
 
 
 def run_open(cache: Path, videos: int) -> dict:

@@ -27,7 +27,6 @@ from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
 from avepipe.data.cache import CacheSet, FeatureCache
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
-from avepipe.data.cache.packed import open_packed
 
 # Held in memory only when the estimated float32 size is below this share of the available RAM.
 MEMORY_SHARE = 0.4
@@ -80,7 +79,7 @@ class FeatureDataset(Dataset):
             raise UserError(f"{self.caches.paths[0]}: no videos to load")
         self.segments = segments or self.caches.summary(self._video_ids[0]).segments
         # A current packed copy of every cache (`avepipe cache pack`) is read instead of the per-video parts.
-        self._packed = [open_packed(c.path, c.config.to_json()) for c in self.caches.caches]
+        self._packed = [c.packed for c in self.caches.caches]
         self.packed = all(p is not None and p.segments == self.segments for p in self._packed)
         self._packed_rows = None
         if self.packed:

@@ -77,6 +77,23 @@ def test_stale_after_a_video_is_added_or_rewritten(tmp_path):
     assert open_packed(cache, CONFIG.to_json()) is None
 
 
+def test_datasets_sharing_an_open_cache_look_the_packed_copy_up_once_until_it_is_refreshed(tmp_path, monkeypatch):
+    from avepipe.data.cache import FeatureCache, reader
+
+    cache = _write(tmp_path / "c.h5", IDS)
+    pack_cache(cache, progress=False)
+    lookups = []
+    monkeypatch.setattr(reader, "open_packed", lambda *args: lookups.append(args) or open_packed(*args))
+    opened = FeatureCache(cache)
+    train = FeatureDataset([opened], _labels(IDS), IDS[:8], in_memory=False)
+    val = FeatureDataset([opened], _labels(IDS), IDS[8:], in_memory=False)
+    assert train.packed and val.packed and len(lookups) == 1
+    _write(cache, ["new video"])
+    opened.refresh()                                 # a new part: the copy is stale and must be looked up again
+    assert opened.packed is None and len(lookups) == 2
+    assert not FeatureDataset([opened], _labels(IDS), IDS, in_memory=False).packed
+
+
 def test_uneven_segments_are_refused(tmp_path):
     cache = _write(tmp_path / "c.h5", IDS[:2])
     _write(cache, ["short"], segments=2)

@@ -9,6 +9,7 @@ the truth: videos a writer finished after the last index rewrite are seen
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ import numpy as np
 from avepipe.errors import UserError
 from avepipe.data.cache import layout
 from avepipe.data.cache.info import summarise
+from avepipe.data.cache.packed import PackedCache, open_packed
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import ExtractorConfig
 
@@ -45,6 +47,13 @@ class FeatureCache:
     def refresh(self) -> None:
         """Pick up videos finished since opening (only new parts are opened)."""
         self._table = layout.scan_parts(self._parts, self._table)
+        self.__dict__.pop("packed", None)       # a new part makes the packed copy stale: look again
+
+    @cached_property
+    def packed(self) -> PackedCache | None:
+        """The packed copy (``avepipe cache pack``) if it is current, else None; looked up (every part file
+        stat'ed for its fingerprint) once per open cache, so datasets sharing the cache share the lookup."""
+        return open_packed(self.path, self.config.to_json())
 
     @property
     def ids(self) -> list[str]:

@@ -17,8 +17,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from avepipe.models.registry import SMALL_DATA
+
 FEW_STEPS = 200          # below this many optimiser steps in a run, ``train`` says so at the start
 NEAR_MAJORITY = 0.02     # best validation accuracy within this of the majority class: ``train`` says so
+SMALL_TRAINING_SPLIT = 300               # fewer training videos than this: ``train`` mentions the small-data recipe
+NOT_LEARNING = 0.03                      # training accuracy within this of its majority class after a third of the run
+PROBE_MARGIN = 0.05                      # evaluate warns when the model is further below the linear probe
+SMALL_VALIDATION = (20, 200)             # fewer validation videos or segments: too few to pick an epoch on
 
 
 def majority_class(labels: np.ndarray) -> int:
@@ -114,3 +120,50 @@ def near_majority_warning(best_val_accuracy: float, majority_val_accuracy: float
             f"({100 * majority_val_accuracy:.1f}%): the model has learnt little beyond that. Try more optimiser "
             f"steps (smaller --batch-size, more --epochs), more training videos, or compare with "
             f"`avepipe evaluate --linear-probe` to see whether the features carry the answer at all.")
+
+
+def small_data_note(train_videos: int, recipe: str, measured: str) -> str | None:
+    """What ``train`` prints at the start of a run on few videos that does not use the small-data recipe."""
+    if train_videos >= SMALL_TRAINING_SPLIT or recipe == SMALL_DATA:
+        return None
+    return (f"note: {train_videos} training videos is a small training split; the '{SMALL_DATA}' recipe is made "
+            f"for it ({measured}).")
+
+
+def not_learning_warning(epoch: int, epochs: int, train_accuracy: float, majority_train_accuracy: float) -> str | None:
+    """Said once, after the first third of the epochs, when training accuracy is still about the majority class's.
+
+    A network that does not beat "always the most common label" on its own training data has not
+    started to learn; more epochs of the same rarely change that.
+    """
+    if epoch != max(1, math.ceil(epochs / 3)) or train_accuracy - majority_train_accuracy > NOT_LEARNING + 1e-9:
+        return None
+    return (f"warning: after {epoch} of {epochs} epochs the training accuracy {100 * train_accuracy:.1f}% is within "
+            f"{100 * NOT_LEARNING:.0f} points of always answering the training split's most common class "
+            f"({100 * majority_train_accuracy:.1f}%): the model is not learning.")
+
+
+def small_validation_warning(val_videos: int, val_segments: int) -> str | None:
+    """What ``train`` prints when the validation split is too small for its accuracy to pick the best epoch."""
+    videos, segments = SMALL_VALIDATION
+    if val_videos >= videos and val_segments >= segments:
+        return None
+    return (f"warning: the validation split has {val_videos} videos ({val_segments} segments), fewer than {videos} "
+            f"videos or {segments} segments: its accuracy moves by chance from epoch to epoch, so the 'best' "
+            f"checkpoint is picked on noise. Move videos into the validation split, or judge the run by its "
+            f"'last' checkpoint.")
+
+
+def below_baseline_warning(accuracy: float, found: dict[str, dict]) -> str | None:
+    """The last line of an evaluation whose model scores below the majority class, or more than
+    ``PROBE_MARGIN`` below the linear probe (the small-data recipe's bar, docs/baselines.md)."""
+    beaten = []
+    for name, baseline in found.items():
+        margin = PROBE_MARGIN if name == "linear_probe" else 0.0
+        if accuracy < baseline["segment_accuracy"] - margin - 1e-9:
+            how = f"more than {100 * margin:.0f} points below" if margin else "below"
+            beaten.append(f"{how} the {name.replace('_', ' ')} ({100 * baseline['segment_accuracy']:.2f}%)")
+    if not beaten:
+        return None
+    return (f"warning: the model's segment accuracy {100 * accuracy:.2f}% is {' and '.join(beaten)}: "
+            f"it has not learnt what the features carry.")

@@ -56,7 +56,10 @@ class EvaluationReport:
         for name, support, acc in zip(self.class_names, self.class_support, self.per_class_accuracy):
             shown = "-" if math.isnan(acc) else f"{100 * acc:7.2f}%"
             lines.append(f"{name:<{width}}  {support:>8}  {shown:>8}")
-        return "\n".join(lines)
+        from avepipe.baselines import below_baseline_warning
+
+        warning = below_baseline_warning(self.segment_accuracy, self.baselines)
+        return "\n".join(lines + ([warning] if warning else []))
 
 
 def baseline_line(name: str, baseline: dict) -> str:

@@ -128,17 +128,30 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
     net = build_model(config.model, config.setting, num_classes=len(annotations.classes) - 1, **config.model_options)
     config = replace(config, model_options=net.options())     # recorded with the model's defaults filled in
     device = distributed.local_device(options.device, ranks) if ranks.distributed else options.device
+    majority_train = baselines.majority_accuracy(train_set.segment_labels, train_set.segment_labels)
     trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
-                      device=device, workers=options.workers)
+                      device=device, workers=options.workers,
+                      on_epoch=lambda row: _warn(log, baselines.not_learning_warning(
+                          row["epoch"], config.epochs, row["train_acc"], majority_train)))
     if options.resume:
         trainer.resume()
     if ranks.is_main:
+        _warn(log, baselines.small_data_note(len(train_set), config.recipe, _small_data_measured(config)))
         _warn(log, baselines.few_steps_warning(len(train_set), config.batch_size, config.epochs))
+        _warn(log, baselines.small_validation_warning(len(val_set), int(val_set.segment_labels.size)))
     result = trainer.fit()
     if ranks.is_main:
         majority = baselines.majority_accuracy(train_set.segment_labels, val_set.segment_labels)
         _warn(log, baselines.near_majority_warning(result.best_val_accuracy, majority))
     return result
+
+
+def _small_data_measured(config: TrainConfig) -> str:
+    """What the small-data recipe of this model and setting was measured to do (its ``source``)."""
+    from avepipe.models import registry
+
+    recipes = registry.get(config.model).recipes.get(registry.SMALL_DATA, {})
+    return recipes[config.setting].source if config.setting in recipes else "not measured for this model"
 
 
 def _warn(log: Callable[[str], None], message: str | None) -> None:

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -105,13 +105,13 @@ def defaults_for(model: str, setting: str, recipe: str = AUTHORS, model_options:
         base = family.recipe(setting, recipe)
     except KeyError as exc:
         raise UserError(exc.args[0]) from None
-    options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    options = {**base.model_options, **{k: v for k, v in (model_options or {}).items() if v is not None}}
     allowed = {option.name for option in family.options}
     for name in options:
         if name not in allowed:
             takers = [f.name for f in registry.families().values() if name in {o.name for o in f.options}]
             raise UserError(f"the option {name} applies to {', '.join(takers) or 'no model'} only, not {model!r}")
-    schedule = {f.name: getattr(base, f.name) for f in fields(Recipe) if f.name != "source"}
+    schedule = {f.name: getattr(base, f.name) for f in fields(Recipe) if f.name not in ("source", "model_options")}
     config = TrainConfig(model=model, setting=setting, recipe=recipe, **schedule, model_options=options)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -219,8 +219,10 @@ class Trainer:
 
     def __init__(self, net: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Dataset,
                  run_dir: str | Path, class_names: list[str], extractor: ExtractorConfig,
-                 device: str | None = None, workers: int = 0, progress: bool = True):
+                 device: str | None = None, workers: int = 0, progress: bool = True,
+                 on_epoch: Callable[[dict], None] | None = None):
         self.net = net
+        self.on_epoch = on_epoch    # called with each epoch's history row, on the main rank
         self.config = config
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
@@ -370,6 +372,8 @@ class Trainer:
             self._save_last()
             write_metrics(self.run_dir / METRICS_FILE, self.history)
             plot_curves(self.run_dir / CURVES_FILE, self.history)
+            if self.on_epoch:
+                self.on_epoch(row)
             if self.progress:
                 tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} train acc {row['train_acc']:.3f} "
                            f"val acc {row['val_acc']:.3f} (best {self.best_val_accuracy:.3f} @ {self.best_epoch})")

@@ -16,7 +16,7 @@ from avepipe.models.base import EventNetwork, xavier
 from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
-from avepipe.models.registry import AUTHORS, ModelFamily, ModelOption, Recipe
+from avepipe.models.registry import AUTHORS, SMALL_DATA, ModelFamily, ModelOption, Recipe
 
 TAU_FULLY = 0.099
 TAU_WEAKLY = 0.095
@@ -299,10 +299,17 @@ CPSP_LOSS = ModelOption("cpsp_loss", str, "released (default) trains with the lo
 # StepLR-like decay x0.8 after epochs 60 and 120. Weakly PSP uses the same optimiser and schedule.
 PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120), lr_gamma=0.8,
                      source="PSP_CVPR_2021 fully_supervised_main.py (Adam, MultiStepLR [60,120] x0.8)")
+# avepipe's own recipe for a few dozen training videos (issue #26, docs/baselines.md): many more
+# optimiser steps than the authors' batches of 64-128 make on such a split, and a decay inside the run.
+PSP_SMALL_DATA = Recipe(epochs=60, batch_size=8, lr=1e-3, lr_milestones=(40,), lr_gamma=0.3,
+                        source="measured: not yet")
+CPSP_SMALL_DATA = Recipe(epochs=60, batch_size=8, lr=1e-3, lr_milestones=(40,), lr_gamma=0.3, clip_grad_norm=0.1,
+                         source="measured: not yet")
 FAMILIES = (
     ModelFamily(
         name="psp", summary="Positive Sample Propagation (Zhou et al., CVPR 2021)", build=build_psp,
-        recipes={AUTHORS: {"fully": PSP_AUTHORS, "weakly": PSP_AUTHORS}}, options=(TAU,),
+        recipes={AUTHORS: {"fully": PSP_AUTHORS, "weakly": PSP_AUTHORS}, SMALL_DATA: {"fully": PSP_SMALL_DATA}},
+        options=(TAU,),
         import_state=import_psp_state),
     ModelFamily(
         name="cpsp", summary="Contrastive PSP (Zhou et al., TPAMI 2023)", build=build_cpsp,
@@ -310,6 +317,7 @@ FAMILIES = (
             "fully": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
                             clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py"),
             "weakly": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
-                             clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")}},
+                             clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")},
+            SMALL_DATA: {"fully": CPSP_SMALL_DATA}},
         options=(TAU, CPSP_LOSS), import_state=import_cpsp_state, import_options={"cpsp_loss": "released"}),
 )

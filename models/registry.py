@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 SETTINGS = ("fully", "weakly")
 AUTHORS = "authors"
+SMALL_DATA = "small-data"    # avepipe's recipe for a few dozen training videos (docs/baselines.md)
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class Recipe:
     The learning rate is ``lr * lr_gamma ** k`` where k counts the ``lr_milestones`` passed
     plus one per full ``lr_period``; both count ``lr_unit``s ("epoch", or "step": optimiser
     steps, for schedulers stepped every iteration). ``source`` cites the authors' code
-    (file:line) the numbers come from.
+    (file:line) the numbers come from, or where a recipe of avepipe's own was measured.
+    ``model_options`` are build options the recipe needs (e.g. ``{"tau": ...}``); the user's
+    own options take precedence.
     """
 
     epochs: int
@@ -41,6 +44,7 @@ class Recipe:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     source: str = ""
+    model_options: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.lr_unit not in ("epoch", "step"):

@@ -301,9 +301,9 @@ PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120
                      source="PSP_CVPR_2021 fully_supervised_main.py (Adam, MultiStepLR [60,120] x0.8)")
 # avepipe's own recipe for a few dozen training videos (issue #26, docs/baselines.md): many more
 # optimiser steps than the authors' batches of 64-128 make on such a split, and a decay inside the run.
-PSP_SMALL_DATA = Recipe(epochs=60, batch_size=8, lr=1e-3, lr_milestones=(40,), lr_gamma=0.3,
+PSP_SMALL_DATA = Recipe(epochs=24, batch_size=4, lr=1e-3, lr_milestones=(16,), lr_gamma=0.3,
                         source="measured: not yet")
-CPSP_SMALL_DATA = Recipe(epochs=60, batch_size=8, lr=1e-3, lr_milestones=(40,), lr_gamma=0.3, clip_grad_norm=0.1,
+CPSP_SMALL_DATA = Recipe(epochs=24, batch_size=4, lr=1e-3, lr_milestones=(16,), lr_gamma=0.3, clip_grad_norm=0.1,
                          source="measured: not yet")
 FAMILIES = (
     ModelFamily(

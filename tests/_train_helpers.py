@@ -8,7 +8,7 @@ from avepipe.data.cache import CacheWriter
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import ExtractorConfig
 
-__all__ = ["T", "make_videos", "tensor_splits", "write_cache"]    # re-exported for the test files
+__all__ = ["T", "make_videos", "tensor_splits", "write_cache", "write_labels_csv"]    # re-exported for the test files
 
 
 def write_cache(path: Path, ids, audio, visual, config: ExtractorConfig | None = None, dtype: str = "float32"):
@@ -16,4 +16,14 @@ def write_cache(path: Path, ids, audio, visual, config: ExtractorConfig | None =
     with CacheWriter(path, config, dtype=dtype) as writer:
         for vid, a, v in zip(ids, audio, visual):
             writer.write(VideoFeatures(vid, v, a, duration=float(len(a)), source_fps=16.0, has_audio=True))
+    return path
+
+
+def write_labels_csv(path: Path, ids, labels, names) -> Path:
+    """``video_id,start,end,label`` rows for segment labels ``[N,T]`` (label ``len(names)`` = background)."""
+    rows = ["video_id,start,end,label"]
+    for vid, video_labels in zip(ids, labels):
+        events = [f"{vid},{t},{t + 1},{names[c]}" for t, c in enumerate(video_labels) if c != len(names)]
+        rows += events or [f"{vid},0,{T},background"]
+    path.write_text("\n".join(rows) + "\n")
     return path

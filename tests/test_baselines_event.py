@@ -11,7 +11,7 @@ from avepipe.cli import main
 from avepipe.data.annotations import load_annotations
 from avepipe.data.splits import load_official_splits
 
-from tests._train_helpers import T, make_videos, write_cache
+from tests._train_helpers import T, make_videos, write_cache, write_labels_csv
 
 
 def test_majority_class_is_the_most_frequent_training_label():
@@ -53,22 +53,13 @@ def test_warnings_fire_on_a_small_run_and_stay_silent_on_the_demo():
     assert baselines.near_majority_warning(0.81, 0.66) is None
 
 
-def _write_csv(path, ids, labels, names):
-    rows = ["video_id,start,end,label"]
-    for vid, video_labels in zip(ids, labels):
-        events = [f"{vid},{t},{t + 1},{names[c]}" for t, c in enumerate(video_labels) if c != len(names)]
-        rows += events or [f"{vid},0,{T},background"]
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     audio, visual, labels, _ = make_videos(30, seed=4)
     ids = [f"v{i:02d}" for i in range(30)]
     cache = write_cache(root / "cache.h5", ids, audio, visual)
-    annotations = _write_csv(root / "labels.csv", ids, labels, ["a", "b", "c", "d"])
+    annotations = write_labels_csv(root / "labels.csv", ids, labels, ["a", "b", "c", "d"])
     result = CliRunner().invoke(main, ["train", str(cache), "--annotations", str(annotations), "-o", str(root / "run"),
                                        "--epochs", "2", "--lr", "1e-9", "--device", "cpu", "--val-fraction", "0.2",
                                        "--test-fraction", "0.2"])

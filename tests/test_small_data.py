@@ -3,7 +3,6 @@ when a run on few videos has not learnt (issue #26). Each warning fires on a run
 and stays silent on one that does."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -15,7 +14,7 @@ from avepipe.models.psp_cpsp import TAU, build_psp
 from avepipe.models.registry import ModelFamily, Recipe
 from avepipe.training import defaults_for
 
-from tests._train_helpers import T, make_videos, write_cache
+from tests._train_helpers import make_videos, write_cache, write_labels_csv
 
 
 @pytest.fixture
@@ -69,19 +68,10 @@ def test_the_warnings_fire_on_what_does_not_learn_and_stay_silent_otherwise():
     assert baselines.below_baseline_warning(0.64, found) == (
         "warning: the model's segment accuracy 64.00% is below the majority class (66.00%) and more than 5 points "
         "below the linear probe (93.00%): it has not learnt what the features carry.")
-    assert baselines.below_baseline_warning(0.87, found).endswith("is more than 5 points below the linear probe "
-                                                                  "(93.00%): it has not learnt what the features carry.")
+    assert baselines.below_baseline_warning(0.87, found).endswith(
+        "is more than 5 points below the linear probe (93.00%): it has not learnt what the features carry.")
     assert baselines.below_baseline_warning(0.88, found) is None      # within the small-data recipe's bar
     assert baselines.below_baseline_warning(0.95, found) is None
-
-
-def _write_csv(path, ids, labels, names):
-    rows = ["video_id,start,end,label"]
-    for vid, video_labels in zip(ids, labels):
-        events = [f"{vid},{t},{t + 1},{names[c]}" for t, c in enumerate(video_labels) if c != len(names)]
-        rows += events or [f"{vid},0,{T},background"]
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +79,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("small_data")
     audio, visual, labels, _ = make_videos(40, seed=5, noise=0.2)
     ids = [f"v{i:02d}" for i in range(40)]
-    return root, write_cache(root / "cache.h5", ids, audio, visual), _write_csv(root / "labels.csv", ids, labels,
+    return root, write_cache(root / "cache.h5", ids, audio, visual), write_labels_csv(root / "labels.csv", ids, labels,
                                                                                 ["a", "b", "c", "d"])
 
 

@@ -302,9 +302,11 @@ PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120
 # avepipe's own recipe for a few dozen training videos (issue #26, docs/baselines.md): many more
 # optimiser steps than the authors' batches of 64-128 make on such a split, and a decay inside the run.
 PSP_SMALL_DATA = Recipe(epochs=24, batch_size=4, lr=1e-3, lr_milestones=(16,), lr_gamma=0.3,
-                        source="measured: not yet")
+                        source="measured on 40 synthetic training videos, random backbones, 5 seeds: held-out "
+                               "accuracy 0.83 +- 0.07 beside linear probe 0.73, majority class 0.60; docs/baselines.md")
 CPSP_SMALL_DATA = Recipe(epochs=24, batch_size=4, lr=1e-3, lr_milestones=(16,), lr_gamma=0.3, clip_grad_norm=0.1,
-                         source="measured: not yet")
+                         source="measured on 40 synthetic training videos, random backbones, 5 seeds: held-out "
+                                "accuracy 0.89 +- 0.01 beside linear probe 0.73, majority class 0.60; docs/baselines.md")
 FAMILIES = (
     ModelFamily(
         name="psp", summary="Positive Sample Propagation (Zhou et al., CVPR 2021)", build=build_psp,

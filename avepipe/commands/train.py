@@ -33,7 +33,8 @@ def _milestones(ctx, param, value: str | None):
 @model_option()
 @click.option("--recipe", default=AUTHORS, show_default=True,
               help="Training recipe from the model registry: 'authors' is the authors' own (docs/models.md); "
-                   "the options below change single values of it.")
+                   "'small-data' (psp, cpsp; fully) is avepipe's for a few dozen training videos "
+                   "(docs/baselines.md). The options below change single values of it.")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used).")
 @click.option("--splits", "splits_dir", type=SPLITS,

@@ -122,9 +122,12 @@ def near_majority_warning(best_val_accuracy: float, majority_val_accuracy: float
             f"`avepipe evaluate --linear-probe` to see whether the features carry the answer at all.")
 
 
-def small_data_note(train_videos: int, recipe: str, measured: str) -> str | None:
-    """What ``train`` prints at the start of a run on few videos that does not use the small-data recipe."""
-    if train_videos >= SMALL_TRAINING_SPLIT or recipe == SMALL_DATA:
+def small_data_note(train_videos: int, recipe: str, measured: str | None) -> str | None:
+    """What ``train`` prints at the start of a run on few videos that does not use the small-data recipe.
+
+    ``measured`` is what that recipe was measured to do; None when the model has no such recipe.
+    """
+    if train_videos >= SMALL_TRAINING_SPLIT or recipe == SMALL_DATA or measured is None:
         return None
     return (f"note: {train_videos} training videos is a small training split; the '{SMALL_DATA}' recipe is made "
             f"for it ({measured}).")

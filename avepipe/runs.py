@@ -146,12 +146,12 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
     return result
 
 
-def _small_data_measured(config: TrainConfig) -> str:
-    """What the small-data recipe of this model and setting was measured to do (its ``source``)."""
+def _small_data_measured(config: TrainConfig) -> str | None:
+    """What the small-data recipe of this model and setting was measured to do (its ``source``); None: there is none."""
     from avepipe.models import registry
 
     recipes = registry.get(config.model).recipes.get(registry.SMALL_DATA, {})
-    return recipes[config.setting].source if config.setting in recipes else "not measured for this model"
+    return recipes[config.setting].source if config.setting in recipes else None
 
 
 def _warn(log: Callable[[str], None], message: str | None) -> None:

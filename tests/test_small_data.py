@@ -51,6 +51,7 @@ def test_the_warnings_fire_on_what_does_not_learn_and_stay_silent_otherwise():
                     "(PSP 0.9 vs probe 0.9).")
     assert baselines.small_data_note(42, "small-data", "x") is None
     assert baselines.small_data_note(3339, "authors", "x") is None
+    assert baselines.small_data_note(42, "authors", None) is None        # no small-data recipe for this model
     # (b) said once, at the end of the first third of the epochs, when still at the majority class
     assert "after 20 of 60 epochs the training accuracy 67.0% is within 3 points" in \
         baselines.not_learning_warning(20, 60, 0.67, 0.66)

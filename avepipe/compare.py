@@ -178,11 +178,12 @@ def summarise(results: Sequence[dict], runs: Sequence[Run]) -> list[Row]:
 def table_lines(rows: Sequence[Row], reference: dict[str, float]) -> list[str]:
     """The table as text: validation-selected test accuracy, then the labelled extras."""
     selected = any(row.test_selected_mean is not None for row in rows)
-    head = f"{'model':<10}{'setting':<8}{'runs':>6}  {'test (val-selected)':>22}  {'min-max':>13}"
+    width = max([len("model")] + [len(row.model) for row in rows]) + 2
+    head = f"{'model':<{width}}{'setting':<8}{'runs':>6}  {'test (val-selected)':>22}  {'min-max':>13}"
     head += f"  {'test-selected*':>14}" if selected else ""
     lines = [head + f"  {'published':>9}"]
     for row in rows:
-        line = (f"{row.model:<10}{row.setting:<8}{f'{row.runs}/{row.expected}':>6}  "
+        line = (f"{row.model:<{width}}{row.setting:<8}{f'{row.runs}/{row.expected}':>6}  "
                 f"{100 * row.test_mean:>12.2f} +- {100 * row.test_std:5.2f}  "
                 f"{100 * row.test_min:>6.2f}-{100 * row.test_max:<6.2f}")
         if selected:
@@ -196,7 +197,7 @@ def table_lines(rows: Sequence[Row], reference: dict[str, float]) -> list[str]:
     return lines
 
 
-def write_table(output: Path, rows: Sequence[Row], reference: dict[str, float]) -> None:
+def write_table(output: Path, rows: Sequence[Row], reference: dict[str, float], results: Sequence[dict]) -> None:
     """``table.txt``, ``table.csv``, ``table.json`` and ``table.png`` in ``output``."""
     (output / "table.txt").write_text("\n".join(table_lines(rows, reference)) + "\n", encoding="utf-8")
     with open(output / "table.csv", "w", newline="") as handle:
@@ -205,14 +206,14 @@ def write_table(output: Path, rows: Sequence[Row], reference: dict[str, float]) 
         writer.writerows(asdict(row) for row in rows)
     (output / "table.json").write_text(json.dumps({"rows": [asdict(row) for row in rows], "baselines": reference},
                                                   indent=1) + "\n", encoding="utf-8")
-    plot_table(output / "table.png", rows, reference)
+    plot_table(output / "table.png", rows, reference, results)
 
 
-def plot_table(path: Path, rows: Sequence[Row], reference: dict[str, float]) -> None:
+def plot_table(path: Path, rows: Sequence[Row], reference: dict[str, float], results: Sequence[dict]) -> None:
     """Bars at the mean test accuracy, whiskers from min to max, the seeds as dots; baselines as lines."""
     from matplotlib.figure import Figure     # plotting only: keeps matplotlib out of every other import
 
-    fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2) + 1.8, 4))
     ax = fig.subplots()
     x = np.arange(len(rows))
     colours = {"fully": "tab:blue", "weakly": "tab:orange"}
@@ -221,12 +222,16 @@ def plot_table(path: Path, rows: Sequence[Row], reference: dict[str, float]) -> 
     ax.errorbar(x, means, yerr=[[m - 100 * r.test_min for m, r in zip(means, rows)],
                                 [100 * r.test_max - m for m, r in zip(means, rows)]],
                 fmt="none", ecolor="black", capsize=4)
+    for i, row in enumerate(rows):
+        seeds = [100 * r["test_accuracy"] for r in results if (r["model"], r["setting"]) == (row.model, row.setting)]
+        ax.plot([i] * len(seeds), seeds, "o", color="black", markersize=3, label="one seed" if i == 0 else None)
     for name, value, style in zip(reference, reference.values(), ("--", ":")):
-        ax.axhline(100 * value, color="gray", linestyle=style, label=name.replace("_", " "))
+        ax.axhline(100 * value, color="dimgray", linestyle=style, label=name.replace("_", " "))
     ax.set_xticks(x, [f"{row.model}\n{row.setting}" for row in rows])
-    ax.set(ylabel="test segment accuracy (%)", ylim=(0, 100),
-           title="validation-selected test accuracy: mean, min-max over seeds")
-    ax.legend(loc="lower right")
+    ax.set(ylabel="test segment accuracy (%)", ylim=(0, 104))
+    ax.set_title("test accuracy, epoch chosen on validation\n(bar: mean over seeds, whiskers: min-max)",
+                 fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -246,7 +251,7 @@ def compare(options: CompareOptions, log: Callable[[str], None]) -> tuple[list[R
     results = [json.loads(path.read_text(encoding="utf-8")) for run in runs
                if (path := options.output / "runs" / run.name / RESULT_FILE).is_file()]
     rows, reference = summarise(results, runs), baselines(options, splits_dir)
-    write_table(options.output, rows, reference)
+    write_table(options.output, rows, reference, results)
     missing = len(runs) - len(results)
     if missing:
         log(f"{missing} of {len(runs)} runs not finished yet (other ranks, or interrupted): run compare again "

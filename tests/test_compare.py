@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from avepipe import compare as comparing
@@ -72,7 +73,10 @@ def test_table_is_the_mean_of_runs_each_selected_on_validation_and_scored_once_o
     table = (out / "table.txt").read_text()
     assert "majority class:" in table and "linear probe:" in table and "* best test accuracy" in table
     assert all(line in result.output for line in table.splitlines())
-    assert (out / "table.png").read_bytes().startswith(b"\x89PNG")
+    picture = np.asarray(Image.open(out / "table.png").convert("RGB")).astype(int)
+    bar_blue = np.all(np.abs(picture - [75, 147, 199]) < 25, axis=-1)       # tab:blue at alpha 0.8 on white
+    columns = np.flatnonzero(bar_blue.any(axis=0))
+    assert bar_blue.mean() > 0.05 and np.diff(columns).max() > 10           # two bars, a gap between them
 
 
 def test_a_killed_compare_resumes_exactly(data, registered, tmp_path):

@@ -165,8 +165,8 @@ def import_cace_state(state: dict[str, Tensor], setting: str) -> dict[str, Tenso
 
 
 CONTRASTIVE_FROM_OPTION = ModelOption(
-    "contrastive_from", int, f"CACE-Net: the epoch (1-based) from which its contrastive term and the enhanced "
-                             f"event logit are on (default {CONTRASTIVE_FROM}, as the authors' 200-epoch run).")
+    "contrastive_from", int, f"The epoch (1-based) from which the contrastive term and the enhanced event logit "
+                             f"are on (default {CONTRASTIVE_FROM}, as in the authors' 200-epoch run).")
 
 FAMILIES = (
     ModelFamily(

@@ -185,6 +185,8 @@ def import_authors_state_dict(path: str | Path, setting: str, model_name: str = 
     except Exception as exc:  # torch raises many types for a non-.pth or code-carrying file
         raise UserError(f"{path}: cannot be read as a weights-only PyTorch state-dict ({exc})") from None
     family = registry.get(model_name)
+    if setting not in family.settings:
+        raise UserError(f"{path}: {model_name} has no {setting!r} setting (it has: {', '.join(family.settings)})")
     state = _unwrap_authors_state(loaded, path)
     if family.import_state is not None:
         try:

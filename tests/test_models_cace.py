@@ -252,6 +252,16 @@ def test_import_names_a_missing_key_and_refuses_code(imported, tmp_path):
     assert f"error: {tmp_path / 'code.pth'}: cannot be read as a weights-only PyTorch state-dict" in result.output
 
 
+def test_import_as_weakly_supervised_is_refused_by_name(imported, tmp_path):
+    """The authors have no weakly supervised script, and their weak_main_model cannot be built
+    (``self.dual`` is read before it is set, main_model.py:320)."""
+    path = imported[0] / "cace.pth.tar"
+    result = CliRunner().invoke(main, ["import-checkpoint", str(path), "--model", "cace", "--setting", "weakly",
+                                       "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"error: {path}: cace has no 'weakly' setting (it has: fully)" in result.output
+
+
 # -- learning and the command line ---------------------------------------------------------------------------
 
 def test_learns_the_synthetic_stand_in_well_above_the_majority_class(tmp_path):

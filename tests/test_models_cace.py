@@ -15,7 +15,6 @@ import csv
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,7 @@ from avepipe.models.checkpoint import load_checkpoint
 from avepipe.models.outputs import ModelOutput
 from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
 from tests._cace_reference import authors_cace_shapes, authors_cace_state, authors_forward
-from tests._train_helpers import make_videos, tensor_splits, write_cache
+from tests._train_helpers import make_videos, tensor_splits, write_annotations, write_cache
 
 C, BG = 28, 28
 
@@ -278,23 +277,12 @@ def test_learns_the_synthetic_stand_in_well_above_the_majority_class(tmp_path):
     assert result.history[-1]["train_contrastive"] < result.history[0]["train_contrastive"]
 
 
-def _write_annotations(path, ids, segment_labels, class_names):
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["video_id", "start", "end", "label"])
-        for vid, labels in zip(ids, segment_labels):
-            events = np.flatnonzero(labels != len(class_names))
-            writer.writerow([vid, events[0], events[-1] + 1, class_names[labels[events[0]]]] if len(events)
-                            else [vid, "", "", ""])
-    return path
-
-
 def test_cli_trains_evaluates_and_localizes_cace(tmp_path):
     names = [f"class {k}" for k in range(4)]
     audio, visual, segments, _ = make_videos(20, seed=0)
     ids = [f"vid{i:03d}" for i in range(20)]
     cache = write_cache(tmp_path / "features.h5", ids, audio, visual)
-    annotations = _write_annotations(tmp_path / "labels.csv", ids, segments, names)
+    annotations = write_annotations(tmp_path / "labels.csv", ids, segments, names)
     run = tmp_path / "run"
     trained = CliRunner().invoke(main, [
         "train", str(cache), "--annotations", str(annotations), "--model", "cace", "--setting", "fully",

@@ -176,5 +176,6 @@ FAMILIES = (
             epochs=200, batch_size=64, lr=7e-4, lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.5,
             source="CACE-Net README.md:72 (lr, clipping, epochs, batch), CACE/supv_main.py:104-106 "
                    "(Adam, MultiStepLR [10,20,30] x0.5)")}},
-        options=(CONTRASTIVE_FROM_OPTION,), import_state=import_cace_state),
+        options=(CONTRASTIVE_FROM_OPTION,), import_state=import_cace_state,
+        published={"fully": 80.8}),    # the paper's VGG-19/VGGish figure (80.796%, README.md:72-96)
 )

@@ -142,7 +142,7 @@ def test_contrastive_term_stays_finite_in_float32_where_summing_exponentials_ove
     query = out.extras["query"].detach()
     assert math.isinf(float(torch.exp(query[0, 0] @ query[0, 0] / 0.01)))     # e^100 in float32
     terms = net.compute_loss(out, _labels(10), None)
-    assert math.isfinite(float(terms["contrastive"])) and math.isfinite(float(terms["loss"]))
+    assert math.isfinite(float(terms["contrastive"].detach())) and math.isfinite(float(terms["loss"].detach()))
 
 
 def test_switch_enhances_the_event_logit_from_its_epoch_and_predictions_ignore_the_noise():

@@ -58,11 +58,8 @@ class CoGuidedAttention(nn.Module):
         self.dropout = nn.Dropout(0.2)
         # visual-guided audio attention, after a temporal self-attention of the audio
         self.v_query = nn.Linear(video_dim, audio_dim)
-        self.vaudio_key = nn.Linear(audio_dim, audio_dim)
-        self.vaudio_value = nn.Linear(audio_dim, audio_dim)
-        self.audio_query = nn.Linear(audio_dim, audio_dim)
-        self.audio_key = nn.Linear(audio_dim, audio_dim)
-        self.audio_value = nn.Linear(audio_dim, audio_dim)
+        self.vaudio_key, self.vaudio_value = (nn.Linear(audio_dim, audio_dim) for _ in range(2))
+        self.audio_query, self.audio_key, self.audio_value = (nn.Linear(audio_dim, audio_dim) for _ in range(3))
         self.a_norm = nn.LayerNorm(audio_dim)
 
     @staticmethod

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from avepipe.models import losses
 from avepipe.models.avga import AVGA
 from avepipe.models.base import EventNetwork, xavier
+from avepipe.models.event_category import EventCategoryDecision
 from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
@@ -125,7 +126,7 @@ class WeaklyPSPNet(_PSPNetBase):
 CPSP_LOSSES = ("released", "corrected")
 
 
-class _CPSPHeads(_FullyEncoder):
+class _CPSPHeads(EventCategoryDecision, _FullyEncoder):
     """The fully supervised encoder with CPSP's event/background head and video category head, and PSA_V.
 
     ``loss`` picks the training objective (docs/cpsp.md): ``released`` computes what the authors'
@@ -166,27 +167,6 @@ class _CPSPHeads(_FullyEncoder):
         out.event_logits = self.event_head(out.fusion).squeeze(-1)
         out.category_logits = self.category_head(out.fusion.mean(dim=1))
         return out
-
-    def segment_scores(self, out: ModelOutput) -> Tensor:
-        """[B,T,1+C]: sigmoid(event logit), then the video's category probabilities repeated per segment
-        (both average meaningfully over overlapping windows)."""
-        event = torch.sigmoid(out.event_logits).unsqueeze(-1)
-        category = F.softmax(out.category_logits, dim=-1).unsqueeze(1).expand(-1, event.shape[1], -1)
-        return torch.cat([event, category], dim=-1)
-
-    def predict_from_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """Category if P(event) > 0.5 else background; confidence P(event)*P(category) or 1-P(event)."""
-        event, category = scores[..., 0], scores[..., 1:]
-        category_prob, category_label = category.max(dim=-1)
-        is_event = event > 0.5
-        labels = torch.where(is_event, category_label, torch.full_like(category_label, self.background))
-        confidence = torch.where(is_event, event * category_prob, 1.0 - event)
-        return labels, confidence
-
-    def class_probabilities(self, scores: Tensor) -> Tensor:
-        """P(class) = P(event) P(category), P(background) = 1 - P(event): what the decision rule compares."""
-        event, category = scores[..., :1], scores[..., 1:]
-        return torch.cat([event * category, 1.0 - event], dim=-1)
 
 
 class CPSPNet(_CPSPHeads):

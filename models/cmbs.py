@@ -342,8 +342,6 @@ class WeaklyCMBSNet(EventCategoryDecision, _CMBSBase):
 def build_cmbs(setting: str, num_classes: int = 28, decision: str | None = None) -> _CMBSBase:
     if setting == "weakly":
         return WeaklyCMBSNet(num_classes=num_classes, decision=decision or "segment")
-    if decision is not None:
-        raise ValueError("decision applies to weakly supervised CMBS only")
     return CMBSNet(num_classes=num_classes)
 
 
@@ -362,7 +360,8 @@ def import_cmbs_state(state: dict[str, Tensor], setting: str) -> dict[str, Tenso
 
 DECISION = ModelOption("decision", str, "weakly CMBS segment rule: segment (default) labels a segment by its "
                                         "background-suppression gate; released-video is the authors' accuracy rule, "
-                                        "one label per video (docs/models.md#cmbs).", choices=DECISIONS)
+                                        "one label per video (docs/models.md#cmbs).", choices=DECISIONS,
+                       settings=("weakly",))
 
 # Adam without weight decay, gradient norm clipped at 0.5, MultiStepLR x0.5 stepped per epoch (docs/models.md#cmbs)
 AUTHORS_FULLY = Recipe(epochs=200, batch_size=64, lr=7e-4, lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.5,

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from avepipe import models
 from avepipe.commands.import_checkpoint import ave_classes, import_checkpoint
+from avepipe.errors import UserError
 from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models import cmbs
 from avepipe.models.checkpoint import load_checkpoint, save_checkpoint
@@ -223,8 +224,11 @@ def test_build_config_and_checkpoint_round_trip(tmp_path, setting, options):
 
 
 def test_decision_is_refused_for_fully_and_unknown_values():
-    with pytest.raises(ValueError, match="decision applies to weakly supervised CMBS only"):
+    with pytest.raises(ValueError, match=r"decision does not apply to model 'cmbs' \(fully\)"):
         models.build_model("cmbs", "fully", decision="segment")
+    with pytest.raises(UserError) as refused:
+        defaults_for("cmbs", "fully", model_options={"decision": "segment"})
+    assert str(refused.value) == "the option decision applies to cmbs weakly only, not fully"
     with pytest.raises(ValueError, match=r"unknown CMBS decision 'video' \(expected one of segment, released-video\)"):
         models.build_model("cmbs", "weakly", decision="video")
 

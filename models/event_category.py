@@ -18,7 +18,8 @@ def event_category_scores(event_probability: Tensor, category_logits: Tensor) ->
 
 
 class EventCategoryDecision:
-    """Mixin for an ``EventNetwork`` whose output has ``event_logits`` [B,T] and ``category_logits`` [B,C]."""
+    """Mixin for an ``EventNetwork`` whose output has ``event_logits`` [B,T] and ``category_logits`` [B,C]
+    (or [B,C+1] with a background column, whose argmax then labels an event segment background)."""
 
     def segment_scores(self, out: ModelOutput) -> Tensor:
         return event_category_scores(torch.sigmoid(out.event_logits), out.category_logits)

@@ -106,11 +106,14 @@ def defaults_for(model: str, setting: str, recipe: str = AUTHORS, model_options:
     except KeyError as exc:
         raise UserError(exc.args[0]) from None
     options = {k: v for k, v in (model_options or {}).items() if v is not None}
-    allowed = {option.name for option in family.options}
+    allowed = {option.name: option for option in family.options}
     for name in options:
         if name not in allowed:
             takers = [f.name for f in registry.families().values() if name in {o.name for o in f.options}]
             raise UserError(f"the option {name} applies to {', '.join(takers) or 'no model'} only, not {model!r}")
+        if setting not in allowed[name].settings:
+            raise UserError(f"the option {name} applies to {model} {' and '.join(allowed[name].settings)} only, "
+                            f"not {setting}")
     schedule = {f.name: getattr(base, f.name) for f in fields(Recipe) if f.name != "source"}
     config = TrainConfig(model=model, setting=setting, recipe=recipe, **schedule, model_options=options)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -60,6 +60,7 @@ class ModelOption:
     type: type
     help: str
     choices: tuple[str, ...] = ()
+    settings: tuple[str, ...] = SETTINGS    # the settings whose networks take it
 
     @property
     def flag(self) -> str:
@@ -162,9 +163,9 @@ def build(model: str, setting: str = "fully", num_classes: int = 28, **options) 
     family = get(model)
     if setting not in family.settings:
         raise ValueError(f"{model} has no {setting!r} setting (expected one of {', '.join(family.settings)})")
-    allowed = {option.name for option in family.options}
+    allowed = {option.name for option in family.options if setting in option.settings}
     for name, value in options.items():
         if value is not None and name not in allowed:
-            raise ValueError(f"{name} does not apply to model {model!r}")
+            raise ValueError(f"{name} does not apply to model {model!r} ({setting})")
     given = {name: value for name, value in options.items() if value is not None}
     return family.build(setting=setting, num_classes=num_classes, **given)

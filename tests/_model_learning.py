@@ -2,10 +2,22 @@
 for the train -> evaluate -> localize command-line test."""
 from __future__ import annotations
 
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from avepipe.cli import main
+from avepipe.data.annotations import load_annotations
+from avepipe.data.cache import FeatureCache
+from avepipe.data.dataset import FeatureDataset
+from avepipe.data.splits import load_official_splits
 from avepipe.extract.provenance import ExtractorConfig
+from avepipe.localizer import Localizer
 from avepipe.models import build_model
-from avepipe.training import Trainer, defaults_for, seed_everything
-from tests._train_helpers import make_videos, tensor_splits, write_annotations, write_cache
+from avepipe.models.checkpoint import load_checkpoint
+from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+from tests._train_helpers import T, make_videos, tensor_splits, write_annotations, write_cache
 
 CLASSES = ["a", "b", "c", "d", "background"]
 
@@ -43,3 +55,29 @@ def write_labelled_cache(tmp_path, videos: int = 60):
     cache = write_cache(tmp_path / "features.h5", ids, audio, visual)
     annotations = write_annotations(tmp_path / "labels.csv", ids, segments, [f"class {k}" for k in range(4)])
     return tmp_path, cache, annotations
+
+
+def train_evaluate_localize(tmp_path, model: str, setting: str, *train_args: str):
+    """``avepipe train`` (few epochs) -> ``evaluate`` -> localise a held-out video with its internals, on a
+    tiny generated cache; asserts what must hold for any model (evaluate scores what the checkpoint
+    predicts, localize labels what it predicts). Returns (train_config as saved, network, result)."""
+    root, cache, annotations = write_labelled_cache(tmp_path)
+    run = root / "run"
+    trained = CliRunner().invoke(main, ["train", str(cache), "--annotations", str(annotations), "--model", model,
+                                        "--setting", setting, "-o", str(run), "--batch-size", "8", "--seed", "0",
+                                        "--device", "cpu", *train_args])
+    assert trained.exit_code == 0, trained.output
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run / "best"), str(cache), "--annotations",
+                                          str(annotations), "--json", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.output.strip().splitlines()[-1])
+    net, info = load_checkpoint(run / "best")
+    labels = load_annotations(annotations, classes=info.class_names)
+    test_ids = load_official_splits(run / "splits", labels)["test"]
+    predicted, _, truth = predict_dataset(net, FeatureDataset([cache], labels, test_ids))
+    assert report["segment_accuracy"] == pytest.approx(float((predicted == truth).mean()))
+    localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=T, device="cpu")
+    result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
+    assert result.labels == [info.class_names[k] for k in predicted[0]]
+    state = json.loads((run / "last" / "training_state.json").read_text())
+    return state["train_config"], net, result

@@ -8,8 +8,6 @@ the cosine of the two Bi-LSTM outputs, and PSP's weighting branch score * sigmoi
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -19,17 +17,12 @@ from click.testing import CliRunner
 from avepipe import models
 from avepipe.cli import main
 from avepipe.commands.import_checkpoint import import_checkpoint
-from avepipe.data.annotations import load_annotations
-from avepipe.data.cache import FeatureCache
-from avepipe.data.dataset import FeatureDataset
-from avepipe.data.splits import load_official_splits
 from avepipe.errors import UserError
-from avepipe.localizer import Localizer
 from avepipe.models import avel
 from avepipe.models.checkpoint import load_checkpoint
-from avepipe.training import defaults_for, predict_dataset
+from avepipe.training import defaults_for
 from tests._avel_reference import AVEL_KEYS, authors_state, ref_avel_scores, soft_margin
-from tests._model_learning import fit_synthetic, majority_share, write_labelled_cache
+from tests._model_learning import fit_synthetic, majority_share, train_evaluate_localize
 from tests._train_helpers import T
 
 C, BG = 28, 28
@@ -105,9 +98,9 @@ def test_weakly_prediction_and_loss_equal_the_reference_without_segment_labels(w
     _, video = _labels(4)
     with torch.no_grad():
         out = net(audio, visual)
-    scores = ref_avel_scores(audio, visual, avel_state(net))
-    if weighting == "psp":
-        scores = scores * torch.sigmoid(F.relu(scores @ net.W3.weight.T))
+        scores = ref_avel_scores(audio, visual, avel_state(net))
+        if weighting == "psp":
+            scores = scores * torch.sigmoid(F.relu(scores @ net.W3.weight.T))
     assert (out.logits - scores).abs().max() < 1e-10
     video_prob = torch.stack([F.softmax(torch.stack([scores[b, :, c].max() for c in range(C + 1)]), dim=0)
                               for b in range(4)])
@@ -194,26 +187,7 @@ def test_learns_the_synthetic_stand_in(setting, schedule, tmp_path):
 
 
 def test_cli_trains_evaluates_and_localizes_with_attention(tmp_path):
-    root, cache, annotations = write_labelled_cache(tmp_path)
-    run = root / "run"
-    result = CliRunner().invoke(main, [
-        "train", str(cache), "--annotations", str(annotations), "--model", "avel", "--setting", "fully",
-        "--avps-weight", "100", "-o", str(run), "--epochs", "3", "--batch-size", "8", "--seed", "0",
-        "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    state = json.loads((run / "last" / "training_state.json").read_text())
-    assert state["train_config"]["lr_unit"] == "step" and state["train_config"]["avps_weight"] == 100.0
-    evaluated = CliRunner().invoke(main, ["evaluate", str(run / "best"), str(cache), "--annotations",
-                                          str(annotations), "--json", "--device", "cpu"])
-    assert evaluated.exit_code == 0, evaluated.output
-    report = json.loads(evaluated.output.strip().splitlines()[-1])
-    net, info = load_checkpoint(run / "best")
+    config, net, result = train_evaluate_localize(tmp_path, "avel", "fully", "--avps-weight", "100", "--epochs", "3")
+    assert config["lr_unit"] == "step" and config["avps_weight"] == 100.0
     assert type(net) is avel.FullyAVELNet and net.avps_weight == 100.0
-    labels = load_annotations(annotations, classes=info.class_names)
-    test_ids = load_official_splits(run / "splits", labels)["test"]
-    predicted, _, truth = predict_dataset(net, FeatureDataset([cache], labels, test_ids))
-    assert report["segment_accuracy"] == pytest.approx(float((predicted == truth).mean()))
-    localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=T, device="cpu")
-    result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
-    assert result.labels == [info.class_names[k] for k in predicted[0]]
     assert result.attention.shape == (T, 7, 7) and np.allclose(result.attention.sum(axis=(1, 2)), 1.0, atol=1e-5)

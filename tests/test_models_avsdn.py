@@ -9,8 +9,6 @@ softmax_c(max_t sigmoid(event_t) * category_c) against the video's event classes
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,16 +17,11 @@ from click.testing import CliRunner
 from avepipe import models
 from avepipe.cli import main
 from avepipe.commands.import_checkpoint import import_checkpoint
-from avepipe.data.annotations import load_annotations
-from avepipe.data.cache import FeatureCache
-from avepipe.data.dataset import FeatureDataset
-from avepipe.data.splits import load_official_splits
-from avepipe.localizer import Localizer
 from avepipe.models import avsdn
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.training import defaults_for, predict_dataset
 from tests._avel_reference import AVSDN_KEYS, authors_state, ref_avsdn, soft_margin
-from tests._model_learning import CLASSES, fit_synthetic, majority_share, write_labelled_cache
+from tests._model_learning import CLASSES, fit_synthetic, majority_share, train_evaluate_localize
 from tests._train_helpers import T
 
 C, BG = 28, 28
@@ -152,23 +145,6 @@ def test_weakly_learns_the_video_category(tmp_path):
 
 
 def test_cli_trains_evaluates_and_localizes(tmp_path):
-    root, cache, annotations = write_labelled_cache(tmp_path)
-    run = root / "run"
-    result = CliRunner().invoke(main, [
-        "train", str(cache), "--annotations", str(annotations), "--model", "avsdn", "--setting", "fully",
-        "-o", str(run), "--epochs", "2", "--batch-size", "8", "--seed", "0", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    state = json.loads((run / "last" / "training_state.json").read_text())
-    assert state["train_config"]["clip_grad_norm"] == 0.1 and state["train_config"]["lr_milestones"] == [10, 20, 30]
-    evaluated = CliRunner().invoke(main, ["evaluate", str(run / "best"), str(cache), "--annotations",
-                                          str(annotations), "--json", "--device", "cpu"])
-    assert evaluated.exit_code == 0, evaluated.output
-    report = json.loads(evaluated.output.strip().splitlines()[-1])
-    net, info = load_checkpoint(run / "best")
-    labels = load_annotations(annotations, classes=info.class_names)
-    test_ids = load_official_splits(run / "splits", labels)["test"]
-    predicted, _, truth = predict_dataset(net, FeatureDataset([cache], labels, test_ids))
-    assert report["segment_accuracy"] == pytest.approx(float((predicted == truth).mean()))
-    localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=T, device="cpu")
-    result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
-    assert result.labels == [info.class_names[k] for k in predicted[0]] and result.attention.shape == (T, 7, 7)
+    config, net, result = train_evaluate_localize(tmp_path, "avsdn", "fully", "--epochs", "2")
+    assert config["clip_grad_norm"] == 0.1 and config["lr_milestones"] == [10, 20, 30]
+    assert type(net) is avsdn.FullyAVSDNNet and result.attention.shape == (T, 7, 7)

@@ -22,8 +22,15 @@ from avepipe.models.psp_cpsp import CPSP_FRAMEWORK_FULLY, CPSP_FRAMEWORK_WEAKLY,
 from avepipe.models.registry import AUTHORS, ModelFamily, Recipe
 
 
-def _residual_branch(dim: int) -> nn.Sequential:
+def residual_branch(dim: int) -> nn.Sequential:
+    """Linear -> tanh -> Linear (their ``U_a`` / ``U_v``)."""
     return nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, dim))
+
+
+def dual_residual_fusion(u_a: nn.Module, u_v: nn.Module, audio: Tensor, video: Tensor) -> Tensor:
+    """Their TBMRF block, one pass (avsdn.py:68-84): each modality's residual is the OTHER one's input."""
+    merged = (u_v(video) + u_a(audio)) * 0.5
+    return (torch.tanh(audio + merged) + torch.tanh(video + merged)) * 0.5
 
 
 class _AVSDNBase(EventCategoryRule, EventNetwork):
@@ -37,29 +44,25 @@ class _AVSDNBase(EventCategoryRule, EventNetwork):
         self.lstm_audio = nn.LSTM(128, hidden, 1, batch_first=True, bidirectional=True)
         self.lstm_video = nn.LSTM(512, hidden, 1, batch_first=True, bidirectional=True)
         self.lstm_a_v = nn.LSTM(512 + 128, hidden, 1, batch_first=True, bidirectional=True)
-        self.U_v = _residual_branch(hidden)
-        self.U_a = _residual_branch(hidden)
+        self.U_v = residual_branch(hidden)
+        self.U_a = residual_branch(hidden)
         self.event_head = nn.Linear(2 * hidden, 1)
         self.category_head = nn.Linear(2 * hidden, num_classes)
         for layer in (self.event_head, self.category_head):     # weights only, as theirs
             nn.init.xavier_uniform_(layer.weight)
 
-    def _fuse_states(self, audio: Tensor, video: Tensor) -> Tensor:
-        """Their TBMRF block (one pass): each modality's residual is the OTHER one's input, as in their code."""
-        merged = (self.U_v(video) + self.U_a(audio)) * 0.5
-        return (torch.tanh(audio + merged) + torch.tanh(video + merged)) * 0.5
-
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         attended, attention = self.attention(audio, visual)
         _, (h_v, c_v) = self.lstm_video(attended)
         _, (h_a, c_a) = self.lstm_audio(audio)
-        state = (self._fuse_states(F.relu(h_a), F.relu(h_v)), self._fuse_states(F.relu(c_a), F.relu(c_v)))
+        state = tuple(dual_residual_fusion(self.U_a, self.U_v, F.relu(a), F.relu(v))
+                      for a, v in ((h_a, h_v), (c_a, c_v)))
         fusion = F.relu(self.lstm_a_v(torch.cat([audio, attended], dim=-1), state)[0])
         return ModelOutput(fusion=fusion, attention=attention, event_logits=self.event_head(fusion).squeeze(-1),
                            category_logits=self.category_head(fusion.mean(dim=1)))
 
 
-class FullyAVSDNNet(_AVSDNBase):
+class FrameworkFullyLoss:
     """Event BCE per segment + category cross-entropy per video (the CPSP framework's two base terms)."""
 
     def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
@@ -69,7 +72,7 @@ class FullyAVSDNNet(_AVSDNBase):
         return {"loss": event + category, "event": event, "category": category}
 
 
-class WeaklyAVSDNNet(_AVSDNBase):
+class FrameworkWeaklyLoss:
     """Soft margin loss between softmax(max_t sigmoid(event_t) * category logits) and the video's event classes."""
 
     setting = "weakly"
@@ -85,16 +88,29 @@ class WeaklyAVSDNNet(_AVSDNBase):
         return {"loss": video, "video": video}
 
 
+class FullyAVSDNNet(FrameworkFullyLoss, _AVSDNBase):
+    """Fully supervised AVSDN."""
+
+
+class WeaklyAVSDNNet(FrameworkWeaklyLoss, _AVSDNBase):
+    """Weakly supervised AVSDN."""
+
+
 def build_avsdn(setting: str, num_classes: int = 28) -> _AVSDNBase:
     return (WeaklyAVSDNNet if setting == "weakly" else FullyAVSDNNet)(num_classes)
 
 
-def import_avsdn_state(state: dict[str, Tensor], setting: str) -> dict[str, Tensor]:
-    """Their ``affine_*`` are our ``attention.affine_*``; their one-layer heads (``.0.``) our ``*_head``."""
-    if "U_v.0.weight" not in state:
-        raise ValueError("not an AVSDN state-dict (it has no 'U_v.0.weight')")
+def rename_framework_keys(state: dict[str, Tensor], setting: str) -> dict[str, Tensor]:
+    """The CPSP framework's attention ``affine_*`` are our ``attention.affine_*``; its one-layer heads
+    (``.0.``) our ``*_head``."""
     return {"attention." + key if key.startswith("affine_") else key: value
             for key, value in import_cpsp_state(state, setting).items()}
+
+
+def import_avsdn_state(state: dict[str, Tensor], setting: str) -> dict[str, Tensor]:
+    if "U_v.0.weight" not in state or "lstm_a_v.weight_ih_l0" not in state:
+        raise ValueError("not an AVSDN state-dict (it has no 'U_v.0.weight' or no 'lstm_a_v.weight_ih_l0')")
+    return rename_framework_keys(state, setting)
 
 
 def _recipe(base: Recipe, script: str) -> Recipe:

@@ -1,7 +1,8 @@
-"""AVEL (YapengTian/AVE-ECCV18 ``models.py``/``models_weakly.py``, att_Net(128, 128, 512, 29)) and AVSDN
-(jasongief/CPSP ``cpsp_avel/model/avsdn.py``, avsdn_net('vgg')) as their authors' files hold them: the
-key/shape tables of their state-dicts, and their forward passes in functional ops on those raw tensors
-(the independent references of tests/test_models_avel.py and tests/test_models_avsdn.py)."""
+"""AVEL (YapengTian/AVE-ECCV18 ``models.py``/``models_weakly.py``, att_Net(128, 128, 512, 29)), AVSDN
+(jasongief/CPSP ``cpsp_avel/model/avsdn.py``, avsdn_net('vgg')) and the CPSP repository's AVEL variant
+(``cpsp_avel/model/avel.py``, TBMRF_Net('vgg')) as their authors' files hold them: the key/shape tables
+of their state-dicts, and their forward passes in functional ops on those raw tensors (the independent
+references of tests/test_models_avel.py, test_models_avsdn.py and test_models_avel_cpsp.py)."""
 from __future__ import annotations
 
 import torch
@@ -32,6 +33,14 @@ AVSDN_KEYS = {**_lstm_keys("lstm_audio", 128), **_lstm_keys("lstm_video", 512), 
                  for u in ("U_v", "U_a") for k in (0, 2) for p in ("weight", "bias")}}
 
 
+# TBMRF_Net('vgg', category_num=28) of jasongief/CPSP cpsp_avel/model/avel.py:15-57 (DataParallel-saved).
+AVEL_CPSP_KEYS = {**_lstm_keys("lstm_audio", 128), **_lstm_keys("lstm_video", 512), **ATTENTION_KEYS,
+                  **{f"{u}.{k}.{p}": ((256, 256) if p == "weight" else (256,))
+                     for u in ("U_v", "U_a") for k in (0, 2) for p in ("weight", "bias")},
+                  "event_classifier.0.weight": (1, 256), "event_classifier.0.bias": (1,),
+                  "category_classifier.0.weight": (28, 256), "category_classifier.0.bias": (28,)}
+
+
 def authors_state(keys: dict[str, tuple[int, ...]], seed: int, prefix: str = "", scale: float = 0.1) -> dict:
     generator = torch.Generator().manual_seed(seed)
     return {prefix + key: torch.randn(shape, generator=generator) * scale for key, shape in keys.items()}
@@ -54,16 +63,29 @@ def ref_avsdn(audio, visual, sd):
     _, (h_v, c_v) = ref_bilstm_states(video_t, sd, "lstm_video")
     _, (h_a, c_a) = ref_bilstm_states(audio, sd, "lstm_audio")
 
+    state = (_tbmrf(F.relu(h_a), F.relu(h_v), sd), _tbmrf(F.relu(c_a), F.relu(c_v), sd))
+    return _heads(F.relu(ref_bilstm_states(torch.cat([audio, video_t], dim=-1), sd, "lstm_a_v", state)[0]), sd)
+
+
+def ref_avel_cpsp(audio, visual, sd):
+    """TBMRF_Net.forward (CPSP avel.py:86-129), its permute of the visual input (avel.py:89) included."""
+    scrambled = visual.permute(0, 1, 3, 4, 2).reshape(visual.shape[0], visual.shape[1], 7, 7, -1)
+    video_t = _attended(audio, scrambled, sd)
+    lstm_audio, lstm_video = ref_bilstm(audio, sd, "lstm_audio"), ref_bilstm(video_t, sd, "lstm_video")
+    return _heads(F.relu(_tbmrf(lstm_audio, lstm_video, sd)), sd)
+
+
+def _tbmrf(audio, video, sd):
+    """The TBMRF block, one pass (avsdn.py:68-84, avel.py:62-80): residuals cross over."""
     def branch(name, x):
         return F.linear(torch.tanh(F.linear(x, sd[f"{name}.0.weight"], sd[f"{name}.0.bias"])),
                         sd[f"{name}.2.weight"], sd[f"{name}.2.bias"])
 
-    def tbmrf(audio_state, video_state):          # avsdn.py:68-84, one block
-        merged = 0.5 * (branch("U_v", video_state) + branch("U_a", audio_state))
-        return 0.5 * (torch.tanh(audio_state + merged) + torch.tanh(video_state + merged))
+    merged = 0.5 * (branch("U_v", video) + branch("U_a", audio))
+    return 0.5 * (torch.tanh(audio + merged) + torch.tanh(video + merged))
 
-    state = (tbmrf(F.relu(h_a), F.relu(h_v)), tbmrf(F.relu(c_a), F.relu(c_v)))
-    fusion = F.relu(ref_bilstm_states(torch.cat([audio, video_t], dim=-1), sd, "lstm_a_v", state)[0])
+
+def _heads(fusion, sd):
     event = F.linear(fusion, sd["event_classifier.0.weight"], sd["event_classifier.0.bias"]).squeeze(-1)
     category = F.linear(fusion.mean(dim=1), sd["category_classifier.0.weight"], sd["category_classifier.0.bias"])
     return event, category, fusion

@@ -28,7 +28,7 @@ def released_visual_order(visual: Tensor) -> Tensor:
 
 class _CPSPAVELBase(EventCategoryRule, EventNetwork):
     """Attention -> Bi-LSTMs -> DMRN fusion of their outputs -> ReLU -> CPSP's heads; PyTorch default init
-    everywhere (their ``init_weights`` call is commented out, avel.py:59)."""
+    everywhere (their ``init_weights`` call is commented out, avel.py:60)."""
 
     model_name = "avel_cpsp"
 

@@ -68,7 +68,7 @@ def ref_avsdn(audio, visual, sd):
 
 
 def ref_avel_cpsp(audio, visual, sd):
-    """TBMRF_Net.forward (CPSP avel.py:86-129), its permute of the visual input (avel.py:89) included."""
+    """TBMRF_Net.forward (CPSP avel.py:86-143), its permute of the visual input (avel.py:89) included."""
     scrambled = visual.permute(0, 1, 3, 4, 2).reshape(visual.shape[0], visual.shape[1], 7, 7, -1)
     video_t = _attended(audio, scrambled, sd)
     lstm_audio, lstm_video = ref_bilstm(audio, sd, "lstm_audio"), ref_bilstm(video_t, sd, "lstm_video")
@@ -76,7 +76,7 @@ def ref_avel_cpsp(audio, visual, sd):
 
 
 def _tbmrf(audio, video, sd):
-    """The TBMRF block, one pass (avsdn.py:68-84, avel.py:62-80): residuals cross over."""
+    """The TBMRF block, one pass (avsdn.py:68-84, avel.py:64-80): residuals cross over."""
     def branch(name, x):
         return F.linear(torch.tanh(F.linear(x, sd[f"{name}.0.weight"], sd[f"{name}.0.bias"])),
                         sd[f"{name}.2.weight"], sd[f"{name}.2.bias"])

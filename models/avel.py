@@ -138,5 +138,6 @@ FAMILIES = (
         name="avel", summary="AVEL, audio-guided attention + Bi-LSTMs (Tian et al., ECCV 2018)", build=build_avel,
         recipes={AUTHORS: {"fully": _avel_recipe(300, "supervised_main.py", "46-48,66-67,102-108"),
                            "weakly": _avel_recipe(250, "weak_supervised_main.py", "51-53,67-68,89-95")}},
-        options=(AVPS_WEIGHT, WEIGHTING), import_state=import_avel_state),
+        options=(AVPS_WEIGHT, WEIGHTING), import_state=import_avel_state,
+        published={"fully": 68.6, "weakly": 66.7}),    # PSP paper, Table 4
 )

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from avepipe.models import losses
 from avepipe.models.avga import AVGA
 from avepipe.models.base import EventNetwork, xavier
-from avepipe.models.event_category import EventCategoryRule
+from avepipe.models.event_category import EventCategoryRule, weak_video_prediction
 from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
@@ -217,8 +217,7 @@ class WeaklyCPSPNet(_CPSPHeads):
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = super().forward(audio, visual)
-        fused = torch.sigmoid(out.event_logits).unsqueeze(-1) * out.category_logits.unsqueeze(1)   # [B,T,C]
-        out.video_prob = F.softmax(fused.max(dim=1).values, dim=-1)
+        out.video_prob = weak_video_prediction(out.event_logits, out.category_logits)
         return out
 
     def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
@@ -279,6 +278,11 @@ CPSP_LOSS = ModelOption("cpsp_loss", str, "released (default) trains with the lo
 # StepLR-like decay x0.8 after epochs 60 and 120. Weakly PSP uses the same optimiser and schedule.
 PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120), lr_gamma=0.8,
                      source="PSP_CVPR_2021 fully_supervised_main.py (Adam, MultiStepLR [60,120] x0.8)")
+# The CPSP repository trains every model of its framework (CPSP, AVSDN, ...) with these.
+CPSP_FRAMEWORK_FULLY = Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
+                              clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py")
+CPSP_FRAMEWORK_WEAKLY = Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
+                               clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")
 FAMILIES = (
     ModelFamily(
         name="psp", summary="Positive Sample Propagation (Zhou et al., CVPR 2021)", build=build_psp,
@@ -286,10 +290,6 @@ FAMILIES = (
         import_state=import_psp_state, published={"fully": 77.8, "weakly": 73.5}),    # PSP paper, Table 4
     ModelFamily(
         name="cpsp", summary="Contrastive PSP (Zhou et al., TPAMI 2023)", build=build_cpsp,
-        recipes={AUTHORS: {
-            "fully": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
-                            clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py"),
-            "weakly": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
-                             clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")}},
+        recipes={AUTHORS: {"fully": CPSP_FRAMEWORK_FULLY, "weakly": CPSP_FRAMEWORK_WEAKLY}},
         options=(TAU, CPSP_LOSS), import_state=import_cpsp_state, import_options={"cpsp_loss": "released"}),
 )

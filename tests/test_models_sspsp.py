@@ -8,30 +8,20 @@ margin loss of softmax_c(max_t sigmoid(e_t) * c) against the 28 event columns of
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from avepipe.cli import main
 from avepipe.commands.import_checkpoint import import_checkpoint
-from avepipe.data.annotations import load_annotations
-from avepipe.data.cache import FeatureCache
-from avepipe.data.dataset import FeatureDataset
-from avepipe.data.splits import load_official_splits
-from avepipe.extract.provenance import ExtractorConfig
-from avepipe.localizer import Localizer
 from avepipe.models import build_model, registry
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.models.sspsp import SSPSPNet, WeaklySSPSPNet, label_free_nce_loss
-from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+from avepipe.training import defaults_for
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
-from tests._train_helpers import make_videos, tensor_splits, write_cache
+from tests._model_family_helpers import fit_synthetic, reference_event_category_terms, train_evaluate_localize
 
 C, BG = 28, 28
 SEGMENTS = [[BG, 3, 3, BG, BG], [5, 5, 5, 5, 5], [BG] * 5, [BG, BG, 7, 9, BG]]
@@ -89,15 +79,8 @@ def test_fully_loss_terms_equal_the_reference():
     segment_labels = torch.tensor([row + row for row in SEGMENTS])
     out = net(*_inputs(4))
     terms = net.compute_loss(out, segment_labels, _video_labels(segment_labels))
-    event, category = [], []
-    for b in range(4):
-        for t in range(10):
-            y = float(segment_labels[b, t] != BG)
-            p = torch.sigmoid(out.event_logits[b, t])
-            event.append(-(y * torch.log(p) + (1 - y) * torch.log(1 - p)))
-        target = max(int(c) if c != BG else 0 for c in segment_labels[b])
-        category.append(torch.logsumexp(out.category_logits[b], 0) - out.category_logits[b, target])
-    expected = {"event": sum(event) / 40, "category": sum(category) / 4, "nce": reference_nce(out.audio_feat, out.visual_feat)}
+    expected = {**reference_event_category_terms(out, segment_labels, BG),
+                "nce": reference_nce(out.audio_feat, out.visual_feat)}
     expected["loss"] = expected["event"] + expected["category"] + expected["nce"]
     for name, value in expected.items():
         assert abs(float((terms[name] - value).detach())) < 1e-9, name
@@ -156,55 +139,17 @@ def test_authors_file_imports_through_the_cli_and_predicts_as_the_reference(sett
     assert torch.equal(labels, expected)
 
 
-CLASSES = ["a", "b", "c", "d", "background"]
-
-
 @pytest.mark.parametrize("setting,background_share,epochs,lr,bar", [("fully", 0.0, 8, 1e-3, 0.9),
                                                                      ("weakly", 0.25, 10, 2e-3, 0.75)])
 def test_learns_the_synthetic_stand_in(setting, background_share, epochs, lr, bar, tmp_path):
     """Accuracy after the last epoch (none picked on this set) clearly above predicting background everywhere."""
-    train_set, val_set = tensor_splits(64, 40, background_share=background_share, distractors=0.4)
-    floor = float((val_set.segment_labels == 4).float().mean())
-    seed_everything(0)
-    config = defaults_for("sspsp", setting, epochs=epochs, batch_size=8, lr=lr, lr_milestones=(6,), lr_gamma=0.3,
-                          seed=0)
-    net = build_model("sspsp", setting, num_classes=4)
-    result = Trainer(net, config, train_set, val_set, tmp_path, CLASSES, ExtractorConfig(), device="cpu",
-                     progress=False).fit()
-    accuracy = result.history[-1]["val_acc"]
-    assert accuracy >= max(bar, floor + 0.15), (accuracy, floor, result.history)
+    accuracy, floor, history = fit_synthetic(tmp_path, "sspsp", setting, 64, 40, epochs=epochs,
+                                             background_share=background_share, batch_size=8, lr=lr,
+                                             lr_milestones=(6,), lr_gamma=0.3)
+    assert accuracy >= max(bar, floor + 0.15), (accuracy, floor, history)
 
 
 def test_cli_trains_evaluates_and_localizes(tmp_path):
-    names = [f"class {k}" for k in range(4)]
-    audio, visual, segments, _ = make_videos(40, seed=0)
-    ids = [f"vid{i:03d}" for i in range(40)]
-    cache = write_cache(tmp_path / "features.h5", ids, audio, visual)
-    with open(tmp_path / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["video_id", "start", "end", "label"])
-        for vid, labels in zip(ids, segments):
-            events = np.flatnonzero(labels != 4)
-            writer.writerow([vid, events[0], events[-1] + 1, names[labels[events[0]]]])
-    annotations = tmp_path / "labels.csv"
-    run = tmp_path / "run"
-    trained = CliRunner().invoke(main, ["train", str(cache), "--annotations", str(annotations), "--model", "sspsp",
-                                        "--setting", "weakly", "-o", str(run), "--epochs", "2", "--batch-size", "8",
-                                        "--seed", "0", "--device", "cpu"])
-    assert trained.exit_code == 0, trained.output
-    history = list(csv.DictReader(open(run / "metrics.csv")))
-    assert len(history) == 2 and {"train_video", "train_nce"} <= set(history[0])
-    evaluated = CliRunner().invoke(main, ["evaluate", str(run / "best"), str(cache), "--annotations",
-                                          str(annotations), "--json", "--device", "cpu"])
-    assert evaluated.exit_code == 0, evaluated.output
-    report = json.loads(evaluated.output.strip().splitlines()[-1])
-    net, info = load_checkpoint(run / "best")
-    assert type(net) is WeaklySSPSPNet
-    labels = load_annotations(annotations, classes=info.class_names)
-    test_ids = load_official_splits(run / "splits", labels)["test"]
-    predicted, _, truth = predict_dataset(net, FeatureDataset([cache], labels, test_ids))
-    assert report["segment_accuracy"] == pytest.approx(float((predicted == truth).mean()))
-    localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=10, device="cpu")
-    result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
-    assert result.labels == [info.class_names[k] for k in predicted[0]]
-    assert result.attention.shape == (10, 7, 7) and result.gamma_va.shape == (10, 10)
+    chain = train_evaluate_localize(tmp_path, "sspsp", "weakly")
+    assert len(chain.history) == 2 and {"train_video", "train_nce"} <= set(chain.history[0])
+    assert type(chain.net) is WeaklySSPSPNet and chain.localized.gamma_va.shape == (10, 10)

@@ -29,12 +29,11 @@ class EventCategoryRule:
         return torch.cat([event, category], dim=-1)
 
     def predict_from_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """Category if P(event) > 0.5 else background; confidence P(event)*P(category) or 1-P(event)."""
-        event, category = scores[..., 0], scores[..., 1:]
-        category_prob, category_label = category.max(dim=-1)
-        is_event = event > 0.5
-        labels = torch.where(is_event, category_label, torch.full_like(category_label, self.background))
-        confidence = torch.where(is_event, event * category_prob, 1.0 - event)
+        """Category if P(event) > 0.5 else background; confidence: that label's ``class_probabilities``
+        (P(event)*P(category), or 1-P(event) for background)."""
+        category_label = scores[..., 1:].argmax(dim=-1)
+        labels = torch.where(scores[..., 0] > 0.5, category_label, torch.full_like(category_label, self.background))
+        confidence = self.class_probabilities(scores).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         return labels, confidence
 
     def class_probabilities(self, scores: Tensor) -> Tensor:

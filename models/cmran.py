@@ -105,7 +105,7 @@ class AudioVideoInter(nn.Module):
 
     def __init__(self, nhead: int, d_model: int = D_MODEL, dropout: float = 0.1):
         super().__init__()
-        self.dropout = nn.Dropout(0.1)
+        self.dropout = nn.Dropout(dropout)
         self.video_multihead = nn.MultiheadAttention(d_model, num_heads=nhead, dropout=dropout)
         self.norm1 = nn.LayerNorm(d_model)
 

@@ -1,4 +1,5 @@
-"""The event/category decision rule shared by CPSP, SSPSP and CMRAN.
+"""What CPSP, SSPSP and CMRAN share: the event/category decision rule, the weak video prediction and
+the fully supervised event + category loss.
 
 These networks score each segment as event-vs-background (``event_logits`` [B,T]) and the
 whole video once over categories (``category_logits`` [B,K]); a segment is the video's

@@ -152,7 +152,8 @@ class _CMRANBase(EventCategoryRule, EventNetwork):
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         segments = audio.shape[1]
         attended, spatial = self.spatial_channel_att(self.dropout(F.relu(self.v_fc(visual))), audio)
-        video, audio = attended.transpose(0, 1), audio.transpose(0, 1)          # [T,B,D]
+        # [T,B,D], contiguous as theirs: a strided input takes other float32 kernels (gradients off by 1e-4)
+        video, audio = attended.transpose(0, 1).contiguous(), audio.transpose(0, 1).contiguous()
         audio_query, audio_weights = self.audio_decoder(audio, self.video_encoder(video)[0])
         video_query, video_weights = self.video_decoder(video, self.audio_encoder(audio)[0])
         fused = self.AVInter(video_query, audio_query)

@@ -18,7 +18,7 @@ from avepipe.models.avga import AVGA
 from avepipe.models.base import EventNetwork
 from avepipe.models.event_category import EventCategoryRule, weak_video_prediction
 from avepipe.models.outputs import ModelOutput
-from avepipe.models.psp_cpsp import CPSP_FRAMEWORK_FULLY, CPSP_FRAMEWORK_WEAKLY, import_cpsp_state
+from avepipe.models.psp_cpsp import CPSP_FRAMEWORK, import_cpsp_state
 from avepipe.models.registry import AUTHORS, ModelFamily, Recipe
 
 
@@ -121,7 +121,7 @@ FAMILIES = (
     ModelFamily(
         name="avsdn", summary="AVSDN, audio-visual sequence-to-sequence dual network (Lin et al., ICASSP 2019)",
         build=build_avsdn,
-        recipes={AUTHORS: {"fully": _recipe(CPSP_FRAMEWORK_FULLY, "fully_supv_main.py:158-161,253-255,278-279"),
-                           "weakly": _recipe(CPSP_FRAMEWORK_WEAKLY, "weakly_supv_main.py:156-162,229-230,253-254")}},
+        recipes={AUTHORS: {"fully": _recipe(CPSP_FRAMEWORK["fully"], "fully_supv_main.py:158-161,253-255,278-279"),
+                           "weakly": _recipe(CPSP_FRAMEWORK["weakly"], "weakly_supv_main.py:156-162,229-230,253-254")}},
         import_state=import_avsdn_state, published={"fully": 72.6, "weakly": 67.3}),    # PSP paper, Table 4
 )

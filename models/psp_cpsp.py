@@ -126,8 +126,32 @@ class WeaklyPSPNet(_PSPNetBase):
 CPSP_LOSSES = ("released", "corrected")
 
 
-class _CPSPHeads(EventCategoryRule, _FullyEncoder):
-    """The fully supervised encoder with CPSP's event/background head and video category head, and PSA_V.
+class EventCategoryHeads(EventCategoryRule, _FullyEncoder):
+    """The fully supervised encoder with the CPSP framework's event/background head and video category head.
+
+    ``authors_init`` initialises ``fa``, ``fv`` and both heads with PyTorch's defaults, as the CPSP
+    authors' ``fully_psp_net`` does; otherwise the heads are Xavier-initialised.
+    """
+
+    def __init__(self, tau: float, num_classes: int, authors_init: bool):
+        super().__init__(tau, num_classes)
+        self.event_head = nn.Linear(256, 1)
+        self.category_head = nn.Linear(256, num_classes)
+        if authors_init:
+            for layer in (*self.fa, *self.fv):
+                layer.reset_parameters()
+        else:
+            xavier(self.event_head, self.category_head)
+
+    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        out = self.encode(audio, visual)
+        out.event_logits = self.event_head(out.fusion).squeeze(-1)
+        out.category_logits = self.category_head(out.fusion.mean(dim=1))
+        return out
+
+
+class _CPSPHeads(EventCategoryHeads):
+    """CPSP's heads with PSA_V.
 
     ``loss`` picks the training objective (docs/cpsp.md): ``released`` computes what the authors'
     released code computes and initialises ``fa``, ``fv`` and both heads with PyTorch's defaults as
@@ -141,15 +165,8 @@ class _CPSPHeads(EventCategoryRule, _FullyEncoder):
                  negatives: int):
         if loss not in CPSP_LOSSES:
             raise ValueError(f"unknown CPSP loss {loss!r} (expected one of {', '.join(CPSP_LOSSES)})")
-        super().__init__(tau, num_classes)
+        super().__init__(tau, num_classes, authors_init=loss == "released")
         self.loss = loss
-        self.event_head = nn.Linear(256, 1)
-        self.category_head = nn.Linear(256, num_classes)
-        if loss == "released":
-            for layer in (*self.fa, *self.fv):
-                layer.reset_parameters()
-        else:
-            xavier(self.event_head, self.category_head)
         self.psa_video_weight = psa_video_weight
         self.margin = margin
         self.negatives = negatives
@@ -161,12 +178,6 @@ class _CPSPHeads(EventCategoryRule, _FullyEncoder):
         """PSA_V as this variant computes it, with this network's margin and number of negatives."""
         loss = losses.released_psa_video_loss if self.loss == "released" else losses.psa_video_loss
         return loss(fusion, categories, self.margin, self.negatives)
-
-    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
-        out = self.encode(audio, visual)
-        out.event_logits = self.event_head(out.fusion).squeeze(-1)
-        out.category_logits = self.category_head(out.fusion.mean(dim=1))
-        return out
 
 
 class CPSPNet(_CPSPHeads):
@@ -232,18 +243,18 @@ class WeaklyCPSPNet(_CPSPHeads):
 
 
 # -- the registry entries ---------------------------------------------------------------------
-def _tau_or_default(setting: str, tau: float | None) -> float:
+def tau_or_default(setting: str, tau: float | None) -> float:
     return float(tau) if tau is not None else (TAU_WEAKLY if setting == "weakly" else TAU_FULLY)
 
 
 def build_psp(setting: str, num_classes: int = 28, tau: float | None = None) -> _PSPNetBase:
     network = WeaklyPSPNet if setting == "weakly" else FullyPSPNet
-    return network(tau=_tau_or_default(setting, tau), num_classes=num_classes)
+    return network(tau=tau_or_default(setting, tau), num_classes=num_classes)
 
 
 def build_cpsp(setting: str, num_classes: int = 28, tau: float | None = None, cpsp_loss: str | None = None) -> _CPSPHeads:
     network = WeaklyCPSPNet if setting == "weakly" else CPSPNet
-    return network(tau=_tau_or_default(setting, tau), num_classes=num_classes, loss=cpsp_loss or "released")
+    return network(tau=tau_or_default(setting, tau), num_classes=num_classes, loss=cpsp_loss or "released")
 
 
 # Our name for each key of the CPSP authors' state-dict that differs; the rest are one to one.
@@ -278,11 +289,12 @@ CPSP_LOSS = ModelOption("cpsp_loss", str, "released (default) trains with the lo
 # StepLR-like decay x0.8 after epochs 60 and 120. Weakly PSP uses the same optimiser and schedule.
 PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120), lr_gamma=0.8,
                      source="PSP_CVPR_2021 fully_supervised_main.py (Adam, MultiStepLR [60,120] x0.8)")
-# The CPSP repository trains every model of its framework (CPSP, AVSDN, ...) with these.
-CPSP_FRAMEWORK_FULLY = Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
-                              clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py")
-CPSP_FRAMEWORK_WEAKLY = Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
-                               clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")
+# The CPSP repository trains every model of its framework (CPSP, SSPSP, ...) with these.
+CPSP_FRAMEWORK = {
+    "fully": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
+                    clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py"),
+    "weakly": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
+                     clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")}
 FAMILIES = (
     ModelFamily(
         name="psp", summary="Positive Sample Propagation (Zhou et al., CVPR 2021)", build=build_psp,
@@ -290,6 +302,6 @@ FAMILIES = (
         import_state=import_psp_state, published={"fully": 77.8, "weakly": 73.5}),    # PSP paper, Table 4
     ModelFamily(
         name="cpsp", summary="Contrastive PSP (Zhou et al., TPAMI 2023)", build=build_cpsp,
-        recipes={AUTHORS: {"fully": CPSP_FRAMEWORK_FULLY, "weakly": CPSP_FRAMEWORK_WEAKLY}},
+        recipes={AUTHORS: CPSP_FRAMEWORK},
         options=(TAU, CPSP_LOSS), import_state=import_cpsp_state, import_options={"cpsp_loss": "released"}),
 )

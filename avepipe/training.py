@@ -106,11 +106,14 @@ def defaults_for(model: str, setting: str, recipe: str = AUTHORS, model_options:
     except KeyError as exc:
         raise UserError(exc.args[0]) from None
     options = {**base.model_options, **{k: v for k, v in (model_options or {}).items() if v is not None}}
-    allowed = {option.name for option in family.options}
+    allowed = {option.name: option for option in family.options}
     for name in options:
         if name not in allowed:
             takers = [f.name for f in registry.families().values() if name in {o.name for o in f.options}]
             raise UserError(f"the option {name} applies to {', '.join(takers) or 'no model'} only, not {model!r}")
+        if setting not in allowed[name].settings:
+            raise UserError(f"the option {name} applies to {model} {' and '.join(allowed[name].settings)} only, "
+                            f"not {setting}")
     schedule = {f.name: getattr(base, f.name) for f in fields(Recipe) if f.name not in ("source", "model_options")}
     config = TrainConfig(model=model, setting=setting, recipe=recipe, **schedule, model_options=options)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -220,9 +223,12 @@ class Trainer:
     def __init__(self, net: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Dataset,
                  run_dir: str | Path, class_names: list[str], extractor: ExtractorConfig,
                  device: str | None = None, workers: int = 0, progress: bool = True,
-                 on_epoch: Callable[[dict], None] | None = None):
+                 monitor: dict[str, Dataset] | None = None, on_epoch: Callable[[dict], None] | None = None):
+        """``monitor``: more splits scored every epoch (``<name>_acc`` in the history), never used for selection.
+        ``on_epoch``: called with each epoch's history row, on the main rank."""
         self.net = net
-        self.on_epoch = on_epoch    # called with each epoch's history row, on the main rank
+        self.monitor = dict(monitor or {})
+        self.on_epoch = on_epoch
         self.config = config
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
@@ -339,11 +345,10 @@ class Trainer:
         row["train_acc"] = correct / total
         return row
 
-    def _val_accuracy(self) -> float:
-        """Segment accuracy on the validation set; under torchrun each rank predicts a contiguous share."""
-        shares = np.array_split(np.arange(len(self.val_set)), self.ranks.world_size)
-        subset = self.val_set if not self.ranks.distributed else Subset(self.val_set,
-                                                                          shares[self.ranks.rank].tolist())
+    def _accuracy(self, dataset: Dataset) -> float:
+        """Segment accuracy on ``dataset``; under torchrun each rank predicts a contiguous share."""
+        shares = np.array_split(np.arange(len(dataset)), self.ranks.world_size)
+        subset = dataset if not self.ranks.distributed else Subset(dataset, shares[self.ranks.rank].tolist())
         correct = total = 0
         if len(subset):
             pred, _, truth = predict_dataset(self.net, subset, self.config.batch_size, self.device, self.workers)
@@ -357,7 +362,8 @@ class Trainer:
             epoch = self.epoch + 1
             started = time.perf_counter()
             row = self._train_epoch(epoch)
-            row["val_acc"] = self._val_accuracy()
+            row["val_acc"] = self._accuracy(self.val_set)
+            row.update({f"{name}_acc": self._accuracy(dataset) for name, dataset in self.monitor.items()})
             row["time_s"] = time.perf_counter() - started
             self.epoch = epoch
             self.history.append(row)

@@ -156,12 +156,3 @@ def released_psa_video_loss(fusion: Tensor, categories: Tensor, margin: float = 
     closest = negative.topk(min(negatives, len(categories)), dim=1, largest=False).values.mean(dim=1)
     return F.relu(hardest_positive - closest + margin).mean()
 
-
-def sspsp_loss(audio_feat: Tensor, visual_feat: Tensor, temperature: float = 0.1) -> Tensor:
-    """SSPSP InfoNCE: a_f and v_f of the same segment are the positive pair, every other segment
-    of the batch a negative; cosine similarity / temperature, symmetric (audio->visual and back)."""
-    audio = F.normalize(audio_feat.reshape(-1, audio_feat.shape[-1]), dim=-1)
-    visual = F.normalize(visual_feat.reshape(-1, visual_feat.shape[-1]), dim=-1)
-    logits = audio @ visual.T / temperature
-    targets = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from avepipe.models import losses
 from avepipe.models.avga import AVGA
 from avepipe.models.base import EventNetwork, xavier
+from avepipe.models.event_category import EventCategoryRule, weak_video_prediction
 from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
@@ -125,8 +126,32 @@ class WeaklyPSPNet(_PSPNetBase):
 CPSP_LOSSES = ("released", "corrected")
 
 
-class _CPSPHeads(_FullyEncoder):
-    """The fully supervised encoder with CPSP's event/background head and video category head, and PSA_V.
+class EventCategoryHeads(EventCategoryRule, _FullyEncoder):
+    """The fully supervised encoder with the CPSP framework's event/background head and video category head.
+
+    ``authors_init`` initialises ``fa``, ``fv`` and both heads with PyTorch's defaults, as the CPSP
+    authors' ``fully_psp_net`` does; otherwise the heads are Xavier-initialised.
+    """
+
+    def __init__(self, tau: float, num_classes: int, authors_init: bool):
+        super().__init__(tau, num_classes)
+        self.event_head = nn.Linear(256, 1)
+        self.category_head = nn.Linear(256, num_classes)
+        if authors_init:
+            for layer in (*self.fa, *self.fv):
+                layer.reset_parameters()
+        else:
+            xavier(self.event_head, self.category_head)
+
+    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
+        out = self.encode(audio, visual)
+        out.event_logits = self.event_head(out.fusion).squeeze(-1)
+        out.category_logits = self.category_head(out.fusion.mean(dim=1))
+        return out
+
+
+class _CPSPHeads(EventCategoryHeads):
+    """CPSP's heads with PSA_V.
 
     ``loss`` picks the training objective (docs/cpsp.md): ``released`` computes what the authors'
     released code computes and initialises ``fa``, ``fv`` and both heads with PyTorch's defaults as
@@ -140,15 +165,8 @@ class _CPSPHeads(_FullyEncoder):
                  negatives: int):
         if loss not in CPSP_LOSSES:
             raise ValueError(f"unknown CPSP loss {loss!r} (expected one of {', '.join(CPSP_LOSSES)})")
-        super().__init__(tau, num_classes)
+        super().__init__(tau, num_classes, authors_init=loss == "released")
         self.loss = loss
-        self.event_head = nn.Linear(256, 1)
-        self.category_head = nn.Linear(256, num_classes)
-        if loss == "released":
-            for layer in (*self.fa, *self.fv):
-                layer.reset_parameters()
-        else:
-            xavier(self.event_head, self.category_head)
         self.psa_video_weight = psa_video_weight
         self.margin = margin
         self.negatives = negatives
@@ -160,33 +178,6 @@ class _CPSPHeads(_FullyEncoder):
         """PSA_V as this variant computes it, with this network's margin and number of negatives."""
         loss = losses.released_psa_video_loss if self.loss == "released" else losses.psa_video_loss
         return loss(fusion, categories, self.margin, self.negatives)
-
-    def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
-        out = self.encode(audio, visual)
-        out.event_logits = self.event_head(out.fusion).squeeze(-1)
-        out.category_logits = self.category_head(out.fusion.mean(dim=1))
-        return out
-
-    def segment_scores(self, out: ModelOutput) -> Tensor:
-        """[B,T,1+C]: sigmoid(event logit), then the video's category probabilities repeated per segment
-        (both average meaningfully over overlapping windows)."""
-        event = torch.sigmoid(out.event_logits).unsqueeze(-1)
-        category = F.softmax(out.category_logits, dim=-1).unsqueeze(1).expand(-1, event.shape[1], -1)
-        return torch.cat([event, category], dim=-1)
-
-    def predict_from_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """Category if P(event) > 0.5 else background; confidence P(event)*P(category) or 1-P(event)."""
-        event, category = scores[..., 0], scores[..., 1:]
-        category_prob, category_label = category.max(dim=-1)
-        is_event = event > 0.5
-        labels = torch.where(is_event, category_label, torch.full_like(category_label, self.background))
-        confidence = torch.where(is_event, event * category_prob, 1.0 - event)
-        return labels, confidence
-
-    def class_probabilities(self, scores: Tensor) -> Tensor:
-        """P(class) = P(event) P(category), P(background) = 1 - P(event): what the decision rule compares."""
-        event, category = scores[..., :1], scores[..., 1:]
-        return torch.cat([event * category, 1.0 - event], dim=-1)
 
 
 class CPSPNet(_CPSPHeads):
@@ -237,8 +228,7 @@ class WeaklyCPSPNet(_CPSPHeads):
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = super().forward(audio, visual)
-        fused = torch.sigmoid(out.event_logits).unsqueeze(-1) * out.category_logits.unsqueeze(1)   # [B,T,C]
-        out.video_prob = F.softmax(fused.max(dim=1).values, dim=-1)
+        out.video_prob = weak_video_prediction(out.event_logits, out.category_logits)
         return out
 
     def compute_loss(self, out: ModelOutput, segment_labels: Tensor, video_labels: Tensor) -> dict[str, Tensor]:
@@ -253,18 +243,18 @@ class WeaklyCPSPNet(_CPSPHeads):
 
 
 # -- the registry entries ---------------------------------------------------------------------
-def _tau_or_default(setting: str, tau: float | None) -> float:
+def tau_or_default(setting: str, tau: float | None) -> float:
     return float(tau) if tau is not None else (TAU_WEAKLY if setting == "weakly" else TAU_FULLY)
 
 
 def build_psp(setting: str, num_classes: int = 28, tau: float | None = None) -> _PSPNetBase:
     network = WeaklyPSPNet if setting == "weakly" else FullyPSPNet
-    return network(tau=_tau_or_default(setting, tau), num_classes=num_classes)
+    return network(tau=tau_or_default(setting, tau), num_classes=num_classes)
 
 
 def build_cpsp(setting: str, num_classes: int = 28, tau: float | None = None, cpsp_loss: str | None = None) -> _CPSPHeads:
     network = WeaklyCPSPNet if setting == "weakly" else CPSPNet
-    return network(tau=_tau_or_default(setting, tau), num_classes=num_classes, loss=cpsp_loss or "released")
+    return network(tau=tau_or_default(setting, tau), num_classes=num_classes, loss=cpsp_loss or "released")
 
 
 # Our name for each key of the CPSP authors' state-dict that differs; the rest are one to one.
@@ -299,28 +289,28 @@ CPSP_LOSS = ModelOption("cpsp_loss", str, "released (default) trains with the lo
 # StepLR-like decay x0.8 after epochs 60 and 120. Weakly PSP uses the same optimiser and schedule.
 PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120), lr_gamma=0.8,
                      source="PSP_CVPR_2021 fully_supervised_main.py (Adam, MultiStepLR [60,120] x0.8)")
+# The CPSP repository trains every model of its framework (CPSP, SSPSP, ...) with these.
+CPSP_FRAMEWORK = {
+    "fully": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
+                    clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py"),
+    "weakly": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
+                     clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")}
 # avepipe's own recipe for a few dozen training videos (issue #26, docs/baselines.md): many more
 # optimiser steps than the authors' batches of 64-128 make on such a split, and a decay inside the run.
 PSP_SMALL_DATA = Recipe(epochs=24, batch_size=4, lr=1e-3, lr_milestones=(16,), lr_gamma=0.3,
                         source="measured on 40 synthetic training videos, random backbones, 5 seeds: held-out "
-                               "accuracy 0.83 +- 0.07 beside linear probe 0.73, majority class 0.60; docs/baselines.md")
+                               "accuracy 0.83 +- 0.07 beside linear probe 0.73, majority 0.60; docs/baselines.md")
 CPSP_SMALL_DATA = Recipe(epochs=24, batch_size=4, lr=1e-3, lr_milestones=(16,), lr_gamma=0.3,
                          clip_grad_norm=0.1,
                          source="measured on 40 synthetic training videos, random backbones, 5 seeds: held-out "
-                                "accuracy 0.89 +- 0.01 beside linear probe 0.73, majority class 0.60; docs/baselines.md")
+                                "accuracy 0.89 +- 0.01 beside linear probe 0.73, majority 0.60; docs/baselines.md")
 FAMILIES = (
     ModelFamily(
         name="psp", summary="Positive Sample Propagation (Zhou et al., CVPR 2021)", build=build_psp,
         recipes={AUTHORS: {"fully": PSP_AUTHORS, "weakly": PSP_AUTHORS}, SMALL_DATA: {"fully": PSP_SMALL_DATA}},
-        options=(TAU,),
-        import_state=import_psp_state),
+        options=(TAU,), import_state=import_psp_state, published={"fully": 77.8, "weakly": 73.5}),  # PSP Table 4
     ModelFamily(
         name="cpsp", summary="Contrastive PSP (Zhou et al., TPAMI 2023)", build=build_cpsp,
-        recipes={AUTHORS: {
-            "fully": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
-                            clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py"),
-            "weakly": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
-                             clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")},
-            SMALL_DATA: {"fully": CPSP_SMALL_DATA}},
+        recipes={AUTHORS: CPSP_FRAMEWORK, SMALL_DATA: {"fully": CPSP_SMALL_DATA}},
         options=(TAU, CPSP_LOSS), import_state=import_cpsp_state, import_options={"cpsp_loss": "released"}),
 )

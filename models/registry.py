@@ -64,6 +64,7 @@ class ModelOption:
     type: type
     help: str
     choices: tuple[str, ...] = ()
+    settings: tuple[str, ...] = SETTINGS    # the settings whose networks take it
 
     @property
     def flag(self) -> str:
@@ -80,6 +81,8 @@ class ModelFamily:
     removed) to this family's keys; keys it leaves that the network lacks are ignored, so
     unused template layers of the authors' modules import without complaint. ``import_options``
     are the options an imported network is built with (e.g. the loss it was trained with).
+    ``published``: AVE test segment accuracy (%) per setting as the paper in ``summary`` reports
+    it (test-selected, real VGG-19/VGGish features), shown beside avepipe's own figures.
     """
 
     name: str
@@ -90,6 +93,7 @@ class ModelFamily:
     options: tuple[ModelOption, ...] = ()
     import_state: Callable[[dict[str, Tensor], str], dict[str, Tensor]] | None = None
     import_options: Mapping[str, object] = field(default_factory=dict)
+    published: Mapping[str, float] = field(default_factory=dict)
 
     def recipe(self, setting: str, name: str = AUTHORS) -> Recipe:
         try:
@@ -163,9 +167,9 @@ def build(model: str, setting: str = "fully", num_classes: int = 28, **options) 
     family = get(model)
     if setting not in family.settings:
         raise ValueError(f"{model} has no {setting!r} setting (expected one of {', '.join(family.settings)})")
-    allowed = {option.name for option in family.options}
+    allowed = {option.name for option in family.options if setting in option.settings}
     for name, value in options.items():
         if value is not None and name not in allowed:
-            raise ValueError(f"{name} does not apply to model {model!r}")
+            raise ValueError(f"{name} does not apply to model {model!r} ({setting})")
     given = {name: value for name, value in options.items() if value is not None}
     return family.build(setting=setting, num_classes=num_classes, **given)

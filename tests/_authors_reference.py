@@ -8,24 +8,31 @@ import torch
 import torch.nn.functional as F
 
 
-def _lstm_direction(x, sd, prefix, suffix):
+def _lstm_direction(x, sd, prefix, suffix, h=None, c=None):
+    """One direction from state (h, c) (zeros if None): its outputs [B,T,H] and its final (h, c)."""
     w_ih, w_hh = sd[f"{prefix}.weight_ih_l0{suffix}"], sd[f"{prefix}.weight_hh_l0{suffix}"]
     bias = sd[f"{prefix}.bias_ih_l0{suffix}"] + sd[f"{prefix}.bias_hh_l0{suffix}"]
-    h = x.new_zeros(x.shape[0], w_hh.shape[1])
-    c = torch.zeros_like(h)
+    h = x.new_zeros(x.shape[0], w_hh.shape[1]) if h is None else h
+    c = torch.zeros_like(h) if c is None else c
     outputs = []
     for t in range(x.shape[1]):
         i, f, g, o = (x[:, t] @ w_ih.T + h @ w_hh.T + bias).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         outputs.append(h)
-    return torch.stack(outputs, dim=1)
+    return torch.stack(outputs, dim=1), (h, c)
+
+
+def ref_bilstm_states(x, sd, prefix, state=None):
+    """A Bi-LSTM from ``state`` = (h0, c0) [2,B,H] (zeros if None): outputs [B,T,2H] and (h_n, c_n) [2,B,H]."""
+    h0, c0 = state if state is not None else ((None, None), (None, None))
+    forward, (h_f, c_f) = _lstm_direction(x, sd, prefix, "", h0[0], c0[0])
+    backward, (h_b, c_b) = _lstm_direction(x.flip(1), sd, prefix, "_reverse", h0[1], c0[1])
+    return torch.cat([forward, backward.flip(1)], dim=-1), (torch.stack([h_f, h_b]), torch.stack([c_f, c_b]))
 
 
 def ref_bilstm(x, sd, prefix):
-    forward = _lstm_direction(x, sd, prefix, "")
-    backward = _lstm_direction(x.flip(1), sd, prefix, "_reverse").flip(1)
-    return torch.cat([forward, backward], dim=-1)
+    return ref_bilstm_states(x, sd, prefix)[0]
 
 
 def ref_avga(audio, video, sd):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,7 +33,7 @@ from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models.outputs import ModelOutput
 from avepipe.training import defaults_for, predict_dataset
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
-from tests._train_helpers import T, make_videos, write_cache
+from tests._train_helpers import T, make_videos, write_annotations, write_cache
 
 C, BG = 28, 28
 MARGIN, NEGATIVES = 0.6, 4
@@ -173,18 +172,6 @@ def test_published_schedule_and_checkpoint_round_trip(tmp_path):
 
 # -- training through the CLI -------------------------------------------------------------------------------
 
-def _write_annotations(path, ids, segment_labels, class_names):
-    """A CSV with one event row per video (its run of event segments) or an empty row (background only)."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["video_id", "start", "end", "label"])
-        for vid, labels in zip(ids, segment_labels):
-            events = np.flatnonzero(labels != len(class_names))
-            writer.writerow([vid, events[0], events[-1] + 1, class_names[labels[events[0]]]] if len(events)
-                            else [vid, "", "", ""])
-    return path
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """4 generated classes, 60 labelled videos and a background cache of 8 background-only videos."""
@@ -193,7 +180,7 @@ def trained(tmp_path_factory):
     audio, visual, segments, _ = make_videos(60, seed=0)
     ids = [f"vid{i:03d}" for i in range(60)]
     cache = write_cache(root / "features.h5", ids, audio, visual)
-    annotations = _write_annotations(root / "labels.csv", ids, segments, names)
+    annotations = write_annotations(root / "labels.csv", ids, segments, names)
     bg_audio, bg_visual, _, _ = make_videos(8, seed=1, background_share=1.0)
     background = write_cache(root / "background.h5", [f"bg{i}" for i in range(8)], bg_audio, bg_visual)
     run = root / "run"

@@ -113,15 +113,6 @@ def test_psa_video_hardest_positive_and_three_closest_negatives():
     assert losses.psa_video_loss(fusion, categories).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_sspsp_infonce_by_hand():
-    audio = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
-    visual = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
-    audio_to_visual = math.log(2)                                            # rows [10,10] and [0,0]
-    visual_to_audio = (math.log(1 + math.exp(-10)) + math.log(1 + math.exp(10))) / 2
-    expected = (audio_to_visual + visual_to_audio) / 2
-    assert losses.sspsp_loss(audio, visual).item() == pytest.approx(expected, rel=1e-5)
-
-
 def test_weak_bce_against_mean_of_one_hot_segment_labels():
     target = losses.weak_video_target(torch.tensor([[0, 0, 2, 2]]), 3)
     assert torch.equal(target, torch.tensor([[0.5, 0.0, 0.5]]))

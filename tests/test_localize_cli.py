@@ -74,7 +74,9 @@ def test_json_matches_schema_and_csv_has_the_same_rows(run):
     assert [s["second"] for s in by_video["first clip"]["segments"]] == [0, 1, 2]
     assert by_video["silent"]["has_audio"] is False
     assert {s["label"] for s in by_video["silent"]["segments"]} == {"background"}
-    assert len(by_video["first clip"]["gamma_va"]) == 3  # --explain puts the matrices in the JSON too
+    explained = by_video["first clip"]["explain"]     # --explain puts what PSP explains in the JSON too
+    assert sorted(explained) == ["attention", "gamma_av", "gamma_va"]
+    assert len(explained["gamma_va"]) == 3 and len(explained["attention"][0]) == 7
 
     with (out / "r.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -86,8 +88,8 @@ def test_json_matches_schema_and_csv_has_the_same_rows(run):
 
 def test_pictures_are_real_pngs(run):
     _, out = run
-    for name in ("timeline_first clip.png", "timeline_silent.png", "explain/first clip_connections.png",
-                 "explain/first clip_attention.png", "explain/silent_attention.png"):
+    for name in ("timeline_first clip.png", "timeline_silent.png", "explain/first clip_gamma_va.png",
+                 "explain/first clip_gamma_av.png", "explain/first clip_attention.png", "explain/silent_attention.png"):
         check_png(out / name)
 
 

@@ -105,7 +105,9 @@ def test_page_is_self_contained_and_embeds_the_results(demo_page):
     assert entry["src"] == f"../synth/videos/{result.video}.mp4"   # relative to the page, not absolute
     events = [t for t, s in enumerate(result.segments) if s.source_peak is not None]
     assert events and [t for t, m in enumerate(entry["source_maps"]) if m is not None] == events
-    assert len(entry["gamma_va"]) == len(result.segments) and len(entry["attention"][0]) == 49
+    explained = entry["explain"]
+    assert len(explained["matrix"]["gamma_va"]) == len(result.segments)
+    assert explained["maps"]["attention"]["side"] == [7, 7] and len(explained["maps"]["attention"]["maps"][0]) == 49
     assert data["provenance"]["random_backbones"] is True
 
 
@@ -141,8 +143,8 @@ def test_timeline_seek_highlight_and_heatmap_in_chromium(browser, demo_page, tmp
     view.click_cell(quiet[0])
     view.wait_until("t => Math.abs(video.currentTime - t) < 0.05", quiet[0])
     assert view.js("overlay.dataset.drawn") == "none" and view.overlay_pixels()[..., 3].max() == 0
-    view.page.click("#modes button[data-mode=attention]")
-    assert view.js("overlay.dataset.drawn") == "attention"
+    view.page.click("#modes button[data-mode='explain:attention']")
+    assert view.js("overlay.dataset.drawn") == "explain:attention"
 
     view.page.hover(f".cell[data-kind=predicted][data-second='{events[0]}']")
     tip = view.js("document.getElementById('tip').textContent")

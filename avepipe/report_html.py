@@ -93,7 +93,7 @@ def transcode_for_browser(source: Path, target: Path) -> Path:
 def page_video_file(video_path: Path, html_path: Path, mode: str) -> tuple[str, str | None]:
     """The ``src`` of the page's player (relative to the page) and a note when a browser may not play it."""
     if mode not in VIDEO_MODES:
-        raise UserError(f"--html-video must be one of {', '.join(VIDEO_MODES)}, got {mode!r}")
+        raise UserError(f"video mode must be one of {', '.join(VIDEO_MODES)}, got {mode!r}")
     problem = browser_problem(video_path)
     target = video_path
     if mode != "link":
@@ -108,7 +108,7 @@ def page_video_file(video_path: Path, html_path: Path, mode: str) -> tuple[str, 
     relative = Path(os.path.relpath(target.resolve(), html_path.resolve().parent)).as_posix()
     note = None
     if problem:
-        note = f"{video_path}: {problem}; the page may not play it (--html-video transcode writes an H.264/AAC copy)"
+        note = f"{video_path}: {problem}; the page may not play it (video mode transcode writes an H.264/AAC copy)"
     return quote(relative), note
 
 

@@ -217,7 +217,7 @@ def test_transcode_makes_a_copy_chromium_plays(browser, tmp_path):
     linked = write_report(tmp_path / "linked.html", [(str(source), result)], ["beep", "background"], truths={},
                           extractor=EXTRACTOR, checkpoint=tmp_path)
     assert linked == [f"{source}: .avi is not a container browsers play; the page may not play it "
-                      "(--html-video transcode writes an H.264/AAC copy)"]
+                      "(video mode transcode writes an H.264/AAC copy)"]
     assert write_report(tmp_path / "page.html", [(str(source), result)], ["beep", "background"], truths={},
                         extractor=EXTRACTOR, checkpoint=tmp_path, video_mode="transcode") == []
     copy = tmp_path / "page_media" / "old.mp4"

@@ -37,8 +37,8 @@ NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one 
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG: one thumbnail per second above the predicted timeline (FILE_<video>.png for several).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for one picture per thing the model explains (PSP: the connection matrices gamma_va, "
-                   "gamma_av and the attention maps over the frames), also written to the JSON and the page.")
+              help="Folder for one picture per array the model explains (what its explain() returns: e.g. "
+                   "matrices between seconds, maps over the frame), also written to the JSON and the page.")
 @click.option("--source-checkpoint", type=click.Path(path_type=Path),
               help="Sound-source checkpoint (`avepipe source train`, same extractor as -c): adds where "
                    "the sound comes from, the peak (x, y in frame pixels) of each event second, to the table "

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from avepipe import distributed
 from avepipe.errors import UserError
 from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
 from avepipe.models.registry import AUTHORS
@@ -78,11 +79,17 @@ class TrainOptions:
     workers: int = 0
     in_memory: bool | str = "auto"
     resume: bool = False
+    monitor_test: bool = False        # also score the test split every epoch (reported apart, never selects)
 
 
-def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stderr) -> TrainResult:
-    """Train (or resume) an event model as ``options`` say. Under torchrun every rank calls this; only rank 0 writes."""
-    from avepipe import baselines, distributed
+def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stderr,
+                      ranks: distributed.Ranks | None = None) -> TrainResult:
+    """Train (or resume) an event model as ``options`` say. Under torchrun every rank calls this; only rank 0 writes.
+
+    ``ranks``: the job this run belongs to (default: torchrun's environment; ``Ranks()`` trains
+    in this process alone, as ``compare`` does with one run per rank).
+    """
+    from avepipe import baselines
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
@@ -110,7 +117,7 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
         train_ids, val_ids = train_ids[:limit], val_ids[:limit]
     if not train_ids or not val_ids:
         raise UserError(f"{annotations_path}: empty train or validation split ({origin})")
-    ranks = distributed.env_ranks()
+    ranks = ranks or distributed.env_ranks()
     if ranks.is_main:
         log(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos")
         (run_dir / "splits").mkdir(parents=True, exist_ok=True)
@@ -128,8 +135,10 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
     net = build_model(config.model, config.setting, num_classes=len(annotations.classes) - 1, **config.model_options)
     config = replace(config, model_options=net.options())     # recorded with the model's defaults filled in
     device = distributed.local_device(options.device, ranks) if ranks.distributed else options.device
+    monitor = ({"test": FeatureDataset(labelled, annotations, splits["test"], in_memory=in_memory)}
+               if options.monitor_test and splits.get("test") else None)
     trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
-                      device=device, workers=options.workers)
+                      device=device, workers=options.workers, monitor=monitor)
     if options.resume:
         trainer.resume()
     if ranks.is_main:

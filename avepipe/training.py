@@ -219,8 +219,11 @@ class Trainer:
 
     def __init__(self, net: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Dataset,
                  run_dir: str | Path, class_names: list[str], extractor: ExtractorConfig,
-                 device: str | None = None, workers: int = 0, progress: bool = True):
+                 device: str | None = None, workers: int = 0, progress: bool = True,
+                 monitor: dict[str, Dataset] | None = None):
+        """``monitor``: more splits scored every epoch (``<name>_acc`` in the history), never used for selection."""
         self.net = net
+        self.monitor = dict(monitor or {})
         self.config = config
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
@@ -337,11 +340,10 @@ class Trainer:
         row["train_acc"] = correct / total
         return row
 
-    def _val_accuracy(self) -> float:
-        """Segment accuracy on the validation set; under torchrun each rank predicts a contiguous share."""
-        shares = np.array_split(np.arange(len(self.val_set)), self.ranks.world_size)
-        subset = self.val_set if not self.ranks.distributed else Subset(self.val_set,
-                                                                          shares[self.ranks.rank].tolist())
+    def _accuracy(self, dataset: Dataset) -> float:
+        """Segment accuracy on ``dataset``; under torchrun each rank predicts a contiguous share."""
+        shares = np.array_split(np.arange(len(dataset)), self.ranks.world_size)
+        subset = dataset if not self.ranks.distributed else Subset(dataset, shares[self.ranks.rank].tolist())
         correct = total = 0
         if len(subset):
             pred, _, truth = predict_dataset(self.net, subset, self.config.batch_size, self.device, self.workers)
@@ -355,7 +357,8 @@ class Trainer:
             epoch = self.epoch + 1
             started = time.perf_counter()
             row = self._train_epoch(epoch)
-            row["val_acc"] = self._val_accuracy()
+            row["val_acc"] = self._accuracy(self.val_set)
+            row.update({f"{name}_acc": self._accuracy(dataset) for name, dataset in self.monitor.items()})
             row["time_s"] = time.perf_counter() - started
             self.epoch = epoch
             self.history.append(row)

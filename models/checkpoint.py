@@ -177,9 +177,11 @@ def _unwrap_authors_state(loaded: object, path: Path) -> dict[str, torch.Tensor]
     return state
 
 
-def import_authors_state_dict(path: str | Path, setting: str, model_name: str = "psp") -> nn.Module:
+def import_authors_state_dict(path: str | Path, setting: str, model_name: str = "psp",
+                              num_classes: int = 28) -> nn.Module:
     """A ``model_name`` network (its default options for ``setting``) holding the authors' weights in ``path``.
 
+    ``num_classes`` event classes (AVE's 28 by default); a file with another count fails the shape check.
     The family's ``import_state`` maps their keys to ours; keys our network does not have are
     ignored (layers their code saves but never uses); a missing or mis-shaped key is a UserError
     naming it. Weights are cast to float32.
@@ -198,7 +200,7 @@ def import_authors_state_dict(path: str | Path, setting: str, model_name: str = 
             state = family.import_state(state, setting)
         except ValueError as exc:
             raise UserError(f"{path}: {exc}") from None
-    model = registry.build(model_name, setting, **family.import_options)
+    model = registry.build(model_name, setting, num_classes=num_classes, **family.import_options)
     _check_state(state, model, path)
     model.load_state_dict({name: state[name].to(torch.float32) for name in model.state_dict()})
     return model.eval()

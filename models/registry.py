@@ -76,6 +76,8 @@ class ModelFamily:
     removed) to this family's keys; keys it leaves that the network lacks are ignored, so
     unused template layers of the authors' modules import without complaint. ``import_options``
     are the options an imported network is built with (e.g. the loss it was trained with).
+    ``published``: AVE test segment accuracy (%) per setting as the paper in ``summary`` reports
+    it (test-selected, real VGG-19/VGGish features), shown beside avepipe's own figures.
     """
 
     name: str
@@ -86,6 +88,7 @@ class ModelFamily:
     options: tuple[ModelOption, ...] = ()
     import_state: Callable[[dict[str, Tensor], str], dict[str, Tensor]] | None = None
     import_options: Mapping[str, object] = field(default_factory=dict)
+    published: Mapping[str, float] = field(default_factory=dict)
 
     def recipe(self, setting: str, name: str = AUTHORS) -> Recipe:
         try:

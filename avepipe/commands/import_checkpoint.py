@@ -1,4 +1,4 @@
-"""``avepipe import-checkpoint``: turn the PSP/CPSP authors' released .pth into an avepipe checkpoint."""
+"""``avepipe import-checkpoint``: turn a model's authors' .pth state-dict into an avepipe checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +27,8 @@ def read_class_file(path: Path) -> list[str]:
         raise UserError(f"{path}: cannot read class names ({exc})") from None
     if names and names[-1] == BACKGROUND:
         names = names[:-1]
-    expected = len(ave_classes())
-    if len(names) != expected:
-        raise UserError(f"{path}: {len(names)} event classes, but the released models have {expected}")
+    if not names:
+        raise UserError(f"{path}: no class names")
     return names + [BACKGROUND]
 
 
@@ -42,7 +41,7 @@ def read_class_file(path: Path) -> list[str]:
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True,
               help="Checkpoint directory to write (model.safetensors + config.json).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), default=None,
-              help="Text file with the 28 event class names, one per line, in the model's index order "
+              help="Text file with the event class names, one per line, in the model's index order "
                    "(default: the AVE classes in Annotations.txt order).")
 def import_checkpoint(state_dict: Path, setting: str, model: str, output: Path,
                       classes_file: Path | None) -> None:
@@ -56,7 +55,7 @@ def import_checkpoint(state_dict: Path, setting: str, model: str, output: Path,
     from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
     class_names = read_class_file(classes_file) if classes_file else ave_classes() + [BACKGROUND]
-    net = import_authors_state_dict(state_dict, setting, model)
+    net = import_authors_state_dict(state_dict, setting, model, num_classes=len(class_names) - 1)
     save_checkpoint(output, net, class_names, AVE_RELEASED,
                     extra={"imported_from": state_dict.name, "source": f"{model.upper()} authors' released weights"})
     options = "".join(f", {name}={value}" for name, value in net.options().items())

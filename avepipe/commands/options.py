@@ -49,12 +49,38 @@ def seed_option(what: str):
     return click.option("--seed", type=int, help=f"Seed of {what}. [default: 0]")
 
 
+class ModelChoice(click.Choice):
+    """The registered model names, read when the command runs (so a model registered later is offered too)."""
+
+    def __init__(self):
+        super().__init__([])
+
+    @property
+    def choices(self):
+        return tuple(registry.names())
+
+    @choices.setter
+    def choices(self, value):
+        pass    # click.Choice.__init__ assigns it; the registry is the only source
+
+
+class _ModelHelpOption(click.Option):
+    """``--model`` whose help lists each registered model with its one-line summary."""
+
+    def __init__(self, *args, help_suffix: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_suffix = help_suffix
+
+    def get_help_record(self, ctx):
+        listing = "; ".join(f"{name}: {family.summary}" for name, family in registry.families().items())
+        self.help = f"{listing}.{self.help_suffix}"
+        return super().get_help_record(ctx)
+
+
 def model_option(help_suffix: str = ""):
-    """``--model``, its choices read from the model registry."""
-    choices = registry.families()
-    listing = "; ".join(f"{name}: {family.summary}" for name, family in choices.items())
-    return click.option("--model", type=click.Choice(list(choices)), default="psp", show_default=True,
-                        help=f"{listing}.{help_suffix}")
+    """``--model``, its choices and help read from the model registry."""
+    return click.option("--model", cls=_ModelHelpOption, type=ModelChoice(), default="psp", show_default=True,
+                        help_suffix=help_suffix)
 
 
 def model_build_options(command):

@@ -26,7 +26,7 @@ from avepipe.data.video_writer import tone, write_test_video
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models.fnac import SoundSourceLocalizer
 from tests._browser_helpers import PageUnderTest, launch_chromium, sync_playwright_or_fail
-from tests._localize_helpers import (LoudnessEncoder, RedAndLoudNet, check_png, colour_encoder,
+from tests._localize_helpers import (LoudnessEncoder, MadeUpNet, RedAndLoudNet, check_png, colour_encoder,
                                      red_and_loud_localizer, write_video)
 
 EXTRACTOR = ExtractorConfig(fps=2)   # random backbones (the default weights): the page warns
@@ -287,3 +287,26 @@ def test_no_checkpoint_is_one_line_naming_both_ways_to_get_one(tmp_path, monkeyp
     assert result.output == ("error: no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one by training "
                              "(`avepipe train`) or by importing the authors' released weights "
                              "(`avepipe import-checkpoint`)\n")
+
+
+def test_any_explained_name_gets_its_figure_and_overlay_in_chromium(browser, tmp_path):
+    """Names the page has never heard of: a matrix, a map over the frame and per-second values."""
+    video = write_video(tmp_path / "clip.mp4", [False] * 12, [True] * 12, size=(96, 64))
+    localizer = Localizer(MadeUpNet(), colour_encoder(), LoudnessEncoder(), EXTRACTOR, ["beep", "background"],
+                          segments=10, device="cpu")
+    result = localizer.localize(video, explain=True)
+    write_report(tmp_path / "p.html", [(str(video), result)], ["beep", "background"], truths={}, extractor=EXTRACTOR,
+                 checkpoint=tmp_path)
+    view = PageUnderTest(browser, tmp_path / "p.html")
+    view.wait_for_video()
+    captions = "[...document.querySelectorAll('#explain figcaption')].map(f => f.textContent)"
+    assert view.js(captions) == ["made_up_relation", "made_up_map"]
+    view.click_cell(3)
+    view.wait_until("Math.abs(video.currentTime - 3) < 0.05")
+    # second 3 is at positions 3 and 1 of the two windows: relation row 3 is largest at second 0 (3 - 0 = 3)
+    assert view.js("document.getElementById('partners').textContent") == (
+        "Second 3: made_up_relation row 3 is largest at 0 s (3.00), 1 s (2.00), 2 s (1.00); made_up_gate: 2.00.")
+    view.page.click("#modes button[data-mode='explain:made_up_map']")
+    assert view.js("overlay.dataset.drawn") == "explain:made_up_map"
+    assert view.errors == []
+    view.close()

@@ -20,7 +20,7 @@ from avepipe.localize_writers import (CsvWriter, ExplainWriter, HtmlWriter, Json
 from avepipe.localizer import Localizer
 from avepipe.models.fnac import SoundSourceLocalizer
 from avepipe.report_html import explain_entry
-from tests._localize_helpers import (CLASSES, LoudnessEncoder, RedAndLoudNet, check_png, colour_encoder,
+from tests._localize_helpers import (CLASSES, LoudnessEncoder, MadeUpNet, RedAndLoudNet, check_png, colour_encoder,
                                      red_and_loud_localizer, schema_errors, write_video)
 
 EVENTS = [3, 4, 5]           # red and loud; second 1 is loud only, second 7 red only
@@ -97,17 +97,6 @@ def test_pictures_and_page_are_written_where_the_options_say(known):
     assert [data["classes"][i] for i in data["videos"][0]["labels"]] == video.result.labels
     assert said[-1] == (False, f"page: {root / 'p.html'}")
     assert get_writers(_run(root)[0])[0].__class__ is TableWriter and len(get_writers(_run(root)[0])) == 1
-
-
-class MadeUpNet(RedAndLoudNet):
-    """A stand-in network explaining itself with names no other code knows, by position in the window."""
-
-    def explain(self, out):
-        batch, size = out.logits.shape[:2]
-        position = torch.arange(size, dtype=torch.float32).expand(batch, size)          # [B, w]
-        return {"made_up_gate": position,
-                "made_up_relation": position[:, :, None] - position[:, None, :],           # [B, w, w]
-                "made_up_map": position[:, :, None, None].expand(batch, size, 4, 4) + 1}  # [B, w, 4, 4]
 
 
 def test_any_name_a_network_explains_is_averaged_written_and_drawn(tmp_path):

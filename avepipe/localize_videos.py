@@ -72,7 +72,7 @@ def localize_videos(videos: Iterable[str | Path], options: LocalizeOptions,
         for writer in writers:
             writer.add(video)
         video.result.thumbnails = None  # pictures are written; do not hold frames of every video
-    run.echo = echo
+    run.echo = echo   # the progress bar is gone: the summaries go straight out
     for writer in writers:
         writer.close()
     return not run.errors

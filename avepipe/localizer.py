@@ -81,7 +81,8 @@ class Localizer:
                         vggish_weights: str | None = None, source_checkpoint: str | Path | None = None) -> "Localizer":
         """Load a checkpoint directory and build the extractor it records (same backbones, weights, fps).
 
-        ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
+        ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor. A checkpoint
+        of the other task raises ``WrongTaskError`` (its ``found`` says which task it holds).
         """
         device = select_device(device)
         net, info = load_checkpoint(path, device=device)

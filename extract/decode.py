@@ -121,22 +121,12 @@ def probe(path: str | Path) -> ProbeInfo:
         )
 
 
-def display_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of the picture as shown: the stored size turned by the display-matrix rotation.
-
-    Pixel positions meant for the viewer (sound-source peaks) need this, not the stored size.
-    PyAV exposes the rotation on frames only, so the first frame is decoded.
-    """
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        frame = next(container.decode(stream), None)
-        if frame is None:
-            return stream.codec_context.width, stream.codec_context.height
-        return frame_display_size(frame)
-
-
 def frame_display_size(frame: av.VideoFrame) -> tuple[int, int]:
-    """(width, height) of ``frame`` as shown, its display-matrix rotation applied."""
+    """(width, height) of ``frame`` as shown, its display-matrix rotation applied.
+
+    Pixel positions meant for the viewer (sound-source peaks) need this, not the stored size;
+    PyAV exposes the rotation on frames only.
+    """
     quarter_turns = int(round((frame.rotation or 0) / 90.0))
     return (frame.height, frame.width) if quarter_turns % 2 else (frame.width, frame.height)
 

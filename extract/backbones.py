@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from avepipe.device import select_device
-from avepipe.errors import UserError
+from avepipe.errors import ARGUMENT, UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
@@ -132,7 +132,7 @@ def _resolve_checked(spec: WeightsFile, explicit: str | None, expected: str | No
     if expected is not None and identity != expected:
         raise UserError(
             f"{path}: {spec.description} file is {identity} but the features were extracted with "
-            f"{expected}: give the original file with {spec.option} or {spec.env_var}"
+            f"{expected}: give the original file with {ARGUMENT} or {spec.env_var}", spec.argument
         )
     return str(path), identity
 

@@ -16,17 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheSet
 from avepipe.source.baselines import baseline_metrics, near_fixed_cell_warning
+from avepipe.source.maps import source_maps  # noqa: F401  (re-exported for scripts that read maps)
 from avepipe.source.evaluation import box_samples, model_maps, score_with_baselines, split_videos
 from avepipe.source.metrics import Box, evaluate_maps
 from avepipe.source.training import checked_ids, train_source_localizer
-from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import require_same_extractor
 from avepipe.models.fnac import SoundSourceLocalizer
 
@@ -102,15 +99,6 @@ def load_source_localizer(directory: str | Path, device: str = "cpu", hint: str 
     from avepipe.models.checkpoint import load_checkpoint
 
     return load_checkpoint(directory, device, task="source", hint=hint)
-
-
-@torch.no_grad()
-def source_maps(model: SoundSourceLocalizer, features: VideoFeatures, device: str = "cpu") -> np.ndarray:
-    """Sound-source maps ``[T,7,7]`` (cosine similarity) of every second of one video."""
-    segments = min(len(features.audio), len(features.visual))
-    audio = torch.as_tensor(np.asarray(features.audio[:segments], dtype=np.float32), device=device)
-    visual = torch.as_tensor(np.asarray(features.visual[:segments], dtype=np.float32), device=device)
-    return model.eval().similarity_map(audio, visual).cpu().numpy()
 
 
 def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, VideoBoxes],

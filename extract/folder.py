@@ -79,6 +79,7 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
     """Extract what is not yet in the cache (of this shard's videos); one bad file is recorded, not fatal."""
     import torch
 
+    from avepipe.device import select_device, use_device
     from avepipe.distributed import env_ranks
     from avepipe.data.cache import CacheWriter, shards
     from avepipe.extract.backbones import build_encoders
@@ -94,11 +95,11 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
     if shard:
         videos = {vid: path for vid, path in videos.items() if shard.owns(vid)}
         failures = [(path, reason) for path, reason in failures if shard.owns(path.stem)]
-    if ranks.local_world_size > 1:    # several ranks on this machine share its GPUs and cores
-        if device is None and torch.cuda.is_available():
-            device = f"cuda:{ranks.local_rank % torch.cuda.device_count()}"
-        if workers is None:
-            workers = max(1, default_workers() // ranks.local_world_size)
+    # Each rank on its own GPU (as far as there are GPUs), made current so nothing lands on GPU 0 by default.
+    device = use_device(select_device(device, ranks))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed 224x224 batches: the fastest kernel is found once
+    workers = default_workers(ranks.local_world_size) if workers is None else workers
 
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
@@ -138,7 +139,7 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
 
 
 def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, batch_size: int,
-                 workers: int | None):
+                 workers: int):
     """``(video_id, path, VideoFeatures or one-line failure reason)`` for every video, in order of completion.
 
     Decoding runs in ``workers`` processes (0: here); frames of all videos in flight
@@ -147,11 +148,10 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     from avepipe.extract.batching import FrameBatcher
     from avepipe.extract.scheduler import extract_stream
     from avepipe.extract.stream import VideoFailed, in_process_messages
-    from avepipe.extract.workers import DecoderPool, default_workers
+    from avepipe.extract.workers import DecoderPool
 
     if not todo:
         return
-    workers = default_workers() if workers is None else workers
     keyed = list(enumerate(todo.items()))
     ids = {key: vid for key, (vid, _) in keyed}
     paths = [(key, path) for key, (_, path) in keyed]

@@ -29,9 +29,18 @@ class _Stopped(Exception):
     pass
 
 
-def default_workers() -> int:
-    """One core is left to the main process (CNN, audio encoder, writing); at least one worker, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 2
+
+
+def default_workers(local_ranks: int = 1) -> int:
+    """Decoders per rank: the usable CPUs shared among the ``local_ranks`` ranks of this machine, one CPU
+    per rank left to its main process (CNN, audio encoder, writing); at least one, no fixed cap."""
+    return max(1, (usable_cpus() - local_ranks) // local_ranks)
 
 
 def _worker(tasks, results, stop, config_json: str, parent: int) -> None:

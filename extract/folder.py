@@ -82,6 +82,7 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
     from avepipe.device import select_device, use_device
     from avepipe.distributed import env_ranks
     from avepipe.data.cache import CacheWriter, shards
+    from avepipe.extract.background_writes import BackgroundWrites
     from avepipe.extract.backbones import build_encoders
     from avepipe.extract.workers import default_workers
 
@@ -110,7 +111,8 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
 
     notes: list[tuple[str, str]] = []
     errors_file = shards.errors_path(cache, shard) if shard else None
-    with CacheWriter(cache, config, dtype=dtype, errors_file=errors_file) as writer:
+    # Writes (each fsyncs a part file) run in a thread of their own while the next batches are fed.
+    with CacheWriter(cache, config, dtype=dtype, errors_file=errors_file) as writer, BackgroundWrites() as writes:
         if shard:
             shards.write_manifest(cache, shard, videos)
         for path, reason in failures:
@@ -126,9 +128,9 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
                                                    batch_size or visual_encoder.batch_size, workers):
                 if isinstance(outcome, str):  # one bad file must not stop the folder
                     failures.append((path, outcome))
-                    writer.record_error(path, outcome)
+                    writes.submit(writer.record_error, path, outcome)
                 else:
-                    writer.write(outcome)
+                    writes.submit(writer.write, outcome)
                     done += 1
                     frames += outcome.segments * fps
                     notes.extend((vid, note) for note in outcome.notes)

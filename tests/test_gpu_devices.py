@@ -191,3 +191,30 @@ def test_extract_command_reports_a_missing_gpu_in_one_line(gpus, tmp_path):
     assert result.exit_code == 2
     assert result.output.splitlines() == [f"error: --device cuda:1: this process sees no CUDA GPU (torch "
                                           f"{torch.__version__}, CUDA_VISIBLE_DEVICES=unset); use --device cpu"]
+
+
+def test_source_train_refuses_torchrun_and_a_missing_gpu_in_one_line(gpus, monkeypatch, tmp_path):
+    from avepipe.commands.source import source
+
+    gpus(0)
+    args = ["train", str(tmp_path / "feats.h5"), "-o", str(tmp_path / "run")]
+    result = CliRunner().invoke(source, [*args, "--device", "cuda"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"error: --device cuda: this process sees no CUDA GPU (torch "
+                                          f"{torch.__version__}, CUDA_VISIBLE_DEVICES=unset); use --device cpu"]
+    torchrun_env(monkeypatch, local_rank=1, local_world=2)
+    result = CliRunner().invoke(source, args)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: avepipe source train runs as one process, not under torchrun (every rank would train the same "
+        "model and write the same checkpoint; its negatives are the other pairs of the whole batch, which "
+        "splitting among ranks would change): start it without torchrun and choose the GPU with --device or "
+        "CUDA_VISIBLE_DEVICES"]
+
+
+def test_localize_reports_a_missing_gpu_in_one_line(gpus, tmp_path):
+    from avepipe.localizer import Localizer
+
+    gpus(0)
+    with pytest.raises(UserError, match=r"^--device cuda:0: this process sees no CUDA GPU"):
+        Localizer.from_checkpoint(tmp_path / "no-checkpoint", device="cuda:0")

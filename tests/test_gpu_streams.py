@@ -70,3 +70,32 @@ def test_collect_waits_for_the_copy_before_reading():
     rows = _Launched(["a", "b"], host, event).collect()
     assert cuda.calls == [("synchronize",)]
     assert [owner for owner, _ in rows] == ["a", "b"]
+
+
+class _StandInTensorFlow:
+    """``tf.config`` as far as ``share_gpus`` uses it, with eight GPUs."""
+
+    def __init__(self) -> None:
+        self.visible, self.growth = None, []
+        self.config = self
+        self.experimental = self
+
+    def list_physical_devices(self, kind: str) -> list[str]:
+        return [f"GPU:{i}" for i in range(8)]
+
+    def set_visible_devices(self, devices: list[str], kind: str) -> None:
+        self.visible = devices
+
+    def set_memory_growth(self, device: str, grow: bool) -> None:
+        self.growth.append((device, grow))
+
+
+def test_tensorflow_sees_only_the_gpu_of_this_rank_and_grows_into_it():
+    from avepipe.extract.tfhub_vggish import share_gpus
+
+    tf = _StandInTensorFlow()
+    share_gpus(tf, torch.device("cuda", 3))
+    assert tf.visible == ["GPU:3"] and tf.growth == [("GPU:3", True)]
+    tf = _StandInTensorFlow()
+    share_gpus(tf, torch.device("cpu"))
+    assert tf.visible == [] and tf.growth == []

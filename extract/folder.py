@@ -108,6 +108,10 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
         allow_tf32=allow_tf32)
     if config.is_random:
         log(f"note: random backbones (seed {random_seed}): features are for testing only")
+    if device.type == "cuda" and precision == "fp32" and ranks.is_main:
+        from avepipe.extract.gpu_advice import fast_setting_line
+
+        log(fast_setting_line(device))
 
     notes: list[tuple[str, str]] = []
     errors_file = shards.errors_path(cache, shard) if shard else None

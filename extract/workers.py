@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from avepipe.extract.provenance import ExtractorConfig
+from avepipe.machine import usable_cpus
 from avepipe.extract.stream import Message, VideoEnd, VideoFailed, failure_reason, video_messages
 
 POLL_SECONDS = 0.05   # wait for a message this long before letting the CNN run a partial batch
@@ -27,14 +28,6 @@ VIDEOS_PER_WORKER = 2  # one decoding, one ready to start: no gap between videos
 
 class _Stopped(Exception):
     pass
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: a container's or taskset's share, not the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 2
 
 
 def default_workers(local_ranks: int = 1) -> int:

@@ -92,10 +92,11 @@ def extract_on(clip: Path, device: torch.device, fps: int, precision: str = "fp3
                batch_size: int | None = None) -> DeviceRun:
     """The clip's features on ``device``, as ``avepipe extract`` computes them (in this process)."""
     from avepipe.extract.backbones import build_encoders
-    from avepipe.extract.batching import FrameBatcher
+    from avepipe.extract.batching import FrameBatcher, tune_for
     from avepipe.extract.scheduler import extract_stream
     from avepipe.extract.stream import FramePart, VideoFailed, in_process_messages
 
+    tune_for(device)    # as avepipe extract does
     visual, audio, config = build_encoders(random_seed=SEED, device=device, fps=fps, precision=precision)
     digest = hashlib.sha256()
     frames = 0

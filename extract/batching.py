@@ -46,6 +46,13 @@ def cuda_fp32(allow_tf32: bool = False) -> Iterator[None]:
             setattr(module, name, value)
 
 
+def tune_for(device: torch.device) -> None:
+    """On CUDA let cuDNN time its convolution algorithms once and keep the fastest: extraction batches
+    are always 224x224 (a new shape costs one more timing). A choice of algorithm, not of precision."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 class _Launched:
     """A batch whose maps are on their way to host memory."""
 

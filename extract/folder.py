@@ -77,12 +77,11 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
                    shard_text: str | None = None,
                    log: Callable[[str], None] = _stderr) -> FolderExtraction:
     """Extract what is not yet in the cache (of this shard's videos); one bad file is recorded, not fatal."""
-    import torch
-
     from avepipe.device import select_device, use_device
     from avepipe.distributed import env_ranks
     from avepipe.data.cache import CacheWriter, shards
     from avepipe.extract.background_writes import BackgroundWrites
+    from avepipe.extract.batching import tune_for
     from avepipe.extract.backbones import build_encoders
     from avepipe.extract.workers import default_workers
 
@@ -98,8 +97,7 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
         failures = [(path, reason) for path, reason in failures if shard.owns(path.stem)]
     # Each rank on its own GPU (as far as there are GPUs), made current so nothing lands on GPU 0 by default.
     device = use_device(select_device(device, ranks))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed 224x224 batches: the fastest kernel is found once
+    tune_for(device)
     workers = default_workers(ranks.local_world_size) if workers is None else workers
 
     visual_encoder, audio_encoder, config = build_encoders(

@@ -136,7 +136,7 @@ def devices_to_check(ranks) -> list[torch.device]:
 def gpu_identity(device: torch.device) -> int:
     """A 48-bit number naming the physical GPU (from its UUID), equal across processes whatever they see."""
     properties = torch.cuda.get_device_properties(device)
-    name = str(getattr(properties, "uuid", "")) or f"{properties.name}/{properties.pci_bus_id}"
+    name = str(getattr(properties, "uuid", "")) or f"{properties.name}/{getattr(properties, 'pci_bus_id', device.index)}"
     return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)
 
 
@@ -196,6 +196,8 @@ def diagnose(seconds: int = 2, fps: int = 4, log: Callable[[str], None] = lambda
             not_checked.append("GPU features against the CPU's, and GPU frames/s (no GPU visible)")
         if ranks.distributed:
             ok &= _ranks_have_their_own_gpus(devices, ok, say)
+            if not devices:
+                not_checked.append("one GPU per rank (no GPU visible)")
         else:
             not_checked.append("one GPU per rank (not started by torchrun: run it as "
                                "torchrun --nproc-per-node N -m avepipe doctor)")
@@ -203,7 +205,7 @@ def diagnose(seconds: int = 2, fps: int = 4, log: Callable[[str], None] = lambda
 
 
 def _ranks_have_their_own_gpus(devices: list[torch.device], ok: bool, say: Callable[[str], None]) -> bool:
-    """Gather (features ok, GPU identity) of every rank over gloo; rank 0 says which ranks share a GPU."""
+    """Gather (features ok, GPU identity) of every rank over gloo, and judge them (``judge_ranks``)."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
@@ -213,18 +215,27 @@ def _ranks_have_their_own_gpus(devices: list[torch.device], ok: bool, say: Calla
         dist.all_gather(everyone, mine)
     finally:
         dist.destroy_process_group()
-    owners: dict[float, list[int]] = {}
-    for rank, (_, identity) in enumerate(t.tolist() for t in everyone):
+    lines, fine = judge_ranks([(bool(t[0]), int(t[1])) for t in everyone])
+    for line in lines:
+        say(line)
+    return fine
+
+
+def judge_ranks(ranks: list[tuple[bool, int]]) -> tuple[list[str], bool]:
+    """``(features ok, GPU identity or -1 for the CPU)`` per rank -> the lines to print and whether all is well."""
+    owners: dict[int, list[int]] = {}
+    for rank, (_, identity) in enumerate(ranks):
         if identity >= 0:
             owners.setdefault(identity, []).append(rank)
-    shared = [ranks for ranks in owners.values() if len(ranks) > 1]
-    bad = [rank for rank, t in enumerate(everyone) if not t[0]]
+    shared = [group for group in owners.values() if len(group) > 1]
+    bad = [rank for rank, (ok, _) in enumerate(ranks) if not ok]
     if not owners:
-        say(f"ranks: {len(everyone)}, none on a GPU")
+        lines = [f"ranks: {len(ranks)}, none on a GPU"]
+    elif shared:
+        lines = [f"ranks: {len(ranks)}, on {len(owners)} GPU(s): FAIL: ranks "
+                 + "; ".join(", ".join(map(str, group)) for group in shared) + " share a GPU"]
     else:
-        say(f"ranks: {len(everyone)}, on {len(owners)} GPU(s): "
-            + ("one GPU per rank: ok" if not shared else
-               "FAIL: ranks " + "; ".join(", ".join(map(str, r)) for r in shared) + " share a GPU"))
+        lines = [f"ranks: {len(ranks)}, on {len(owners)} GPU(s): one GPU per rank: ok"]
     if bad:
-        say("FAIL: features disagree on rank(s) " + ", ".join(map(str, bad)))
-    return not shared and not bad
+        lines.append("FAIL: features disagree on rank(s) " + ", ".join(map(str, bad)))
+    return lines, not shared and not bad

@@ -61,3 +61,12 @@ def test_agreement_against_the_documented_tolerance():
     assert doctor.compare(_run(swapped), reference).cosine < doctor.COSINE_MIN
     assert not doctor.compare(_run(visual.copy(), "other frames"), reference).ok
     assert not dataclasses.replace(doctor.compare(_run(visual), reference), same_frames=False).ok
+
+
+def test_ranks_sharing_a_gpu_or_disagreeing_fail():
+    assert doctor.judge_ranks([(True, 11), (True, 22)]) == (["ranks: 2, on 2 GPU(s): one GPU per rank: ok"], True)
+    assert doctor.judge_ranks([(True, 11), (True, 22), (True, 11), (True, 11)]) == (
+        ["ranks: 4, on 2 GPU(s): FAIL: ranks 0, 2, 3 share a GPU"], False)
+    assert doctor.judge_ranks([(True, 11), (False, 22)]) == (
+        ["ranks: 2, on 2 GPU(s): one GPU per rank: ok", "FAIL: features disagree on rank(s) 1"], False)
+    assert doctor.judge_ranks([(True, -1), (True, -1)]) == (["ranks: 2, none on a GPU"], True)

@@ -75,17 +75,19 @@ def compare(run: DeviceRun, reference: DeviceRun) -> Agreement:
     return Agreement(min(cosines), max(errors), run.frame_digest == reference.frame_digest)
 
 
-def make_clip(folder: Path, seconds: int) -> Path:
-    """A generated clip in which every frame differs (a moving gradient) and every second sounds (a tone)."""
+def make_clip(folder: Path, seconds: int, variant: int = 0) -> Path:
+    """``folder/doctor-VARIANT.mp4``: every frame differs (a moving gradient), every second sounds (a tone);
+    clips of other variants differ in every frame and in pitch."""
     from avepipe.data.video_writer import tone, write_test_video
 
     rate, size = 16, 64
     ramp = np.linspace(0, 255, size, dtype=np.float64)
-    frames = [np.stack([np.add.outer(ramp, ramp * 0.5 + 7 * i) % 256,
+    frames = [np.stack([np.add.outer(ramp, ramp * 0.5 + 7 * i + 41 * variant) % 256,
                         np.add.outer(ramp * 0.3, ramp + 11 * i) % 256,
-                        np.full((size, size), (29 * i) % 256)], axis=-1).astype(np.uint8)
+                        np.full((size, size), (29 * i + 83 * variant) % 256)], axis=-1).astype(np.uint8)
               for i in range(seconds * rate)]
-    return write_test_video(folder / "doctor.mp4", frames, rate, audio=tone(440.0, seconds))
+    return write_test_video(folder / f"doctor-{variant}.mp4", frames, rate,
+                            audio=tone(440.0 + 110 * variant, seconds))
 
 
 def extract_on(clip: Path, device: torch.device, fps: int, precision: str = "fp32",

@@ -17,7 +17,6 @@ import torch
 from avepipe import doctor
 from avepipe.data.cache import FeatureCache
 from tests._distributed_helpers import REPO, avepipe, env, labelled_cache, run, torchrun
-from tests._extract_helpers import simple_clip
 
 pytestmark = pytest.mark.cuda
 
@@ -48,7 +47,7 @@ def test_every_gpu_extracts_the_cpu_features_whatever_the_batch(tmp_path):
 
 def _videos(folder):
     folder.mkdir()
-    return [simple_clip(folder / f"v{i}.mp4", seconds=3, fps=8) for i in range(4)]
+    return [doctor.make_clip(folder, seconds=3, variant=i) for i in range(4)]    # every frame of every video differs
 
 
 @two_gpus

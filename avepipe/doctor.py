@@ -138,7 +138,8 @@ def devices_to_check(ranks) -> list[torch.device]:
 def gpu_identity(device: torch.device) -> int:
     """A 48-bit number naming the physical GPU (from its UUID), equal across processes whatever they see."""
     properties = torch.cuda.get_device_properties(device)
-    name = str(getattr(properties, "uuid", "")) or f"{properties.name}/{getattr(properties, 'pci_bus_id', device.index)}"
+    fallback = f"{properties.name}/{getattr(properties, 'pci_bus_id', device.index)}"    # torch without .uuid
+    name = str(getattr(properties, "uuid", "")) or fallback
     return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from avepipe import distributed
 from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheSet
@@ -123,8 +124,14 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
     the best fixed cell. Refuses an ``out_dir`` that already holds a checkpoint (a run is not
     silently replaced).
     """
+    if distributed.env_ranks().distributed:
+        raise UserError("avepipe source train runs as one process, not under torchrun (every rank would train "
+                        "the same model and write the same checkpoint; its negatives are the other pairs of the "
+                        "whole batch, which splitting among ranks would change): start it without torchrun and "
+                        "choose the GPU with --device or CUDA_VISIBLE_DEVICES")
     if (Path(out_dir) / "checkpoint").exists():
         raise UserError(f"{out_dir}: already holds a sound-source run (checkpoint/); use another -o")
+    options["device"] = select_device(options.get("device"))    # a missing GPU is one line, before any work
     cache = CacheSet(cache_paths)
     splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
     validate, val_peaks = None, []
@@ -134,7 +141,7 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
         if not len(val_samples):
             raise UserError(f"{boxes_json}: none of the {len(splits['val'])} validation videos has a boxed second "
                             "with audio, so no epoch can be selected; use a larger --val-fraction or another --seed")
-        device = select_device(options.get("device"))
+        device = options["device"]
 
         def validate(model: SoundSourceLocalizer) -> dict:
             scores = evaluate_localizer(model, cache, boxes, splits["val"], device=device)

@@ -28,6 +28,7 @@ _COMMANDS = {
     "source": ("avepipe.commands.source", "source"),
     "import-checkpoint": ("avepipe.commands.import_checkpoint", "import_checkpoint"),
     "localize": ("avepipe.commands.localize", "localize"),
+    "doctor": ("avepipe.commands.doctor", "doctor"),
 }
 
 

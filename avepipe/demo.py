@@ -59,6 +59,7 @@ def demo(out: Path) -> None:
     from avepipe.data.synth import generate_dataset
     from avepipe.evaluation import evaluate_checkpoint, write_report
     from avepipe.extract.folder import extract_folder
+    from avepipe.localize_options import LocalizeOptions
     from avepipe.localize_videos import localize_videos
     from avepipe.runs import TrainOptions, train_event_model
 
@@ -92,9 +93,10 @@ def demo(out: Path) -> None:
     stage(["localize", str(synth / "videos" / f"{held_out}.mp4"), "-c", str(run_dir / "best"),
            "--annotations", str(annotations), "--plot", str(plot), "--explain", str(out / "explain"),
            "--json", str(out / "localize.json"), "--html", str(page)],
-          lambda: localize_videos([synth / "videos" / f"{held_out}.mp4"], run_dir / "best",
-                                  annotations_path=annotations, plot_path=plot, explain_dir=out / "explain",
-                                  json_path=out / "localize.json", html_path=page, echo=click.echo))
+          lambda: localize_videos([synth / "videos" / f"{held_out}.mp4"],
+                                  LocalizeOptions(run_dir / "best", annotations=annotations, plot_path=plot,
+                                                  explain_dir=out / "explain", json_path=out / "localize.json",
+                                                  html_path=page), echo=click.echo))
 
     click.echo(click.style("\nsummary (random backbones: a smoke test, not real features)", bold=True))
     click.echo(f"  held-out segment accuracy: {100 * report.segment_accuracy:.1f}% "

@@ -45,22 +45,30 @@ def env_ranks() -> Ranks:
 
 
 def local_device(device: str | None, ranks: Ranks) -> torch.device:
-    """``device`` (default cuda if available, else cpu); a bare ``cuda`` means this rank's own GPU."""
-    from avepipe.device import select_device
+    """This rank's training device (``avepipe.device.select_device``, one GPU per rank), made current."""
+    from avepipe.device import select_device, use_device
 
-    device = select_device(device)
-    if device == torch.device("cuda") and ranks.distributed:
-        return torch.device("cuda", ranks.local_rank)
-    return device
+    return use_device(select_device(device, ranks, exclusive=True))
+
+
+def _accepts_device_id() -> bool:
+    """``init_process_group(device_id=...)`` exists from torch 2.3 on; setup.cfg allows torch 2.1."""
+    import inspect
+
+    return "device_id" in inspect.signature(dist.init_process_group).parameters
 
 
 def init_process_group(device: torch.device) -> None:
-    """Join the job's process group (env:// rendezvous from torchrun): nccl for CUDA, gloo otherwise."""
+    """Join the job's process group (env:// rendezvous from torchrun): nccl for CUDA, gloo otherwise.
+
+    NCCL binds the group to ``device`` (set current first, and passed as ``device_id`` where this
+    torch has it, which lets NCCL connect eagerly instead of guessing the GPU at the first collective).
+    """
     if dist.is_initialized():
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", **({"device_id": device} if _accepts_device_id() else {}))
     else:
         dist.init_process_group("gloo")
 

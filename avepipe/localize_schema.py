@@ -9,9 +9,6 @@ import json
 
 SCHEMA_ID = "avepipe.localize/1"
 
-_NUMBER_OR_NULL = {"type": ["number", "null"]}
-_MATRIX = {"type": "array", "items": {"type": "array", "items": _NUMBER_OR_NULL}}
-
 SEGMENT = {
     "type": "object",
     "required": ["second", "start", "end", "label", "confidence"],
@@ -54,10 +51,10 @@ VIDEO = {
         "notes": {"type": "array", "items": {"type": "string"}},
         "segments": {"type": "array", "items": SEGMENT},
         "intervals": {"type": "array", "items": INTERVAL},
-        # Only with --explain: [T, T] (null where two seconds never shared a window) and [T, 7, 7].
-        "gamma_va": _MATRIX,
-        "gamma_av": _MATRIX,
-        "attention": {"type": "array", "items": _MATRIX},
+        # Only when explaining: what the network's explain() returns, by name, as nested lists over the
+        # video's T seconds: [T, T] second-to-second (null where two seconds never shared a window),
+        # [T, h, w] maps over the frame, or [T] / [T, K] per-second values. PSP: gamma_va, gamma_av, attention.
+        "explain": {"type": "object", "additionalProperties": {"type": "array", "minItems": 1}},
     },
 }
 

@@ -6,7 +6,8 @@ different function of the video, and the model's answers on them are
 meaningless). ``localize(video)`` extracts, runs the model over overlapping
 windows of the training length and returns typed results. With a sound-source
 checkpoint as well (same extractor: features are extracted once for both), each
-event second also gets the peak of its sound-source map.
+event second also gets the peak of its sound-source map. The video is decoded once:
+the pictures' frames come from the extraction's own (``SecondThumbnails``).
 """
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ import numpy as np
 import torch
 
 from avepipe.device import select_device
-from avepipe.errors import UserError
-from avepipe.results import Interval, LocalizationResult, SegmentPrediction
+from avepipe.extract.backbones import build_encoders_for
+from avepipe.extract.pipeline import extract_video
+from avepipe.extract.provenance import require_same_extractor
+from avepipe.extract.thumbnails import SecondThumbnails
+from avepipe.metrics import Interval, merge_intervals
+from avepipe.models.checkpoint import load_checkpoint
+from avepipe.results import LocalizationResult, SegmentPrediction, explain_kind
+from avepipe.source.maps import source_maps
+from avepipe.source.metrics import peak_position
 from avepipe.windows import average_window_matrices, average_window_scores
 
 # AVE clips are 10 s; checkpoints that do not record their training length were trained on them.
@@ -44,20 +52,6 @@ def train_segments(extractor, extra: dict | None) -> int:
         if extra.get(key):
             return int(extra[key])
     return int(extractor.segments or DEFAULT_TRAIN_SEGMENTS)
-
-
-def second_thumbnails(video_path: str | Path, segments: int, size: int) -> np.ndarray:
-    """``[segments, size, size, 3]`` uint8: the frame shown at the middle of each second.
-
-    A second, cheap decode (2 targets per second, converted straight to ``size``):
-    the extraction pipeline does not hand its frames back, and keeping its
-    224x224 frames would make memory grow with the video's length.
-    """
-    from avepipe.extract.decode import decode_video
-    from avepipe.extract.sampling import frame_for_targets
-
-    video = decode_video(video_path, fps=2, size=size, max_time=float(segments))
-    return video.frames[frame_for_targets(video.pts, np.arange(segments) + 0.5)]
 
 
 class Localizer:
@@ -87,18 +81,14 @@ class Localizer:
                         vggish_weights: str | None = None, source_checkpoint: str | Path | None = None) -> "Localizer":
         """Load a checkpoint directory and build the extractor it records (same backbones, weights, fps).
 
-        ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor.
+        ``source_checkpoint`` (a sound-source checkpoint) must record the same extractor. A checkpoint
+        of the other task raises ``WrongTaskError`` (its ``found`` says which task it holds).
         """
-        from avepipe.extract.backbones import build_encoders_for
-        from avepipe.extract.provenance import require_same_extractor
-        from avepipe.models.checkpoint import load_checkpoint
-
         device = select_device(device)
-        net, info = load_checkpoint(path, device=device, hint="give it as --source-checkpoint")
+        net, info = load_checkpoint(path, device=device)
         source_model = None
         if source_checkpoint is not None:
-            source_model, source_info = load_checkpoint(source_checkpoint, device=device, task="source",
-                                                        hint="give it as -c/--checkpoint")
+            source_model, source_info = load_checkpoint(source_checkpoint, device=device, task="source")
             require_same_extractor(source_info.extractor, info.extractor, str(source_checkpoint), str(path),
                                    ("source", "event"), "both must read the same features")
         visual, audio, extractor = build_encoders_for(info.extractor, vgg_weights=vgg_weights,
@@ -111,30 +101,26 @@ class Localizer:
                  thumbnail_size: int = 96) -> LocalizationResult:
         """Localise the events of one video.
 
-        ``explain`` adds the PSP connection matrices and AVGA attention maps;
+        ``explain`` adds what the network's ``explain()`` returns (``result.explain``);
         ``thumbnails`` (implied by ``explain``) keeps one small frame per second
         for pictures. Raises ``UserError`` for a file that cannot be decoded.
         With a ``source_model``, event seconds get their sound-source peak.
         """
-        from avepipe.extract.decode import display_size
-        from avepipe.extract.pipeline import extract_video
-
+        pictures = thumbnails or explain
         # The whole video, whatever fixed T the features were trained with: windows of the training
         # length cover it (an imported AVE checkpoint records T = 10, which would crop it).
         whole = replace(self.extractor, segments=None)
-        features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, whole)
+        frames = SecondThumbnails(whole.fps, thumbnail_size if pictures else None)
+        features = extract_video(Path(video_path), self.visual_encoder, self.audio_encoder, whole, tap=frames)
         result = self.localize_features(features, explain=explain)
         if self.source_model is not None and features.has_audio:
-            self.add_source_peaks(result, features, display_size(video_path))
-        if thumbnails or explain:
-            result.thumbnails = second_thumbnails(video_path, features.segments, thumbnail_size)
+            self.add_source_peaks(result, features, frames.display_size)
+        if pictures:
+            result.thumbnails = frames.thumbnails(features.segments)
         return result
 
     def add_source_peaks(self, result: LocalizationResult, features, frame_size: tuple[int, int]) -> None:
         """Sound-source maps of every second, and the peak (pixels of ``frame_size``) of each event second."""
-        from avepipe.source.api import source_maps
-        from avepipe.source.metrics import peak_position
-
         result.source_maps = source_maps(self.source_model, features, self.device)
         result.frame_size = frame_size
         background = self.class_names[self.background]
@@ -146,7 +132,7 @@ class Localizer:
     def localize_features(self, features, explain: bool = False) -> LocalizationResult:
         """Localise from already extracted ``VideoFeatures`` (e.g. read from a cache)."""
         length = features.segments
-        explain_parts = _ExplainParts(length) if explain else None
+        explain_parts = _ExplainParts(self.net, length) if explain else None
         audio = torch.from_numpy(np.ascontiguousarray(features.audio, dtype=np.float32))
         visual = torch.from_numpy(np.ascontiguousarray(features.visual, dtype=np.float32))
 
@@ -173,8 +159,6 @@ class Localizer:
         return self._result(features, labels, confidence, probabilities, notes, explain_parts)
 
     def _result(self, features, labels, confidence, probabilities, notes, explain_parts) -> LocalizationResult:
-        from avepipe.metrics import merge_intervals
-
         segments = [
             SegmentPrediction(second=t, label=self.class_names[int(labels[t])], confidence=float(confidence[t]),
                               probabilities=None if not features.has_audio else
@@ -182,40 +166,52 @@ class Localizer:
             for t in range(len(labels))
         ]
         intervals = [Interval(start=float(i.start), end=float(min(i.end, max(features.duration, i.start + 1))),
-                              label=self.class_names[i.label], mean_confidence=float(i.confidence))
+                              label=self.class_names[i.label], confidence=float(i.confidence))
                      for i in merge_intervals(labels, confidence, self.background)]
         result = LocalizationResult(video=features.video_id, duration=float(features.duration),
                                     has_audio=bool(features.has_audio), segments=segments, intervals=intervals,
                                     notes=notes)
         if explain_parts is not None:
-            result.gamma_va, result.gamma_av, result.attention = explain_parts.finish()
+            result.explain = explain_parts.finish()
         return result
 
 
 class _ExplainParts:
-    """Collects the per-window matrices and attention maps of one video for ``explain``."""
+    """Collects what ``net.explain(out)`` returns for every window of one video, averaged per video.
 
-    def __init__(self, length: int):
-        self.length = length
-        self.gamma_va: list[tuple[int, np.ndarray]] = []
-        self.gamma_av: list[tuple[int, np.ndarray]] = []
-        self.attention_sum = np.zeros((length, 7, 7), dtype=np.float64)
-        self.attention_count = np.zeros(length, dtype=np.float64)
+    Segment matrices go through ``average_window_matrices`` (NaN where two seconds never
+    shared a window); per-second arrays (maps, values) are averaged over the windows
+    holding each second.
+    """
+
+    def __init__(self, net, length: int):
+        self.net, self.length = net, length
+        self.names: list[str] = []          # in the order explain() gives them
+        self.matrices: dict[str, list[tuple[int, np.ndarray]]] = {}
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray] = {}
 
     def add(self, starts: list[int], out) -> None:
-        for i, start in enumerate(starts):
-            if out.gamma_va is not None:
-                self.gamma_va.append((start, out.gamma_va[i].float().cpu().numpy()))
-                self.gamma_av.append((start, out.gamma_av[i].float().cpu().numpy()))
-            if out.attention is not None:
-                maps = out.attention[i].float().cpu().numpy()
-                self.attention_sum[start:start + len(maps)] += maps
-                self.attention_count[start:start + len(maps)] += 1
+        for name, value in self.net.explain(out).items():
+            windows = value.float().cpu().numpy()
+            if name not in self.names:
+                self.names.append(name)
+            for start, window in zip(starts, windows):
+                if explain_kind(window) == "matrix":
+                    self.matrices.setdefault(name, []).append((start, window))
+                    continue
+                if name not in self.sums:
+                    self.sums[name] = np.zeros((self.length, *window.shape[1:]), dtype=np.float64)
+                    self.counts[name] = np.zeros(self.length, dtype=np.float64)
+                self.sums[name][start:start + len(window)] += window
+                self.counts[name][start:start + len(window)] += 1
 
-    def finish(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        gamma_va = average_window_matrices(self.gamma_va, self.length) if self.gamma_va else None
-        gamma_av = average_window_matrices(self.gamma_av, self.length) if self.gamma_av else None
-        attention = None
-        if self.attention_count.any():
-            attention = (self.attention_sum / np.maximum(self.attention_count, 1)[:, None, None]).astype(np.float32)
-        return gamma_va, gamma_av, attention
+    def finish(self) -> dict[str, np.ndarray]:
+        return {name: self._average(name) for name in self.names}
+
+    def _average(self, name: str) -> np.ndarray:
+        if name in self.matrices:
+            return average_window_matrices(self.matrices[name], self.length)
+        total = self.sums[name]
+        count = np.maximum(self.counts[name], 1).reshape(-1, *([1] * (total.ndim - 1)))
+        return (total / count).astype(np.float32)

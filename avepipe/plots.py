@@ -1,8 +1,8 @@
-"""Pictures of a localisation: the timeline figure and the "explain" figures.
+"""Pictures of a localisation: the timeline figure and one "explain" figure per name.
 
 Drawn on ``matplotlib.figure.Figure`` objects, never pyplot, so importing avepipe does
 not change the backend of a notebook or an application. Long videos are
-subsampled to at most ``MAX_PANELS`` thumbnails or attention maps so the
+subsampled to at most ``MAX_PANELS`` thumbnails or maps so the
 figure stays readable; the timeline itself always shows every second.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from avepipe.results import LocalizationResult
+from avepipe.grid_maps import upsample_map
+from avepipe.results import LocalizationResult, explain_kind
 
 MAX_PANELS = 30
 BACKGROUND_COLOUR = "#d9d9d9"
@@ -92,47 +93,33 @@ def plot_timeline(result: LocalizationResult, path: str | Path, class_names: lis
     return path
 
 
-def plot_connections(result: LocalizationResult, path: str | Path) -> Path:
-    """PSP's pruned connection matrices gamma_va and gamma_av as T x T heatmaps.
+def plot_explain(result: LocalizationResult, name: str, path: str | Path) -> Path:
+    """The picture of ``result.explain[name]``, drawn as its shape says (``explain_kind``)."""
+    drawers = {"matrix": _plot_matrix, "maps": _plot_maps, "values": _plot_values}
+    return drawers[explain_kind(result.explain[name])](result, name, Path(path))
 
-    Grey cells are pairs of seconds the model never related (never in one window).
-    """
-    path = Path(path)
-    fig = Figure(figsize=(12, 5.5), layout="constrained")
-    axes = fig.subplots(1, 2)
+
+def _plot_matrix(result: LocalizationResult, name: str, path: Path) -> Path:
+    """A ``[T, T]`` second-to-second matrix as a heatmap; grey cells are pairs of seconds the model
+    never related (never in one window)."""
+    fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    ax = fig.subplots()
     cmap = colormaps["viridis"].with_extremes(bad="#bbbbbb")
-    # v_psp = v_l + gamma_va a2: row t of gamma_va says which audio seconds feed visual second t.
-    panels = ((axes[0], "gamma_va: audio -> visual", "visual second", "audio second", result.gamma_va),
-              (axes[1], "gamma_av: visual -> audio", "audio second", "visual second", result.gamma_av))
-    for ax, title, rows, columns, matrix in panels:
-        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(f"{rows} (receives)")
-        ax.set_xlabel(f"{columns} (sends)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(f"{result.video}: positive sample propagation connections", fontsize=11)
+    image = ax.imshow(np.ma.masked_invalid(result.explain[name]), cmap=cmap, interpolation="nearest")
+    ax.set_ylabel("second (row)")
+    ax.set_xlabel("second (column)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"{result.video}: {name}", fontsize=11)
     fig.savefig(path, dpi=100)
     return path
 
 
-def upsample_map(attention: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling of a 7x7 map to ``size x size`` (pixel centres aligned)."""
-    cells = attention.shape[0]
-    coords = (np.arange(size) + 0.5) * cells / size - 0.5
-    coords = np.clip(coords, 0, cells - 1)
-    low = np.floor(coords).astype(int)
-    high = np.minimum(low + 1, cells - 1)
-    frac = coords - low
-    rows = attention[low] * (1 - frac)[:, None] + attention[high] * frac[:, None]
-    return rows[:, low] * (1 - frac)[None, :] + rows[:, high] * frac[None, :]
-
-
-def plot_attention(result: LocalizationResult, path: str | Path, columns: int = 10) -> Path:
-    """Each second's frame with AVGA's 7x7 attention map upsampled and overlaid."""
-    path = Path(path)
-    shown = panel_seconds(len(result.segments))
+def _plot_maps(result: LocalizationResult, name: str, path: Path, columns: int = 10) -> Path:
+    """Each second's frame with its ``[h, w]`` map upsampled and overlaid."""
+    maps = result.explain[name]
+    shown = panel_seconds(len(maps))
     columns = min(columns, len(shown))
     rows = int(np.ceil(len(shown) / columns))
     fig = Figure(figsize=(1.6 * columns, 1.9 * rows))
@@ -142,10 +129,23 @@ def plot_attention(result: LocalizationResult, path: str | Path, columns: int = 
     for ax, t in zip(axes.ravel(), shown):
         frame = result.thumbnails[t]
         ax.imshow(frame)
-        ax.imshow(upsample_map(result.attention[t], frame.shape[0]), cmap="jet", alpha=0.45,
+        ax.imshow(upsample_map(maps[t], (frame.shape[1], frame.shape[0])), cmap="jet", alpha=0.45,
                   extent=(-0.5, frame.shape[1] - 0.5, frame.shape[0] - 0.5, -0.5))
-        segment = result.segments[t]
-        ax.set_title(f"{t}s {segment.label}"[:22], fontsize=7)
-    fig.suptitle(f"{result.video}: audio-guided visual attention", fontsize=11)
+        ax.set_title(f"{t}s {result.segments[t].label}"[:22], fontsize=7)
+    fig.suptitle(f"{result.video}: {name}", fontsize=11)
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def _plot_values(result: LocalizationResult, name: str, path: Path) -> Path:
+    """Per-second numbers ``[T]`` or ``[T, K]`` as one line per column."""
+    values = result.explain[name]
+    fig = Figure(figsize=(max(6.0, 0.25 * len(values) + 2), 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(np.arange(len(values)) + 0.5, values.reshape(len(values), -1), marker=".")
+    ax.set_xlim(0, len(values))
+    ax.set_xlabel("second")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"{result.video}: {name}", fontsize=11)
+    fig.savefig(path, dpi=100)
     return path

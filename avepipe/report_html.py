@@ -2,8 +2,8 @@
 
 The page (template ``report_page.html``: inline CSS and JavaScript, no network) embeds
 the results as JSON and plays the video in an HTML5 player: a timeline of one-second
-cells, per-second probabilities, the merged events, the sound-source heatmap and the
-PSP explanations of the playing second. The video itself is not embedded: the page
+cells, per-second probabilities, the merged events, the sound-source heatmap and what
+the network explains of the playing second. The video itself is not embedded: the page
 links it by a relative path, or a copy (``copy``) or an H.264/AAC re-encoding
 (``transcode``, for containers browsers cannot play) is written beside the page.
 """
@@ -17,9 +17,13 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
+import av
 import numpy as np
 
+from avepipe import __version__
 from avepipe.errors import UserError
+from avepipe.plots import label_colours
+from avepipe.results import explain_kind
 
 VIDEO_MODES = ("link", "copy", "transcode")
 DATA_MARK = "__AVEPIPE_DATA__"
@@ -38,8 +42,6 @@ def media_folder(html_path: Path) -> Path:
 
 def browser_problem(video_path: Path) -> str | None:
     """Why a browser cannot play ``video_path`` (container or codec), or None when it can."""
-    import av
-
     if video_path.suffix.lower() not in BROWSER_CONTAINERS:
         return f"{video_path.suffix or 'no extension'} is not a container browsers play"
     with av.open(str(video_path)) as container:
@@ -59,8 +61,6 @@ def transcode_for_browser(source: Path, target: Path) -> Path:
 
     Video frames keep their timestamps, so a variable frame rate stays in sync with the timeline.
     """
-    import av
-
     with av.open(str(source)) as reader, av.open(str(target), "w", options={"movflags": "+faststart"}) as writer:
         video_in = reader.streams.video[0]
         audio_in = reader.streams.audio[0] if reader.streams.audio else None
@@ -93,7 +93,7 @@ def transcode_for_browser(source: Path, target: Path) -> Path:
 def page_video_file(video_path: Path, html_path: Path, mode: str) -> tuple[str, str | None]:
     """The ``src`` of the page's player (relative to the page) and a note when a browser may not play it."""
     if mode not in VIDEO_MODES:
-        raise UserError(f"--html-video must be one of {', '.join(VIDEO_MODES)}, got {mode!r}")
+        raise UserError(f"video mode must be one of {', '.join(VIDEO_MODES)}, got {mode!r}")
     problem = browser_problem(video_path)
     target = video_path
     if mode != "link":
@@ -108,7 +108,7 @@ def page_video_file(video_path: Path, html_path: Path, mode: str) -> tuple[str, 
     relative = Path(os.path.relpath(target.resolve(), html_path.resolve().parent)).as_posix()
     note = None
     if problem:
-        note = f"{video_path}: {problem}; the page may not play it (--html-video transcode writes an H.264/AAC copy)"
+        note = f"{video_path}: {problem}; the page may not play it (video mode transcode writes an H.264/AAC copy)"
     return quote(relative), note
 
 
@@ -148,18 +148,28 @@ def video_entry(video_path: str, result, class_names: list[str], truth: list[str
         [_rounded([s["probabilities"][name] for name in class_names]) for s in segments],
         "truth": None if truth is None else [index[name] for name in truth],
         "frame_size": None if result.frame_size is None else list(result.frame_size),
-        "source_maps": None, "peaks": None, "attention": None, "gamma_va": None, "gamma_av": None,
+        "source_maps": None, "peaks": None, "explain": explain_entry(result.explain),
     }
     if result.source_maps is not None:   # maps and peaks of event seconds only: the overlay shows nothing else
         peaks = [s.get("source_peak") for s in segments]
         entry["peaks"] = peaks
         entry["source_maps"] = [None if peak is None else _rounded(result.source_maps[t].ravel())
                                 for t, peak in enumerate(peaks)]
-    if result.attention is not None:
-        entry["attention"] = [_rounded(a.ravel()) for a in result.attention]
-    if result.gamma_va is not None:
-        entry["gamma_va"] = _band_rows(result.gamma_va)
-        entry["gamma_av"] = _band_rows(result.gamma_av)
+    return entry
+
+
+def explain_entry(explain: dict[str, np.ndarray]) -> dict[str, dict]:
+    """What the network explains, by kind for the page: ``maps`` (one flattened map per second,
+    drawn over the frame), ``matrix`` (band rows) and ``values`` (per-second numbers)."""
+    entry: dict[str, dict] = {"maps": {}, "matrix": {}, "values": {}}
+    for name, array in explain.items():
+        kind = explain_kind(array)
+        if kind == "maps":
+            entry[kind][name] = {"side": list(array.shape[1:]), "maps": [_rounded(m.ravel()) for m in array]}
+        elif kind == "matrix":
+            entry[kind][name] = _band_rows(array)
+        else:
+            entry[kind][name] = _rounded(array.reshape(len(array), -1))
     return entry
 
 
@@ -174,9 +184,6 @@ def write_report(html_path: Path, done: list[tuple[str, object]], class_names: l
                  truths: dict[str, list[str]], extractor, checkpoint: Path, source_checkpoint: Path | None = None,
                  video_mode: str = "link", errors: list[dict] | None = None) -> list[str]:
     """Write the page for ``done`` (``[(video path, LocalizationResult)]``); returns notes for the user."""
-    from avepipe import __version__
-    from avepipe.plots import label_colours
-
     html_path = Path(html_path)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     colours = label_colours(class_names)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from avepipe.metrics import Interval
+
 
 @dataclass
 class SegmentPrediction:
@@ -41,28 +43,17 @@ class SegmentPrediction:
 
 
 @dataclass
-class Interval:
-    """A run of consecutive seconds with the same event label: ``[start, end)`` in seconds."""
-
-    start: float
-    end: float
-    label: str
-    mean_confidence: float
-
-    def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "label": self.label,
-                "mean_confidence": self.mean_confidence}
-
-
-@dataclass
 class LocalizationResult:
     """Everything ``Localizer.localize`` found in one video.
 
-    ``gamma_va`` / ``gamma_av`` (``[T, T]``, NaN where two seconds never shared a
-    window) and ``attention`` (``[T, 7, 7]``) are filled when asked to explain;
-    ``thumbnails`` (``[T, h, w, 3]`` uint8, one frame per second) when asked for
-    pictures; ``source_maps`` (``[T, 7, 7]``) and ``frame_size`` (``(width, height)``
-    of the original frame) when a sound-source model was given.
+    ``intervals`` are ``Interval(start, end, label, confidence)`` in seconds, labelled by
+    class name, ``confidence`` the mean over their seconds. ``explain`` (when asked) holds
+    whatever the network's ``explain()`` returns, averaged over the windows: ``[T, T]``
+    segment matrices (NaN where two seconds never shared a window), ``[T, h, w]`` maps
+    over the frame, or per-second values ``[T]`` / ``[T, K]`` (``explain_kind`` tells
+    which). ``thumbnails`` (``[T, h, w, 3]`` uint8, one frame per second) when asked for
+    pictures; ``source_maps`` (``[T, 7, 7]``) and ``frame_size`` (``(width, height)`` of
+    the original frame) when a sound-source model was given.
     """
 
     video: str
@@ -71,9 +62,7 @@ class LocalizationResult:
     segments: list[SegmentPrediction]
     intervals: list[Interval]
     notes: list[str] = field(default_factory=list)
-    gamma_va: np.ndarray | None = None
-    gamma_av: np.ndarray | None = None
-    attention: np.ndarray | None = None
+    explain: dict[str, np.ndarray] = field(default_factory=dict)
     thumbnails: np.ndarray | None = None
     source_maps: np.ndarray | None = None
     frame_size: tuple[int, int] | None = None
@@ -83,21 +72,35 @@ class LocalizationResult:
         return [s.label for s in self.segments]
 
     def to_dict(self, include_arrays: bool = True) -> dict:
-        """JSON-ready dict; matrices become nested lists (NaN as null) when present."""
+        """JSON-ready dict; explain arrays (``include_arrays``) become nested lists, NaN as null."""
         out = {
             "video": self.video,
             "duration": self.duration,
             "has_audio": self.has_audio,
             "notes": list(self.notes),
             "segments": [s.to_dict(self.duration) for s in self.segments],
-            "intervals": [i.to_dict() for i in self.intervals],
+            "intervals": [interval_to_dict(i) for i in self.intervals],
         }
-        if include_arrays:
-            for name in ("gamma_va", "gamma_av", "attention"):
-                value = getattr(self, name)
-                if value is not None:
-                    out[name] = _to_json_array(value)
+        if include_arrays and self.explain:
+            out["explain"] = {name: _to_json_array(value) for name, value in self.explain.items()}
         return out
+
+
+def interval_to_dict(interval: Interval) -> dict:
+    """An interval of a localised video in the JSON schema (``mean_confidence``: over its seconds)."""
+    return {"start": float(interval.start), "end": float(interval.end), "label": interval.label,
+            "mean_confidence": float(interval.confidence)}
+
+
+def explain_kind(array: np.ndarray) -> str:
+    """How to read one video's (or one window's) explain array ``[T, ...]``.
+
+    "matrix": ``[T, T]``, second-to-second; "maps": ``[T, h, w]``, a map over the frame per second;
+    "values": ``[T]`` or ``[T, K]``, numbers per second (a ``[T, K]`` with K == T reads as a matrix).
+    """
+    if array.ndim == 2 and array.shape[0] == array.shape[1]:
+        return "matrix"
+    return "maps" if array.ndim == 3 else "values"
 
 
 def _to_json_array(array: np.ndarray) -> list:

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,10 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from tqdm import tqdm
 
-from avepipe import distributed
+from avepipe import distributed, rng_state
 from avepipe.device import select_device
 from avepipe.errors import UserError
-from avepipe.data.dataset import already_batched
+from avepipe.data.dataset import FeatureDataset, StorageDtypeBatches, already_batched
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import registry
 from avepipe.models.checkpoint import read_checkpoint_info, save_checkpoint, tau_as_json
@@ -40,6 +40,7 @@ STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "curves.png"
+PROGRESS_EVERY = 25    # steps between the running-loss updates of the progress bar (each one waits for the GPU)
 
 
 @dataclass(frozen=True)
@@ -127,17 +128,24 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _loader(dataset: Dataset, batch_size: int, workers: int,
-            plan: Sequence[distributed.LocalBatch] | None = None) -> DataLoader:
-    """Batches in dataset order, or exactly the index lists of ``plan``."""
-    batching = ({"batch_sampler": distributed.PlannedBatches(plan)} if plan is not None
+def _loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
+            batches: distributed.PlannedBatches | None = None) -> DataLoader:
+    """Batches in dataset order, or exactly the index lists of ``batches`` (whose plan may change per epoch:
+    such a loader is made once and its workers persist). For a GPU the batches are pinned and keep the
+    cache's dtype (``StorageDtypeBatches``; ``_to`` makes them float32 on the GPU)."""
+    on_gpu = device.type == "cuda"
+    if on_gpu and isinstance(dataset, FeatureDataset):
+        dataset = StorageDtypeBatches(dataset)
+    batching = ({"batch_sampler": batches} if batches is not None
                 else {"batch_size": batch_size, "sampler": SequentialSampler(dataset)})
-    return DataLoader(dataset, collate_fn=already_batched, num_workers=workers, persistent_workers=False,
-                      pin_memory=torch.cuda.is_available(), **batching)
+    return DataLoader(dataset, collate_fn=already_batched, num_workers=workers,
+                      persistent_workers=workers > 0 and batches is not None, pin_memory=on_gpu, **batching)
 
 
 def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    """The batch on ``device``, float16 features made float32 after the copy."""
+    moved = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.float() if v.dtype == torch.float16 else v for k, v in moved.items()}
 
 
 @torch.no_grad()
@@ -147,7 +155,7 @@ def predict_dataset(net: nn.Module, dataset: Dataset, batch_size: int = 64, devi
     device = torch.device(device)
     net.eval()
     labels, confidences, truth = [], [], []
-    batches = _loader(dataset, batch_size, workers)
+    batches = _loader(dataset, batch_size, workers, device)
     for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=desc is None):
         batch = _to(batch, device)
         pred, conf = net.predict(net(batch["audio"], batch["visual"]))
@@ -168,28 +176,6 @@ def _steps_per_epoch(videos: int, batch_size: int) -> int:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2 ** 63)
-
-
-def _rng_state() -> tuple[dict, dict]:
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = state
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss_next = random.getstate()
-    return tensors, {"numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-                     "python": [version, list(py_state), gauss_next]}
-
-
-def _set_rng_state(tensors: dict, info: dict) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    kind, keys, pos, has_gauss, cached = info["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, py_state, gauss_next = info["python"]
-    random.setstate((version, tuple(py_state), gauss_next))
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -251,6 +237,8 @@ class Trainer:
         self.best_epoch = 0
         self.best_val_accuracy = -1.0
         self.history: list[dict] = []
+        self._train_batches: distributed.PlannedBatches | None = None
+        self._train_loader: DataLoader | None = None    # made at the first epoch, its workers kept
 
     # -- state -------------------------------------------------------------------------------
     def _save_last(self) -> None:
@@ -259,7 +247,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         save_checkpoint(tmp, self.net, self.class_names, self.extractor, extra=self._extra())
         opt_tensors, opt_info = _optimizer_state(self.optimizer)
-        rng_tensors, rng_info = _rng_state()
+        rng_tensors, rng_info = rng_state.capture(self.device)
         save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps({
             "epoch": self.epoch, "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
@@ -286,7 +274,7 @@ class Trainer:
         self.net.to(self.device)
         _load_optimizer_state(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()
                                                if k.startswith("optimizer.")}, info["optimizer"])
-        _set_rng_state(tensors, info["rng"])
+        rng_state.restore(tensors, info["rng"], self.device)
         self.epoch, self.best_epoch = info["epoch"], info["best_epoch"]
         self.best_val_accuracy, self.history = info["best_val_accuracy"], info["history"]
 
@@ -307,12 +295,20 @@ class Trainer:
         # on its own chunk of each global batch (a single process: the whole batch).
         order = torch.randperm(len(self.train_set), generator=shuffle).tolist()
         plan = distributed.split_global_batches(order, cfg.batch_size, self.ranks.rank, self.ranks.world_size)
-        loader = _loader(self.train_set, cfg.batch_size, self.workers, plan)
+        if self._train_loader is None:
+            self._train_batches = distributed.PlannedBatches(plan)
+            self._train_loader = _loader(self.train_set, cfg.batch_size, self.workers, self.device,
+                                         self._train_batches)
+        self._train_batches.plan = list(plan)
+        loader = self._train_loader
         self.net.train()
-        sums: dict[str, float] = {}
-        correct = total = seen = 0
+        # Sums stay on the device (float64: as exact as the Python floats they replace) and are read
+        # once per epoch: reading them every step would wait for the GPU at every step.
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        total = seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not self.progress)
-        for part, batch in zip(plan, bar):
+        for step, (part, batch) in enumerate(zip(plan, bar)):
             batch = _to(batch, self.device)
             if per_step:
                 self._set_lr(cfg.lr_at(steps_done))
@@ -329,16 +325,17 @@ class Trainer:
             n = part.real
             seen += n
             for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
+                sums[name] = sums.get(name, 0.0) + value.detach().double() * n
             if n:
                 with torch.no_grad():
                     pred, _ = self.net.predict(out)
-                correct += int((pred == batch["segment_labels"]).sum())
+                correct += (pred == batch["segment_labels"]).sum()
                 total += pred.numel()
-            if seen:
-                bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
+            if seen and self.progress and step % PROGRESS_EVERY == 0:
+                bar.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}")
         names = list(sums)    # the loss dict's order: the same on every rank
-        reduced = distributed.all_reduce_sum([sums[k] for k in names] + [correct, total, seen], self.device)
+        host = torch.stack([sums[k] for k in names] + [correct.double()]).tolist()  # the epoch's one sync
+        reduced = distributed.all_reduce_sum(host + [total, seen], self.device)
         *part_sums, correct, total, seen = reduced
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{k}": sums_k / seen for k, sums_k in zip(names, part_sums)})

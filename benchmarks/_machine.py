@@ -2,28 +2,17 @@
 from __future__ import annotations
 
 import os
-import platform
 
 import torch
 
-
-def _cpuinfo_field(name: str) -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
+from avepipe.machine import cpu_flags, cpu_model
 
 
 def machine() -> dict:
     """CPU model and flags (from /proc/cpuinfo where it exists), cores, torch build and threads, current load."""
     return {
-        "cpu_model": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
-        "cpu_flags": _cpuinfo_field("flags").split(),
+        "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -62,8 +62,9 @@ def fake_result(seconds: int, classes: list[str], seed: int):
     windows = [(s, rng.dirichlet(np.ones(10), size=10)) for s in range(0, max(1, seconds - 9), 5)]
     gamma = average_window_matrices(windows, seconds) if seconds >= 10 else rng.dirichlet(np.ones(seconds), seconds)
     result = LocalizationResult(video=f"clip{seconds}", duration=float(seconds), has_audio=True, segments=segments,
-                                intervals=intervals, gamma_va=gamma, gamma_av=gamma.T.copy(),
-                                attention=rng.dirichlet(np.ones(49), size=seconds).reshape(seconds, 7, 7))
+                                intervals=intervals,
+                                explain={"attention": rng.dirichlet(np.ones(49), size=seconds).reshape(seconds, 7, 7),
+                                         "gamma_va": gamma, "gamma_av": gamma.T.copy()})
     result.source_maps = rng.random((seconds, 7, 7)).astype(np.float32)
     result.frame_size = (160, 120)
     return result

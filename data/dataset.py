@@ -153,6 +153,10 @@ class FeatureDataset(Dataset):
         self._audio, self._visual = audio, visual
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.batch(indices)
+
+    def batch(self, indices: Sequence[int], features_dtype: type | None = np.float32) -> dict[str, torch.Tensor]:
+        """The items ``indices`` as one batch; ``features_dtype=None`` keeps the cache's storage dtype."""
         idx = np.asarray(indices, dtype=np.int64)
         if self.in_memory:
             audio, visual = self._audio[idx], self._visual[idx]
@@ -163,8 +167,8 @@ class FeatureDataset(Dataset):
             audio = np.stack([a for a, _ in pairs])
             visual = np.stack([v for _, v in pairs])
         return {
-            "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
-            "visual": torch.from_numpy(np.ascontiguousarray(visual, dtype=np.float32)),
+            "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=features_dtype)),
+            "visual": torch.from_numpy(np.ascontiguousarray(visual, dtype=features_dtype)),
             "segment_labels": torch.from_numpy(self.segment_labels[idx]),
             "video_label": torch.from_numpy(self.video_labels(idx)),
             "index": torch.from_numpy(idx),
@@ -179,6 +183,23 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+
+class StorageDtypeBatches(Dataset):
+    """``dataset``'s batches with the features in the cache's storage dtype, for a loader feeding a GPU.
+
+    A float16 cache then crosses to the GPU as float16 (half the bytes) and is made float32
+    there, instead of by the CPU before the copy; the conversion is exact either way.
+    """
+
+    def __init__(self, dataset: FeatureDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.dataset.batch(indices, features_dtype=None)
 
 
 def already_batched(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ exactly the ones a checkpoint or cache recorded, refusing other weights.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Protocol
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from avepipe.device import select_device
-from avepipe.errors import UserError
+from avepipe.errors import ARGUMENT, UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
@@ -88,15 +89,30 @@ class VGGishEncoder:
         self.device = select_device(device)
         self.model = model.eval().to(self.device)
         self.batch_size = batch_size
+        self._stream = _own_stream(self.device)
 
     def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = SAMPLE_RATE) -> np.ndarray:
         examples = log_mel_examples(waveform_16k, segments, hop)[:, None]  # [T, 1, 96, 64]
         outputs = [np.zeros((0, *AUDIO_SHAPE), np.float32)]
-        with torch.inference_mode():
+        on_stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), on_stream:
             for start in range(0, len(examples), self.batch_size):
                 batch = _to_device(examples[start:start + self.batch_size], self.device)
                 outputs.append(self.model(batch).float().cpu().numpy())
         return np.concatenate(outputs)
+
+
+def _own_stream(device: torch.device):
+    """A CUDA stream for VGGish alone (None on CPU).
+
+    Its ``.cpu()`` then waits for VGGish only; on the device's main stream it also waited for
+    every VGG-19 batch queued before it, stalling the main thread that feeds the GPU. The
+    weights' copy to the GPU is finished first, so the new stream never reads them half-copied.
+    """
+    if device.type != "cuda":
+        return None
+    torch.cuda.current_stream(device).synchronize()
+    return torch.cuda.Stream(device)
 
 
 def _seeded(build: Callable[[], nn.Module], init: Callable[[nn.Module], None], seed: int) -> nn.Module:
@@ -132,7 +148,7 @@ def _resolve_checked(spec: WeightsFile, explicit: str | None, expected: str | No
     if expected is not None and identity != expected:
         raise UserError(
             f"{path}: {spec.description} file is {identity} but the features were extracted with "
-            f"{expected}: give the original file with {spec.option} or {spec.env_var}"
+            f"{expected}: give the original file with {ARGUMENT} or {spec.env_var}", spec.argument
         )
     return str(path), identity
 
@@ -156,7 +172,7 @@ def _audio(backend: str, vggish_weights: str | None, seed: int | None, device, e
             raise UserError("--random-backbones builds the torch VGGish: use it with --audio-backend torch")
         if vggish_weights:
             raise UserError("--vggish-weights is for --audio-backend torch; TF-Hub uses its own cache (TFHUB_CACHE_DIR)")
-        return TfHubVGGishEncoder(), TFHUB_VGGISH_ID
+        return TfHubVGGishEncoder(device=select_device(device)), TFHUB_VGGISH_ID
     if seed is not None:
         return VGGishEncoder(_seeded(VGGish, _he_init, seed), device), f"random:{seed}"
     path, identity = _resolve_checked(VGGISH, vggish_weights, expected)

@@ -4,8 +4,10 @@ Frames are copied into a preallocated uint8 staging batch (pinned on CUDA, so th
 host-to-device copy is asynchronous); a batch runs when it is full or when the
 caller has nothing else to do. On CUDA two staging batches alternate: batch k+1 is
 filled and launched while batch k's maps are still being computed and copied back,
-so the GPU does not wait for the host. (The CUDA path is untested on a GPU: it was
-written for one and run only on CPU.)
+so the GPU does not wait for the host. Each batch's "maps are on the host" event is
+recorded on the stream of the batcher's own GPU (``copy_to_host``), so a second GPU
+never reads half-copied maps. (The CUDA path was written for GPUs and has run only on
+CPU here: the ``cuda`` tests and ``avepipe doctor`` are what check it on a GPU machine.)
 """
 from __future__ import annotations
 
@@ -42,6 +44,13 @@ def cuda_fp32(allow_tf32: bool = False) -> Iterator[None]:
     finally:
         for (module, name, _, _), value in zip(switches, saved):
             setattr(module, name, value)
+
+
+def tune_for(device: torch.device) -> None:
+    """On CUDA let cuDNN time its convolution algorithms once and keep the fastest: extraction batches
+    are always 224x224 (a new shape costs one more timing). A choice of algorithm, not of precision."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 class _Launched:
@@ -120,15 +129,31 @@ class FrameBatcher:
 
     def _launch(self, frames: torch.Tensor, owners: list) -> _Launched:
         encoder = self.encoder
-        with torch.inference_mode(), cuda_fp32(self.allow_tf32), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                                    enabled=self.autocast_dtype is not None):
+        on_device = torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext()
+        with on_device, torch.inference_mode(), cuda_fp32(self.allow_tf32), torch.autocast(
+                self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
             batch = frames.to(self.device, non_blocking=True)
             images = encoder.preprocess(batch).contiguous(memory_format=torch.channels_last)
             maps = encoder.features(images).permute(0, 2, 3, 1).float()  # channels-last memory: no copy
             if not self.cuda:
                 return _Launched(list(owners), maps.contiguous(), None)
-            host = torch.empty(maps.shape, dtype=torch.float32, pin_memory=True)
-            host.copy_(maps, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            return _Launched(list(owners), host, event)
+            return _Launched(list(owners), *copy_to_host(maps, self.device))
+
+
+def copy_to_host(maps: torch.Tensor, device: torch.device, cuda=torch.cuda) -> tuple[torch.Tensor, object]:
+    """Start copying ``maps`` (on GPU ``device``) to pinned host memory; returns the host tensor and the
+    event that fires when the copy is done.
+
+    The event is recorded on ``device``'s own current stream, the one the copy (and the
+    network before it) ran on. Recorded with no stream, it would go on the *current
+    device's* stream, GPU 0's unless someone called ``set_device``: on any other GPU it
+    would fire at once and ``collect`` would read a buffer still being written. ``cuda`` is
+    ``torch.cuda``; a test passes a stand-in that records which stream each call used.
+    """
+    stream = cuda.current_stream(device)
+    host = torch.empty(maps.shape, dtype=torch.float32, pin_memory=cuda.is_available())
+    with cuda.device(device):
+        host.copy_(maps, non_blocking=True)
+        event = cuda.Event()
+        event.record(stream)
+    return host, event

@@ -121,19 +121,14 @@ def probe(path: str | Path) -> ProbeInfo:
         )
 
 
-def display_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of the picture as shown: the stored size turned by the display-matrix rotation.
+def frame_display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) of ``frame`` as shown, its display-matrix rotation applied.
 
-    Pixel positions meant for the viewer (sound-source peaks) need this, not the stored size.
-    PyAV exposes the rotation on frames only, so the first frame is decoded.
+    Pixel positions meant for the viewer (sound-source peaks) need this, not the stored size;
+    PyAV exposes the rotation on frames only.
     """
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        frame = next(container.decode(stream), None)
-        if frame is None:
-            return stream.codec_context.width, stream.codec_context.height
-        quarter_turns = int(round((frame.rotation or 0) / 90.0))
-        return (frame.height, frame.width) if quarter_turns % 2 else (frame.width, frame.height)
+    quarter_turns = int(round((frame.rotation or 0) / 90.0))
+    return (frame.height, frame.width) if quarter_turns % 2 else (frame.width, frame.height)
 
 
 def _duration(container, stream) -> float | None:
@@ -243,7 +238,8 @@ class SelectedFrames:
     nothing is retained after it is yielded: a consumer that reduces frames as they
     come (the extraction pipeline) needs memory for a batch, not for the video.
     Decoding stops at ``max_time`` seconds (a fixed ``--segments`` count) if given.
-    ``start`` is set once the first frame is yielded; ``duration``, ``source_fps``,
+    ``start`` is set once the first frame is yielded; ``display_size`` (the shown picture's
+    (width, height)) once a frame is decoded; ``duration``, ``source_fps``,
     ``decoded_frames`` and ``notes`` once iteration has finished.
     """
 
@@ -252,6 +248,7 @@ class SelectedFrames:
         self.path, self.fps, self.size, self.max_time = path, fps, size, max_time
         self.convert = convert or frame_converter("ffmpeg-bilinear", size)
         self.start: float | None = None
+        self.display_size: tuple[int, int] | None = None
         self.duration: float | None = None
         self.source_fps: float | None = None
         self.decoded_frames = 0
@@ -280,6 +277,8 @@ class SelectedFrames:
                     seconds = float(frame.pts * frame.time_base) - start
                 if pending is not None and seconds < pending[1]:
                     continue  # out-of-order timestamp: the frame shown then is already known
+                if pending is None:
+                    self.display_size = frame_display_size(frame)
                 decoded += 1
                 duration_of_frame = float(frame.duration * frame.time_base) if frame.duration else fallback_step
                 last_end = max(last_end, seconds + duration_of_frame)
@@ -339,11 +338,13 @@ class IndexedFrames:
     Iterate for ``(rgb, first, stop)``: targets ``first .. stop - 1`` take that frame.
     ``indices`` must be non-decreasing. Targets whose index is past the last decoded
     frame take the last decoded frame (the 2018 reader would have failed there), and
-    ``notes`` says so. Decoding stops after the last index that is needed.
+    ``notes`` says so. Decoding stops after the last index that is needed. ``display_size``
+    is the shown picture's (width, height), from the first frame.
     """
 
     def __init__(self, path: str | Path, indices: np.ndarray, convert: FrameConverter) -> None:
         self.path, self.indices, self.convert = path, np.asarray(indices), convert
+        self.display_size: tuple[int, int] | None = None
         self.decoded_frames = 0
         self.notes: list[str] = []
 
@@ -358,6 +359,8 @@ class IndexedFrames:
                 if cursor >= total:
                     break
                 last, self.decoded_frames = frame, position + 1
+                if position == 0:
+                    self.display_size = frame_display_size(frame)
                 if indices[cursor] != position:
                     continue
                 stop = cursor

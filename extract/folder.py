@@ -77,10 +77,11 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
                    shard_text: str | None = None,
                    log: Callable[[str], None] = _stderr) -> FolderExtraction:
     """Extract what is not yet in the cache (of this shard's videos); one bad file is recorded, not fatal."""
-    import torch
-
+    from avepipe.device import select_device, use_device
     from avepipe.distributed import env_ranks
     from avepipe.data.cache import CacheWriter, shards
+    from avepipe.extract.background_writes import BackgroundWrites
+    from avepipe.extract.batching import tune_for
     from avepipe.extract.backbones import build_encoders
     from avepipe.extract.workers import default_workers
 
@@ -94,11 +95,10 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
     if shard:
         videos = {vid: path for vid, path in videos.items() if shard.owns(vid)}
         failures = [(path, reason) for path, reason in failures if shard.owns(path.stem)]
-    if ranks.local_world_size > 1:    # several ranks on this machine share its GPUs and cores
-        if device is None and torch.cuda.is_available():
-            device = f"cuda:{ranks.local_rank % torch.cuda.device_count()}"
-        if workers is None:
-            workers = max(1, default_workers() // ranks.local_world_size)
+    # Each rank on its own GPU (as far as there are GPUs), made current so nothing lands on GPU 0 by default.
+    device = use_device(select_device(device, ranks))
+    tune_for(device)
+    workers = default_workers(ranks.local_world_size) if workers is None else workers
 
     visual_encoder, audio_encoder, config = build_encoders(
         preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
@@ -106,10 +106,15 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
         allow_tf32=allow_tf32)
     if config.is_random:
         log(f"note: random backbones (seed {random_seed}): features are for testing only")
+    if device.type == "cuda" and precision == "fp32" and ranks.is_main:
+        from avepipe.extract.gpu_advice import fast_setting_line
+
+        log(fast_setting_line(device))
 
     notes: list[tuple[str, str]] = []
     errors_file = shards.errors_path(cache, shard) if shard else None
-    with CacheWriter(cache, config, dtype=dtype, errors_file=errors_file) as writer:
+    # Writes (each fsyncs a part file) run in a thread of their own while the next batches are fed.
+    with CacheWriter(cache, config, dtype=dtype, errors_file=errors_file) as writer, BackgroundWrites() as writes:
         if shard:
             shards.write_manifest(cache, shard, videos)
         for path, reason in failures:
@@ -125,9 +130,9 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
                                                    batch_size or visual_encoder.batch_size, workers):
                 if isinstance(outcome, str):  # one bad file must not stop the folder
                     failures.append((path, outcome))
-                    writer.record_error(path, outcome)
+                    writes.submit(writer.record_error, path, outcome)
                 else:
-                    writer.write(outcome)
+                    writes.submit(writer.write, outcome)
                     done += 1
                     frames += outcome.segments * fps
                     notes.extend((vid, note) for note in outcome.notes)
@@ -138,7 +143,7 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
 
 
 def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, batch_size: int,
-                 workers: int | None):
+                 workers: int):
     """``(video_id, path, VideoFeatures or one-line failure reason)`` for every video, in order of completion.
 
     Decoding runs in ``workers`` processes (0: here); frames of all videos in flight
@@ -147,11 +152,10 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     from avepipe.extract.batching import FrameBatcher
     from avepipe.extract.scheduler import extract_stream
     from avepipe.extract.stream import VideoFailed, in_process_messages
-    from avepipe.extract.workers import DecoderPool, default_workers
+    from avepipe.extract.workers import DecoderPool
 
     if not todo:
         return
-    workers = default_workers() if workers is None else workers
     keyed = list(enumerate(todo.items()))
     ids = {key: vid for key, (vid, _) in keyed}
     paths = [(key, path) for key, (_, path) in keyed]

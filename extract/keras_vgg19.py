@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from avepipe.errors import UserError
+from avepipe.extract.vgg19 import channel_constants
 from avepipe.extract.weights import short_reason
 
 # Caffe/Keras means, in BGR order, on the 0-255 scale.
@@ -28,7 +29,7 @@ KERAS_CONV_LAYERS = tuple(
 
 def caffe_preprocess(frames: torch.Tensor) -> torch.Tensor:
     """uint8 RGB ``[N, H, W, 3]`` -> float BGR ``[N, 3, H, W]`` (channels-last memory), means subtracted, no scaling."""
-    mean = torch.tensor(CAFFE_BGR_MEAN, device=frames.device).view(1, 3, 1, 1)
+    mean = channel_constants(CAFFE_BGR_MEAN, frames.device)
     bgr = frames.flip(-1).permute(0, 3, 1, 2).float()
     return bgr.sub_(mean)
 

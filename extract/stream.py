@@ -55,6 +55,7 @@ class VideoEnd:
     duration: float
     source_fps: float
     notes: list[str]
+    display_size: tuple[int, int] | None = None  # (width, height) of the picture as shown
 
 
 @dataclass
@@ -146,7 +147,7 @@ def _indexed_messages(path: str | Path, key: int, config: ExtractorConfig, chunk
     for rgb, first, stop in frames:
         yield from chunker.add(rgb, first, stop)
     yield chunker.flush()
-    yield VideoEnd(key, segments, count.duration, count.exact_rate, list(frames.notes))
+    yield VideoEnd(key, segments, count.duration, count.exact_rate, list(frames.notes), frames.display_size)
 
 
 def _pts_messages(path: str | Path, key: int, config: ExtractorConfig, chunk_frames: int) -> Iterator[Message]:
@@ -175,7 +176,8 @@ def _pts_messages(path: str | Path, key: int, config: ExtractorConfig, chunk_fra
     segments = segment_count(selected.duration, config.segments)
     yield from chunker.add(previous[0], cursor, segments * fps)
     yield chunker.flush()
-    yield VideoEnd(key, segments, selected.duration, selected.source_fps, list(selected.notes))
+    yield VideoEnd(key, segments, selected.duration, selected.source_fps, list(selected.notes),
+                   selected.display_size)
 
 
 def in_process_messages(videos: Iterable[tuple[int, Path]], config: ExtractorConfig) -> Iterator[Message]:

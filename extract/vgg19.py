@@ -1,6 +1,7 @@
 """VGG-19 up to pool5 with torchvision's ImageNet weights and preprocessing."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -23,10 +24,22 @@ def vgg19_features() -> nn.Sequential:
     return make_layers(cfgs["E"], batch_norm=False)
 
 
+@functools.lru_cache(maxsize=None)
+def channel_constants(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """``values`` as a float32 ``[1, C, 1, 1]`` tensor on ``device``, made once per device.
+
+    Made per batch, it was a blocking host-to-device copy before every batch on a GPU,
+    which kept the host from queueing the next batch. (A normal tensor even when first
+    asked for under ``inference_mode``, so it serves autograd code too.)
+    """
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
 def imagenet_preprocess(frames: torch.Tensor) -> torch.Tensor:
     """uint8 RGB ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` (channels-last memory), torchvision's normalisation."""
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1)
+    mean = channel_constants(IMAGENET_MEAN, frames.device)
+    std = channel_constants(IMAGENET_STD, frames.device)
     # The NHWC -> NCHW permute of a contiguous batch *is* channels-last memory: no copy.
     images = frames.permute(0, 3, 1, 2).float().div_(255.0)
     return images.sub_(mean).div_(std)

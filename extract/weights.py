@@ -1,6 +1,6 @@
 """Where backbone weights come from, and how a weights file is identified.
 
-Order: explicit option -> environment variable -> the library's own cache,
+Order: explicit path -> environment variable -> the library's own cache,
 downloading into it when online. No other source, and offline without a file is
 one clear UserError. The identity string of the file used (hash) goes into the
 cache's provenance so features from different weights are never mixed.
@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from avepipe.errors import UserError
+from avepipe.errors import ARGUMENT, UserError
 from avepipe.extract.provenance import KERAS_VGG19_NOTOP_MD5
 
 RANDOM_HINT = "or run with --random-backbones SEED for a smoke test with random weights"
@@ -23,12 +23,14 @@ RANDOM_HINT = "or run with --random-backbones SEED for a smoke test with random 
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """One pretrained weights file: its canonical name, source and how users point at it."""
+    """One pretrained weights file: its canonical name, source and how users point at it
+    (``argument``: the keyword of ``build_encoders`` that gives the file; a command's option of
+    that name shows in its messages)."""
 
     description: str
     filename: str
     url: str
-    option: str
+    argument: str
     env_var: str
     cache_dir: Callable[[], Path]
     # sha256 prefix torch.hub embeds in the file name and checks on download.
@@ -56,7 +58,7 @@ TORCHVISION_VGG19 = WeightsFile(
     description="VGG-19 ImageNet weights (torchvision IMAGENET1K_V1)",
     filename="vgg19-dcbb9e9d.pth",
     url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    option="--vgg-weights",
+    argument="vgg_weights",
     env_var="AVEPIPE_VGG19_WEIGHTS",
     cache_dir=_torch_hub_checkpoints,
     hash_prefix="dcbb9e9d",
@@ -69,7 +71,7 @@ KERAS_VGG19_NOTOP = WeightsFile(
         "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
         "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
     ),
-    option="--vgg-weights",
+    argument="vgg_weights",
     env_var="AVEPIPE_KERAS_VGG19_WEIGHTS",
     cache_dir=_keras_models,
     canonical_md5=KERAS_VGG19_NOTOP_MD5,
@@ -78,7 +80,7 @@ VGGISH = WeightsFile(
     description="VGGish weights (pytorch_vggish.pth layout, torchvggish release)",
     filename="vggish-10086976.pth",
     url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
-    option="--vggish-weights",
+    argument="vggish_weights",
     env_var="AVEPIPE_VGGISH_WEIGHTS",
     cache_dir=_torch_hub_checkpoints,
 )
@@ -98,14 +100,14 @@ def download_file(url: str, destination: Path, hash_prefix: str | None) -> None:
 def _existing(path_text: str, spec: WeightsFile, given_by: str) -> Path:
     path = Path(path_text).expanduser()
     if not path.is_file():
-        raise UserError(f"{path}: {spec.description} file not found (given by {given_by})")
+        raise UserError(f"{path}: {spec.description} file not found (given by {given_by})", spec.argument)
     return path
 
 
 def resolve_weights(spec: WeightsFile, explicit: str | Path | None = None) -> Path:
-    """Path of the weights file: explicit option, then env var, then cache (downloading if needed)."""
+    """Path of the weights file: explicit path, then env var, then cache (downloading if needed)."""
     if explicit:
-        return _existing(str(explicit), spec, spec.option)
+        return _existing(str(explicit), spec, ARGUMENT)
     from_env = os.environ.get(spec.env_var)
     if from_env:
         return _existing(from_env, spec, spec.env_var)
@@ -118,8 +120,8 @@ def resolve_weights(spec: WeightsFile, explicit: str | Path | None = None) -> Pa
     except Exception as exc:
         raise UserError(
             f"{spec.description} file {spec.filename} is missing and could not be downloaded "
-            f"({short_reason(exc)}): put it at {cached}, or pass {spec.option} PATH, or set "
-            f"{spec.env_var}=PATH, {RANDOM_HINT}"
+            f"({short_reason(exc)}): put it at {cached}, or pass {ARGUMENT} PATH, or set "
+            f"{spec.env_var}=PATH, {RANDOM_HINT}", spec.argument
         ) from exc
     return cached
 

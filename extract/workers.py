@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from avepipe.extract.provenance import ExtractorConfig
+from avepipe.machine import usable_cpus
 from avepipe.extract.stream import Message, VideoEnd, VideoFailed, failure_reason, video_messages
 
 POLL_SECONDS = 0.05   # wait for a message this long before letting the CNN run a partial batch
@@ -29,9 +30,10 @@ class _Stopped(Exception):
     pass
 
 
-def default_workers() -> int:
-    """One core is left to the main process (CNN, audio encoder, writing); at least one worker, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def default_workers(local_ranks: int = 1) -> int:
+    """Decoders per rank: the usable CPUs shared among the ``local_ranks`` ranks of this machine, one CPU
+    per rank left to its main process (CNN, audio encoder, writing); at least one, no fixed cap."""
+    return max(1, (usable_cpus() - local_ranks) // local_ranks)
 
 
 def _worker(tasks, results, stop, config_json: str, parent: int) -> None:

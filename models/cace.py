@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from avepipe.models import losses
 from avepipe.models.base import EventNetwork
 from avepipe.models.cace_attention import CoGuidedAttention
-from avepipe.models.cace_layers import AudioVideoInter, CrossModalDecoder, TemporalEncoder
+from avepipe.models.cace_layers import CrossModalDecoder, TemporalEncoder
+from avepipe.models.cmran import AudioVideoInter
 from avepipe.models.cace_loss import background_event_contrastive_loss
 from avepipe.models.event_category import EventCategoryRule
 from avepipe.models.outputs import ModelOutput
@@ -81,8 +82,8 @@ class CACENet(EventCategoryRule, EventNetwork):
         self.audio_visual_rnn_layer = _BiLSTMs(128, 512, d_model)
         self.audio_gated = nn.Sequential(nn.Linear(d_model, 1), nn.Sigmoid())
         self.video_gated = nn.Sequential(nn.Linear(d_model, 1), nn.Sigmoid())
-        self.AVInter = AudioVideoInter(d_model, heads=4)
-        self.VAInter = AudioVideoInter(d_model, heads=4)
+        self.AVInter = AudioVideoInter(4, d_model, attention_dropout=0.2, batch_first=True)
+        self.VAInter = AudioVideoInter(4, d_model, attention_dropout=0.2, batch_first=True)
         self.localize_module = _LocalizeHead(d_model, num_classes)
         self.audio_cas = nn.Linear(d_model, num_classes)
         self.video_cas = nn.Linear(d_model, num_classes)

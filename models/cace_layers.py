@@ -90,18 +90,3 @@ class CrossModalDecoder(nn.Module):
         for layer in self.decoder.layers:
             x = layer(x, memory)
         return x
-
-
-class AudioVideoInter(nn.Module):
-    """The product of two streams attends to both streams' segments; residual and LayerNorm."""
-
-    def __init__(self, d_model: int, heads: int, attention_dropout: float = 0.2):
-        super().__init__()
-        self.dropout = nn.Dropout(0.1)
-        self.video_multihead = nn.MultiheadAttention(d_model, heads, dropout=attention_dropout, batch_first=True)
-        self.norm1 = nn.LayerNorm(d_model)
-
-    def forward(self, first: Tensor, second: Tensor) -> Tensor:
-        product = first * second
-        memory = torch.cat([second, first], dim=1)
-        return self.norm1(product + self.dropout(self.video_multihead(product, memory, memory)[0]))

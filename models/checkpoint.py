@@ -109,13 +109,22 @@ def read_checkpoint_info(directory: str | Path) -> CheckpointInfo:
         raise UserError(f"{path}: not a valid avepipe checkpoint config ({exc})") from None
 
 
+class WrongTaskError(UserError):
+    """A checkpoint of the other task. ``found`` (its task) and ``problem`` (the message without
+    advice) let a caller that takes checkpoints in several places say where this one belongs."""
+
+    def __init__(self, directory: str | Path, found: str, wanted: str, hint: str):
+        self.found = found
+        self.problem = f"{directory}: this is {TASKS[found]} checkpoint, not {TASKS[wanted]} one"
+        super().__init__(f"{self.problem}; {hint}")
+
+
 def check_task(info: CheckpointInfo, task: str, directory: str | Path, hint: str | None = None) -> None:
-    """UserError when the checkpoint holds the other task's model; ``hint`` says what to do instead."""
+    """``WrongTaskError`` when the checkpoint holds the other task's model; ``hint`` says what to do instead."""
     if info.task not in TASKS:
         raise UserError(f"{Path(directory) / CONFIG_FILE}: unknown task {info.task!r}")
     if info.task != task:
-        hint = hint or f"use `{EVALUATE_COMMANDS[info.task]}`"
-        raise UserError(f"{directory}: this is {TASKS[info.task]} checkpoint, not {TASKS[task]} one; {hint}")
+        raise WrongTaskError(directory, info.task, task, hint or f"use `{EVALUATE_COMMANDS[info.task]}`")
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", task: str = "event",

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avepipe.models.base import EventNetwork
+from avepipe.models.cmran import AudioVideoInter
 from avepipe.models.event_category import EventCategoryRule, event_category_scores
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.registry import AUTHORS, ModelFamily, ModelOption, Recipe
@@ -133,21 +134,6 @@ class CrossModalRelation(nn.Module):
         return output, weights[:, :, :memory.shape[0]]
 
 
-class AudioVideoInter(nn.Module):
-    """The product of both modalities attends to [audio; visual] (the authors' ``AudioVideoInter``)."""
-
-    def __init__(self, heads: int, d_model: int = D_MODEL, head_dropout: float = 0.2):
-        super().__init__()
-        self.dropout = nn.Dropout(0.1)
-        self.video_multihead = nn.MultiheadAttention(d_model, num_heads=heads, dropout=head_dropout)
-        self.norm1 = nn.LayerNorm(d_model)
-
-    def forward(self, video: Tensor, audio: Tensor) -> Tensor:
-        joint = video * audio
-        memory = torch.cat([audio, video])
-        return self.norm1(joint + self.dropout(self.video_multihead(joint, memory, memory, need_weights=False)[0]))
-
-
 def _gate(d_model: int = D_MODEL) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, 1), nn.Sigmoid())
 
@@ -171,8 +157,8 @@ class _CMBSBase(EventNetwork):
         self.dropout = nn.Dropout(dropout)
         self.audio_gated = _gate()
         self.video_gated = _gate()
-        self.AVInter = AudioVideoInter(heads)
-        self.VAInter = AudioVideoInter(heads)
+        self.AVInter = AudioVideoInter(heads, attention_dropout=0.2)
+        self.VAInter = AudioVideoInter(heads, attention_dropout=0.2)
         self.audio_cas = nn.Linear(D_MODEL, cas_classes)
         self.video_cas = nn.Linear(D_MODEL, cas_classes)
 

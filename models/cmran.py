@@ -101,17 +101,20 @@ class RelationModule(nn.Module):
 
 
 class AudioVideoInter(nn.Module):
-    """g = v * a attends to [a; v], residual and LayerNorm: the fused segment features."""
+    """CMRAN's fusion, reused by CMBS and CACE-Net: g = v * a attends to the segments of [a; v], then a
+    residual and LayerNorm. Sequence-first [T,B,D] unless ``batch_first`` (as CACE-Net's code runs it)."""
 
-    def __init__(self, nhead: int, d_model: int = D_MODEL, dropout: float = 0.1):
+    def __init__(self, heads: int, d_model: int = D_MODEL, attention_dropout: float = 0.1, batch_first: bool = False):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.video_multihead = nn.MultiheadAttention(d_model, num_heads=nhead, dropout=dropout)
+        self.dropout = nn.Dropout(0.1)
+        self.video_multihead = nn.MultiheadAttention(d_model, num_heads=heads, dropout=attention_dropout,
+                                                     batch_first=batch_first)
         self.norm1 = nn.LayerNorm(d_model)
+        self.segment_dim = 1 if batch_first else 0
 
     def forward(self, video: Tensor, audio: Tensor) -> Tensor:
         joint = video * audio
-        memory = torch.cat([audio, video], dim=0)
+        memory = torch.cat([audio, video], dim=self.segment_dim)
         return self.norm1(joint + self.dropout(self.video_multihead(joint, memory, memory)[0]))
 
 
@@ -146,7 +149,7 @@ class _CMRANBase(EventCategoryRule, EventNetwork):
         self.video_decoder = RelationModule(512, num_layers=1, cross=True)
         self.audio_encoder = RelationModule(128, num_layers=2, cross=False)
         self.audio_decoder = RelationModule(128, num_layers=1, cross=True)
-        self.AVInter = AudioVideoInter(nhead=inter_heads)
+        self.AVInter = AudioVideoInter(inter_heads)
         self.localize_module = LocalizeHeads(categories)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:

@@ -56,18 +56,20 @@ def psa_segment_loss(fusion: Tensor, is_event: Tensor, temperature: float = 0.6)
     positives = all event segments (i included), negatives = background segments (a video without
     background gives loss 0); averaged over event segments, then over videos that have an event.
     """
+    # Whole-batch masked sums, not a loop with .any() and boolean indexing: no host sync on a GPU.
     features = F.normalize(fusion, dim=-1)
     exp_sim = torch.exp(torch.bmm(features, features.transpose(1, 2)) / temperature)   # [B,T,T]
-    per_video = []
-    for video_exp, events in zip(exp_sim, is_event.bool()):
-        if not events.any():
-            continue
-        rows = video_exp[events]                                                      # [n,T]
-        positive = rows[:, events].sum(dim=1)
-        background = ~events
-        negative = rows[:, background].mean(dim=1) if background.any() else torch.zeros_like(positive)
-        per_video.append(-torch.log(positive / (positive + negative)).mean())
-    return torch.stack(per_video).mean() if per_video else _zero_like_graph(fusion)
+    events = is_event.bool()
+    event = events.to(exp_sim.dtype)
+    background = 1 - event
+    positive = (exp_sim * event[:, None, :]).sum(dim=2)                               # [B,T] per anchor
+    negative = (exp_sim * background[:, None, :]).sum(dim=2) / background.sum(dim=1, keepdim=True).clamp(min=1)
+    positive = torch.where(events, positive, torch.ones_like(positive))   # background anchors: unused, kept finite
+    anchor_loss = -torch.log(positive / (positive + negative)) * event
+    counts = event.sum(dim=1)
+    has_event = (counts > 0).to(exp_sim.dtype)
+    per_video = anchor_loss.sum(dim=1) / counts.clamp(min=1)
+    return (per_video * has_event).sum() / has_event.sum().clamp(min=1)   # 0 (with a graph) without events
 
 
 def video_categories(event_classes: Tensor) -> Tensor:
@@ -91,15 +93,16 @@ def psa_video_loss(fusion: Tensor, categories: Tensor, margin: float = 0.2, nega
     same = (categories[:, None] == categories[None, :]) & valid[:, None] & valid[None, :]
     same.fill_diagonal_(False)
     other = (categories[:, None] != categories[None, :]) & valid[:, None] & valid[None, :]
-    terms = []
-    for i in range(len(categories)):
-        if not (same[i].any() and other[i].any()):
-            continue
-        hardest_positive = distances[i][same[i]].max()
-        negative_distances = distances[i][other[i]]
-        closest = torch.topk(negative_distances, min(negatives, len(negative_distances)), largest=False).values
-        terms.append(F.relu(hardest_positive - closest.mean() + margin))
-    return torch.stack(terms).mean() if terms else _zero_like_graph(fusion)
+    usable = same.any(dim=1) & other.any(dim=1)
+    # Per row at once: the hardest positive, and the mean of the closest min(negatives, #negatives) negatives.
+    hardest_positive = torch.where(usable, distances.masked_fill(~same, float("-inf")).amax(dim=1), 0)
+    closest = distances.masked_fill(~other, float("inf")).topk(min(negatives, len(categories)), dim=1,
+                                                                largest=False).values      # ascending
+    taken = other.sum(dim=1).clamp(max=negatives)
+    kept = torch.arange(closest.shape[1], device=closest.device)[None, :] < taken[:, None]
+    mean_closest = torch.where(kept, closest, 0).sum(dim=1) / taken.clamp(min=1)
+    terms = torch.where(usable, F.relu(hardest_positive - mean_closest + margin), 0)
+    return terms.sum() / usable.sum().clamp(min=1)   # 0 (with a graph) when no video is usable
 
 
 # -- CPSP as the authors' released code computes it (docs/cpsp.md: formulas and differences) ----------

@@ -83,6 +83,18 @@ class RedAndLoudNet(EventNetwork):
         return ModelOutput(logits=logits, gamma_va=gamma, gamma_av=gamma.transpose(1, 2), attention=attention)
 
 
+class MadeUpNet(RedAndLoudNet):
+    """A stand-in network explaining itself with names no other code knows, by position in the window:
+    a gate per second [B, w], a second-to-second relation [B, w, w] and a 4x4 map per second."""
+
+    def explain(self, out):
+        batch, size = out.logits.shape[:2]
+        position = torch.arange(size, dtype=torch.float32).expand(batch, size)          # [B, w]
+        return {"made_up_gate": position,
+                "made_up_relation": position[:, :, None] - position[:, None, :],           # [B, w, w]
+                "made_up_map": position[:, :, None, None].expand(batch, size, 4, 4) + 1}  # [B, w, 4, 4]
+
+
 def red_and_loud_localizer(segments: int = 10, extractor: ExtractorConfig = ExtractorConfig(fps=2)):
     from avepipe.localizer import Localizer
 

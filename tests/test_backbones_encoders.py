@@ -40,7 +40,8 @@ def test_offline_without_weights_is_one_clear_error(offline, spec):
         resolve_weights(spec)
     message = str(caught.value)
     assert "\n" not in message
-    for part in (spec.filename, str(spec.cache_path), spec.option, spec.env_var, "--random-backbones SEED"):
+    for part in (spec.filename, str(spec.cache_path), f"pass {spec.argument} PATH", spec.env_var,
+                 "--random-backbones SEED"):
         assert part in message
     assert offline == [(spec.url, spec.cache_path)]
 
@@ -65,7 +66,7 @@ def test_explicit_path_then_env_var_then_cache(tmp_path, monkeypatch, offline):
 
 
 def test_missing_explicit_or_env_file_is_named(tmp_path, monkeypatch):
-    with pytest.raises(UserError, match=r"nope\.pth.*--vgg-weights"):
+    with pytest.raises(UserError, match=r"nope\.pth: .* not found \(given by vgg_weights\)$"):
         resolve_weights(TORCHVISION_VGG19, tmp_path / "nope.pth")
     monkeypatch.setenv("AVEPIPE_KERAS_VGG19_WEIGHTS", str(tmp_path / "gone.h5"))
     with pytest.raises(UserError, match=r"gone\.h5.*AVEPIPE_KERAS_VGG19_WEIGHTS"):
@@ -135,7 +136,8 @@ def test_recorded_hash_must_match_the_weights_file(keras_file):
     with pytest.raises(UserError) as caught:
         build_encoders_for(recorded, vgg_weights=str(keras_file), device="cpu")
     message = str(caught.value)
-    assert str(keras_file) in message and "sha256:" + "0" * 64 in message and "--vgg-weights" in message
+    assert str(keras_file) in message and "sha256:" + "0" * 64 in message
+    assert "give the original file with vgg_weights or AVEPIPE_KERAS_VGG19_WEIGHTS" in message   # no flag
 
 
 def test_matching_hash_rebuilds_the_extractor(keras_file):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from avepipe.data.video_writer import solid_frames, tone, write_test_video
-from avepipe.extract.decode import (EmptyFileError, NotMediaError, NoVideoStreamError, TruncatedFileError, decode_audio,
-                            decode_video, display_size, frame_converter, probe, upright)
+from avepipe.extract.decode import (EmptyFileError, NotMediaError, NoVideoStreamError, SelectedFrames,
+                                    TruncatedFileError, decode_audio, decode_video, frame_converter, probe, upright)
 from avepipe.extract import decode as decode_module
 from avepipe.extract.sampling import frame_for_targets, target_times
 from tests._extract_helpers import LOSSLESS, decode_all, simple_clip
@@ -109,7 +109,9 @@ def test_rotation_metadata_is_honoured(clips, rotation):
 @pytest.mark.parametrize("rotation, shown", [(0, (96, 64)), (90, (64, 96)), (-90, (64, 96)), (180, (96, 64))])
 def test_display_size_is_the_stored_size_turned_by_the_rotation(clips, rotation, shown):
     path = _rotated_clip(clips, rotation)
-    assert display_size(path) == shown
+    selected = SelectedFrames(path, fps=4)
+    next(iter(selected))        # known from the first decoded frame: the stream's VideoEnd carries it
+    assert selected.display_size == shown
     assert (probe(path).width, probe(path).height) == (96, 64)      # the stored size, for contrast
 
 

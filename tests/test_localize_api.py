@@ -8,7 +8,7 @@ import pytest
 
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.localize_schema import VIDEO
-from avepipe.plots import plot_attention, plot_connections, plot_timeline
+from avepipe.plots import plot_explain, plot_timeline
 from tests._localize_helpers import (CLASSES, RedAndLoudNet, check_png, red_and_loud_localizer, schema_errors, seconds_of,
                                      write_video)
 
@@ -27,7 +27,7 @@ def test_events_at_known_seconds_and_the_ave_definition(tmp_path):
     assert len(result.segments) == 10
     assert seconds_of(result.labels) == [3, 4, 5]
     assert [(i.start, i.end, i.label) for i in result.intervals] == [(3.0, 6.0, "beep")]
-    assert result.intervals[0].mean_confidence == pytest.approx(1 / (1 + np.exp(-4)), rel=1e-4)
+    assert result.intervals[0].confidence == pytest.approx(1 / (1 + np.exp(-4)), rel=1e-4)
     probabilities = result.segments[4].probabilities
     assert set(probabilities) == set(CLASSES) and sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
@@ -79,23 +79,25 @@ def test_explain_outputs_and_pictures(tmp_path):
     events = {2, 3}
     path = write_video(tmp_path / "clip.mp4", _pattern(12, events | {8}), _pattern(12, events))
     result = red_and_loud_localizer(segments=10).localize(path, explain=True)
-    assert result.gamma_va.shape == (12, 12) and result.attention.shape == (12, 7, 7)
+    assert list(result.explain) == ["attention", "gamma_va", "gamma_av"]     # as the network's explain() gives them
+    gamma_va, gamma_av, attention = (result.explain[n] for n in ("gamma_va", "gamma_av", "attention"))
+    assert gamma_va.shape == (12, 12) and attention.shape == (12, 7, 7)
     assert result.thumbnails.shape == (12, 96, 96, 3) and result.thumbnails.dtype == np.uint8
-    np.testing.assert_allclose(result.attention.sum(axis=(1, 2)), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(attention.sum(axis=(1, 2)), 1.0, rtol=1e-4)
     # seconds 0 and 11 never share a 10-second window: unknown, not zero
-    assert np.isnan(result.gamma_va[0, 11]) and not np.isnan(result.gamma_va[2, 3])
-    np.testing.assert_allclose(result.gamma_av, result.gamma_va.T, equal_nan=True)
+    assert np.isnan(gamma_va[0, 11]) and not np.isnan(gamma_va[2, 3])
+    np.testing.assert_allclose(gamma_av, gamma_va.T, equal_nan=True)
     # the thumbnail of a red second is red, of a grey second grey
     assert result.thumbnails[8, ..., 0].mean() > 180 and abs(result.thumbnails[0].mean() - 90) < 15
 
     document = {"path": str(path), **result.to_dict()}
     assert schema_errors(json.loads(json.dumps(document)), VIDEO) == []
-    assert document["gamma_va"][0][11] is None
+    assert document["explain"]["gamma_va"][0][11] is None
 
     truth = ["beep" if t in events else "background" for t in range(12)]
     check_png(plot_timeline(result, tmp_path / "timeline.png", CLASSES, truth))
-    check_png(plot_connections(result, tmp_path / "gamma.png"))
-    check_png(plot_attention(result, tmp_path / "attention.png"))
+    for name in result.explain:
+        check_png(plot_explain(result, name, tmp_path / f"{name}.png"))
 
 
 def test_schema_checker_can_fail():

@@ -8,8 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from avepipe.cli import main
+from avepipe.errors import UserError
 from avepipe.localize_schema import SCHEMA
-from avepipe.extract.backbones import build_encoders
+from avepipe.extract.backbones import build_encoders, build_encoders_for
+from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.checkpoint import save_checkpoint
 from tests._localize_helpers import check_png, schema_errors, write_video
@@ -74,7 +76,9 @@ def test_json_matches_schema_and_csv_has_the_same_rows(run):
     assert [s["second"] for s in by_video["first clip"]["segments"]] == [0, 1, 2]
     assert by_video["silent"]["has_audio"] is False
     assert {s["label"] for s in by_video["silent"]["segments"]} == {"background"}
-    assert len(by_video["first clip"]["gamma_va"]) == 3  # --explain puts the matrices in the JSON too
+    explained = by_video["first clip"]["explain"]     # --explain puts what PSP explains in the JSON too
+    assert sorted(explained) == ["attention", "gamma_av", "gamma_va"]
+    assert len(explained["gamma_va"]) == 3 and len(explained["attention"][0]) == 7
 
     with (out / "r.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -86,8 +90,8 @@ def test_json_matches_schema_and_csv_has_the_same_rows(run):
 
 def test_pictures_are_real_pngs(run):
     _, out = run
-    for name in ("timeline_first clip.png", "timeline_silent.png", "explain/first clip_connections.png",
-                 "explain/first clip_attention.png", "explain/silent_attention.png"):
+    for name in ("timeline_first clip.png", "timeline_silent.png", "explain/first clip_gamma_va.png",
+                 "explain/first clip_gamma_av.png", "explain/first clip_attention.png", "explain/silent_attention.png"):
         check_png(out / name)
 
 
@@ -97,3 +101,20 @@ def test_missing_checkpoint_is_one_line_error(setup, tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and "config.json: not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_weights_file_messages_name_the_option_on_the_command_line_only(setup, tmp_path):
+    """The library says which argument gave the file; the command says which option."""
+    _, videos, _, _ = setup
+    recorded = ExtractorConfig(visual_weights="torchvision:IMAGENET1K_V1", audio_weights="random:1", fps=1)
+    checkpoint = save_checkpoint(tmp_path / "pretrained", build_model("psp", "fully", num_classes=2),
+                                 ["beep", "boop", "background"], recorded)
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(UserError) as caught:
+        build_encoders_for(recorded, vgg_weights=str(missing), device="cpu")
+    assert str(caught.value).endswith("file not found (given by vgg_weights)")
+    result = CliRunner().invoke(main, ["localize", str(videos / "first clip.mp4"), "-c", str(checkpoint),
+                                       "--vgg-weights", str(missing), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.output == (f"error: {missing}: VGG-19 ImageNet weights (torchvision IMAGENET1K_V1) file not found "
+                             "(given by --vgg-weights)\n")

@@ -26,7 +26,7 @@ from avepipe.data.video_writer import tone, write_test_video
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models.fnac import SoundSourceLocalizer
 from tests._browser_helpers import PageUnderTest, launch_chromium, sync_playwright_or_fail
-from tests._localize_helpers import (LoudnessEncoder, RedAndLoudNet, check_png, colour_encoder,
+from tests._localize_helpers import (LoudnessEncoder, MadeUpNet, RedAndLoudNet, check_png, colour_encoder,
                                      red_and_loud_localizer, write_video)
 
 EXTRACTOR = ExtractorConfig(fps=2)   # random backbones (the default weights): the page warns
@@ -105,7 +105,9 @@ def test_page_is_self_contained_and_embeds_the_results(demo_page):
     assert entry["src"] == f"../synth/videos/{result.video}.mp4"   # relative to the page, not absolute
     events = [t for t, s in enumerate(result.segments) if s.source_peak is not None]
     assert events and [t for t, m in enumerate(entry["source_maps"]) if m is not None] == events
-    assert len(entry["gamma_va"]) == len(result.segments) and len(entry["attention"][0]) == 49
+    explained = entry["explain"]
+    assert len(explained["matrix"]["gamma_va"]) == len(result.segments)
+    assert explained["maps"]["attention"]["side"] == [7, 7] and len(explained["maps"]["attention"]["maps"][0]) == 49
     assert data["provenance"]["random_backbones"] is True
 
 
@@ -141,8 +143,8 @@ def test_timeline_seek_highlight_and_heatmap_in_chromium(browser, demo_page, tmp
     view.click_cell(quiet[0])
     view.wait_until("t => Math.abs(video.currentTime - t) < 0.05", quiet[0])
     assert view.js("overlay.dataset.drawn") == "none" and view.overlay_pixels()[..., 3].max() == 0
-    view.page.click("#modes button[data-mode=attention]")
-    assert view.js("overlay.dataset.drawn") == "attention"
+    view.page.click("#modes button[data-mode='explain:attention']")
+    assert view.js("overlay.dataset.drawn") == "explain:attention"
 
     view.page.hover(f".cell[data-kind=predicted][data-second='{events[0]}']")
     tip = view.js("document.getElementById('tip').textContent")
@@ -215,7 +217,7 @@ def test_transcode_makes_a_copy_chromium_plays(browser, tmp_path):
     linked = write_report(tmp_path / "linked.html", [(str(source), result)], ["beep", "background"], truths={},
                           extractor=EXTRACTOR, checkpoint=tmp_path)
     assert linked == [f"{source}: .avi is not a container browsers play; the page may not play it "
-                      "(--html-video transcode writes an H.264/AAC copy)"]
+                      "(video mode transcode writes an H.264/AAC copy)"]
     assert write_report(tmp_path / "page.html", [(str(source), result)], ["beep", "background"], truths={},
                         extractor=EXTRACTOR, checkpoint=tmp_path, video_mode="transcode") == []
     copy = tmp_path / "page_media" / "old.mp4"
@@ -285,3 +287,26 @@ def test_no_checkpoint_is_one_line_naming_both_ways_to_get_one(tmp_path, monkeyp
     assert result.output == ("error: no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one by training "
                              "(`avepipe train`) or by importing the authors' released weights "
                              "(`avepipe import-checkpoint`)\n")
+
+
+def test_any_explained_name_gets_its_figure_and_overlay_in_chromium(browser, tmp_path):
+    """Names the page has never heard of: a matrix, a map over the frame and per-second values."""
+    video = write_video(tmp_path / "clip.mp4", [False] * 12, [True] * 12, size=(96, 64))
+    localizer = Localizer(MadeUpNet(), colour_encoder(), LoudnessEncoder(), EXTRACTOR, ["beep", "background"],
+                          segments=10, device="cpu")
+    result = localizer.localize(video, explain=True)
+    write_report(tmp_path / "p.html", [(str(video), result)], ["beep", "background"], truths={}, extractor=EXTRACTOR,
+                 checkpoint=tmp_path)
+    view = PageUnderTest(browser, tmp_path / "p.html")
+    view.wait_for_video()
+    captions = "[...document.querySelectorAll('#explain figcaption')].map(f => f.textContent)"
+    assert view.js(captions) == ["made_up_relation", "made_up_map"]
+    view.click_cell(3)
+    view.wait_until("Math.abs(video.currentTime - 3) < 0.05")
+    # second 3 is at positions 3 and 1 of the two windows: relation row 3 is largest at second 0 (3 - 0 = 3)
+    assert view.js("document.getElementById('partners').textContent") == (
+        "Second 3: made_up_relation row 3 is largest at 0 s (3.00), 1 s (2.00), 2 s (1.00); made_up_gate: 2.00.")
+    view.page.click("#modes button[data-mode='explain:made_up_map']")
+    assert view.js("overlay.dataset.drawn") == "explain:made_up_map"
+    assert view.errors == []
+    view.close()

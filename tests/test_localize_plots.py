@@ -26,11 +26,11 @@ names = ["dog", "background"]
 segments = [SegmentPrediction(t, names[t % 2], 0.9) for t in range(4)]
 result = LocalizationResult("v", 4.0, True, segments, [], [])
 result.thumbnails = np.zeros((4, 32, 32, 3), np.uint8)
-result.attention = np.ones((4, 7, 7), np.float32) / 49
-result.gamma_va = result.gamma_av = np.eye(4, dtype=np.float32)
+result.explain = {"maps": np.ones((4, 7, 7), np.float32) / 49, "matrix": np.eye(4, dtype=np.float32),
+                  "values": np.arange(4, dtype=np.float32)}
 avepipe.plots.plot_timeline(result, out / "timeline.png", names, truth=names * 2)
-avepipe.plots.plot_connections(result, out / "connections.png")
-avepipe.plots.plot_attention(result, out / "attention.png")
+for name in result.explain:
+    avepipe.plots.plot_explain(result, name, out / f"{name}.png")
 report = avepipe.evaluation.build_report(np.array([[0, 1]]), np.array([[0, 0]]), names, "test")
 avepipe.evaluation.plot_confusion(out / "confusion.png", report)
 avepipe.training.plot_curves(out / "curves.png", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}])
@@ -45,7 +45,7 @@ def test_importing_and_plotting_leave_the_backend_unchanged(tmp_path):
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["pdf", "pdf"]
-    for name in ("timeline", "connections", "attention", "confusion", "curves", "loss"):
+    for name in ("timeline", "maps", "matrix", "values", "confusion", "curves", "loss"):
         with Image.open(tmp_path / f"{name}.png") as image:
             assert image.format == "PNG" and image.size[0] > 100
 

@@ -176,7 +176,8 @@ def test_weakly_segment_and_released_video_rules_on_hand_set_outputs():
     out = _weak_output([0.9, 0.2, 0.6], logits)
     labels, confidence = segment.predict(out)
     assert labels.tolist() == [[2, BG, 2]]
-    assert torch.allclose(confidence, torch.tensor([[0.9 * probs[2], 0.8, 0.6 * probs[2]]]))
+    # confidence: the label's class probability (a background segment also gets P(event) P(background category))
+    assert torch.allclose(confidence, torch.tensor([[0.9 * probs[2], 0.8 + 0.2 * probs[BG], 0.6 * probs[2]]]))
     assert video.predict(out)[0].tolist() == [[2, 2, 2]]
     assert torch.allclose(video.predict(out)[1], probs[2].expand(1, 3))
     assert video.predict(_weak_output([0.9, 0.2, 0.6], logits[:-1] + [5.0]))[0].tolist() == [[BG] * 3]

@@ -17,8 +17,15 @@ class _ReportsUserErrors:
         try:
             return super().invoke(ctx)
         except UserError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {_in_command_terms(error, ctx)}", err=True)
             ctx.exit(2)
+
+
+def _in_command_terms(error: UserError, ctx: click.Context) -> str:
+    """The message naming the option that takes ``error.argument``, when this command has one."""
+    options = [param.opts[-1] for param in ctx.command.params
+               if error.argument is not None and param.name == error.argument and param.opts]
+    return error.naming(options[0]) if options else str(error)
 
 
 class Command(_ReportsUserErrors, click.Command):

@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Command
-from avepipe.commands.options import ANNOTATIONS
+from avepipe.commands.options import ANNOTATIONS, device_option
 from avepipe.errors import UserError
+from avepipe.localize_options import HEATMAPS_FOR, LocalizeOptions
+from avepipe.localize_videos import localize_videos
+from avepipe.models.checkpoint import WrongTaskError
 from avepipe.report_html import VIDEO_MODES
 
 NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one by training (`avepipe train`) "
@@ -34,7 +37,8 @@ NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one 
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG: one thumbnail per second above the predicted timeline (FILE_<video>.png for several).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for PSP connection heatmaps (gamma_va, gamma_av) and AVGA attention overlays.")
+              help="Folder for one picture per array the model explains (what its explain() returns: e.g. "
+                   "matrices between seconds, maps over the frame), also written to the JSON and the page.")
 @click.option("--source-checkpoint", type=click.Path(path_type=Path),
               help="Sound-source checkpoint (`avepipe source train`, same extractor as -c): adds where "
                    "the sound comes from, the peak (x, y in frame pixels) of each event second, to the table "
@@ -42,22 +46,19 @@ NO_CHECKPOINT = ("no checkpoint: give -c DIR or set AVEPIPE_CHECKPOINT; get one 
 @click.option("--heatmaps", "heatmaps_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for one picture per event second: the frame with the sound-source heatmap overlaid "
                    "and its peak marked (needs --source-checkpoint).")
-@click.option("--heatmaps-for", "heatmaps_for", type=click.Choice(["events", "all"]), default="events",
+@click.option("--heatmaps-for", "heatmaps_for", type=click.Choice(HEATMAPS_FOR), default="events",
               show_default=True,
               help="--heatmaps: draw the seconds the event model calls events, or all seconds (to look at where "
                    "the sound is even when no event is found).")
-@click.option("--annotations", type=ANNOTATIONS,
+@click.option("--annotations", "annotations", type=ANNOTATIONS,
               help="AVE Annotations.txt or CSV ('ave': the official AVE file shipped with avepipe): adds the ground "
                    "truth to plots and prints the accuracy.")
-@click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
+@device_option
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="VGG-19 weights file, if the checkpoint's extractor used pretrained weights (offline use).")
 @click.option("--vggish-weights", type=click.Path(path_type=Path), default=None,
               help="VGGish weights file (pytorch_vggish.pth), for offline use.")
-def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path | None, csv_path: Path | None,
-             html_path: Path | None, html_video: str, plot_path: Path | None, explain_dir: Path | None, source_checkpoint: Path | None,
-             heatmaps_dir: Path | None, heatmaps_for: str, annotations: Path | None, device: str | None,
-             vgg_weights: Path | None, vggish_weights: Path | None) -> None:
+def localize(videos: tuple[Path, ...], checkpoint: Path | None, **flags) -> None:
     """Find the audio-visual events in VIDEOS (files or folders) with a trained checkpoint.
 
     Prints, per video, each second's label and confidence, then the merged event
@@ -65,13 +66,13 @@ def localize(videos: tuple[Path, ...], checkpoint: Path | None, json_path: Path 
     training length and each second's scores are averaged. Files that cannot be read
     are reported one line each and skipped (exit status 2).
     """
-    from avepipe.localize_videos import localize_videos
-
     if checkpoint is None:
         raise UserError(NO_CHECKPOINT)
-    ok = localize_videos(videos, checkpoint, json_path=json_path, csv_path=csv_path, html_path=html_path,
-                         html_video=html_video, plot_path=plot_path,
-                         explain_dir=explain_dir, source_checkpoint=source_checkpoint, heatmaps_dir=heatmaps_dir,
-                         heatmaps_for=heatmaps_for, annotations_path=annotations, device=device, vgg_weights=vgg_weights,
-                         vggish_weights=vggish_weights, echo=click.echo)
+    if flags["heatmaps_dir"] and not flags["source_checkpoint"]:
+        raise UserError("--heatmaps needs --source-checkpoint (a model from `avepipe source train`)")
+    try:
+        ok = localize_videos(videos, LocalizeOptions(checkpoint=checkpoint, **flags), echo=click.echo)
+    except WrongTaskError as error:   # the library says what the checkpoint is; which flag takes it is ours
+        flag = "--source-checkpoint" if error.found == "source" else "-c/--checkpoint"
+        raise UserError(f"{error.problem}; give it as {flag}") from None
     sys.exit(0 if ok else 2)

@@ -16,17 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from avepipe import distributed
 from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheSet
 from avepipe.source.baselines import baseline_metrics, near_fixed_cell_warning
+from avepipe.source.maps import source_maps  # noqa: F401  (re-exported for scripts that read maps)
 from avepipe.source.evaluation import box_samples, model_maps, score_with_baselines, split_videos
 from avepipe.source.metrics import Box, evaluate_maps
 from avepipe.source.training import checked_ids, train_source_localizer
-from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import require_same_extractor
 from avepipe.models.fnac import SoundSourceLocalizer
 
@@ -104,15 +102,6 @@ def load_source_localizer(directory: str | Path, device: str = "cpu", hint: str 
     return load_checkpoint(directory, device, task="source", hint=hint)
 
 
-@torch.no_grad()
-def source_maps(model: SoundSourceLocalizer, features: VideoFeatures, device: str = "cpu") -> np.ndarray:
-    """Sound-source maps ``[T,7,7]`` (cosine similarity) of every second of one video."""
-    segments = min(len(features.audio), len(features.visual))
-    audio = torch.as_tensor(np.asarray(features.audio[:segments], dtype=np.float32), device=device)
-    visual = torch.as_tensor(np.asarray(features.visual[:segments], dtype=np.float32), device=device)
-    return model.eval().similarity_map(audio, visual).cpu().numpy()
-
-
 def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, VideoBoxes],
                        ids: Sequence[str] | None = None, threshold: float | str = 0.5,
                        device: str = "cpu") -> dict:
@@ -135,8 +124,14 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
     the best fixed cell. Refuses an ``out_dir`` that already holds a checkpoint (a run is not
     silently replaced).
     """
+    if distributed.env_ranks().distributed:
+        raise UserError("avepipe source train runs as one process, not under torchrun (every rank would train "
+                        "the same model and write the same checkpoint; its negatives are the other pairs of the "
+                        "whole batch, which splitting among ranks would change): start it without torchrun and "
+                        "choose the GPU with --device or CUDA_VISIBLE_DEVICES")
     if (Path(out_dir) / "checkpoint").exists():
         raise UserError(f"{out_dir}: already holds a sound-source run (checkpoint/); use another -o")
+    options["device"] = select_device(options.get("device"))    # a missing GPU is one line, before any work
     cache = CacheSet(cache_paths)
     splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
     validate, val_peaks = None, []
@@ -146,7 +141,7 @@ def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir:
         if not len(val_samples):
             raise UserError(f"{boxes_json}: none of the {len(splits['val'])} validation videos has a boxed second "
                             "with audio, so no epoch can be selected; use a larger --val-fraction or another --seed")
-        device = select_device(options.get("device"))
+        device = options["device"]
 
         def validate(model: SoundSourceLocalizer) -> dict:
             scores = evaluate_localizer(model, cache, boxes, splits["val"], device=device)

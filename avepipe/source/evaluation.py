@@ -57,7 +57,7 @@ def box_samples(cache, boxes: dict, ids: Sequence[str], keep_visual: bool = Fals
 
 def model_maps(model, videos, device: str = "cpu") -> np.ndarray:
     """The model's maps ``[N, 7, 7]`` of the boxed seconds of ``videos`` (``box_samples`` order)."""
-    from avepipe.source.api import source_maps
+    from avepipe.source.maps import source_maps
 
     return np.concatenate([source_maps(model, features, device)[seconds] for features, seconds in videos])
 

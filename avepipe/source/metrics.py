@@ -15,23 +15,13 @@ the whole frame resized to 224x224, so the 7x7 grid spans the whole frame.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from avepipe.grid_maps import upsample_map
 
 Box = tuple[float, float, float, float]
 EVAL_SIZE = (224, 224)  # (width, height) at which IoU is computed, as in the published protocol
 SUCCESS_IOU = 0.5
 AUC_THRESHOLDS = np.linspace(0.0, 1.0, 21)
-
-
-def upsample_map(grid_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of an ``[h, w]`` map to ``size = (width, height)``.
-
-    ``align_corners=False`` puts each cell's value at the centre of the pixels it covers.
-    """
-    tensor = torch.as_tensor(np.asarray(grid_map, dtype=np.float32))[None, None]
-    width, height = size
-    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def normalise_map(heatmap: np.ndarray) -> np.ndarray:

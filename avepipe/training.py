@@ -111,7 +111,9 @@ def defaults_for(model: str, setting: str, recipe: str = AUTHORS, model_options:
     for name in options:
         if name not in allowed:
             takers = [f.name for f in registry.families().values() if name in {o.name for o in f.options}]
-            raise UserError(f"the option {name} applies to {', '.join(takers) or 'no model'} only, not {model!r}")
+            if not takers:
+                raise UserError(f"no model takes the option {name} (given for {model!r})")
+            raise UserError(f"the option {name} applies to {', '.join(takers)} only, not {model!r}")
         if setting not in allowed[name].settings:
             raise UserError(f"the option {name} applies to {model} {' and '.join(allowed[name].settings)} only, "
                             f"not {setting}")

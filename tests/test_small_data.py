@@ -32,7 +32,7 @@ def test_a_recipe_sets_build_options_under_the_users_own(toy_family):
     assert (sharp.model_options, sharp.batch_size, sharp.lr) == ({"tau": 0.5}, 2, 1e-2)
     assert defaults_for("toy_psp", "fully", "sharp", {"tau": 0.2}).model_options == {"tau": 0.2}
     assert defaults_for("toy_psp", "fully", "sharp", {"tau": None}).model_options == {"tau": 0.5}
-    with pytest.raises(UserError, match="^the option avps applies to no model only, not 'toy_psp'$"):
+    with pytest.raises(UserError, match="^no model takes the option avps \\(given for 'toy_psp'\\)$"):
         defaults_for("toy_psp", "fully", "bad")
 
 

@@ -1,6 +1,6 @@
 """Checkpoints as data only: ``model.safetensors`` + ``config.json``; never unpickled.
 
-One format for both tasks: ``"task": "event"`` (PSP/CPSP, ``models.build_model``) or
+One format for both tasks: ``"task": "event"`` (every registered event model, ``models.build_model``) or
 ``"source"`` (the FNAC sound-source localiser, ``models.fnac.SoundSourceLocalizer``).
 Loading checks the task first, so a checkpoint given to the wrong command says so.
 Checkpoints written before the task field existed are event checkpoints; CPSP checkpoints
@@ -30,7 +30,7 @@ from avepipe.models import registry
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "avepipe-checkpoint/1"
-TASKS = {"event": "an event (PSP/CPSP)", "source": "a sound-source"}
+TASKS = {"event": "an event", "source": "a sound-source"}
 EVALUATE_COMMANDS = {"event": "avepipe evaluate", "source": "avepipe source evaluate"}
 
 

@@ -117,12 +117,12 @@ def test_a_checkpoint_of_the_other_task_is_refused_by_name(data, runs, tmp_path)
     source = data / "fnac" / "checkpoint"
     as_event = CliRunner().invoke(main, ["evaluate", str(source), str(data / "cache.h5"), "--annotations", "x.csv"])
     assert as_event.exit_code == 2
-    assert (f"error: {source}: this is a sound-source checkpoint, not an event (PSP/CPSP) one; "
+    assert (f"error: {source}: this is a sound-source checkpoint, not an event one; "
             "use `avepipe source evaluate`") in as_event.output
     as_source = CliRunner().invoke(main, ["source", "evaluate", str(event), str(data / "cache.h5"),
                                           "--boxes", str(data / "described.json")])
     assert as_source.exit_code == 2
-    assert (f"error: {event}: this is an event (PSP/CPSP) checkpoint, not a sound-source one; "
+    assert (f"error: {event}: this is an event checkpoint, not a sound-source one; "
             "use `avepipe evaluate`") in as_source.output
     assert "Traceback" not in as_event.output + as_source.output
 

@@ -106,7 +106,7 @@ def test_checkpoints_of_the_other_task_are_refused_by_name(tmp_path):
     with pytest.raises(UserError,
                        match="this is a sound-source checkpoint, not an event .* use `avepipe source evaluate`"):
         load_checkpoint(tmp_path / "source")
-    with pytest.raises(UserError, match="this is an event \\(PSP/CPSP\\) checkpoint.* use `avepipe evaluate`"):
+    with pytest.raises(UserError, match="this is an event checkpoint.* use `avepipe evaluate`"):
         load_checkpoint(tmp_path / "event", task="source")
     with pytest.raises(UserError, match="config.json: not found"):
         load_checkpoint(tmp_path / "missing", task="source")

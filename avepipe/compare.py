@@ -30,10 +30,10 @@ from avepipe.data.cache import CacheSet
 from avepipe.data.dataset import FeatureDataset
 from avepipe.data.splits import load_official_splits, resolve_splits, write_splits
 from avepipe.errors import UserError
-from avepipe.evaluation import evaluate_checkpoint, training_split_baselines
+from avepipe.event.evaluation import evaluate_checkpoint, training_split_baselines
 from avepipe.models import registry
 from avepipe.models.registry import AUTHORS
-from avepipe.runs import TrainOptions, train_event_model
+from avepipe.event.api import TrainOptions, train_event_model
 
 RESULT_FILE = "result.json"
 SPLIT_SEED = 0          # one split for every run: seeds vary initialisation and shuffling, not the data

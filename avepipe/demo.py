@@ -57,10 +57,10 @@ def demo(out: Path) -> None:
                f"{VIDEOS} synthetic videos of {SECONDS} s at {SOURCE_FPS} fps, {CLASSES} classes, sampled at the "
                "standard 16 frames/s (each decoded frame runs through VGG-19 once).")
     from avepipe.data.synth import generate_dataset
-    from avepipe.evaluation import evaluate_checkpoint, write_report
+    from avepipe.event.evaluation import evaluate_checkpoint, write_report
     from avepipe.extract.folder import extract_folder
     from avepipe.localize_videos import localize_videos
-    from avepipe.runs import TrainOptions, train_event_model
+    from avepipe.event.api import TrainOptions, train_event_model
 
     synth, cache, run_dir = out / "synth", out / "features.h5", out / "run"
     annotations = synth / "Annotations.txt"

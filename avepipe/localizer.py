@@ -173,7 +173,7 @@ class Localizer:
         return self._result(features, labels, confidence, probabilities, notes, explain_parts)
 
     def _result(self, features, labels, confidence, probabilities, notes, explain_parts) -> LocalizationResult:
-        from avepipe.metrics import merge_intervals
+        from avepipe.event.metrics import merge_intervals
 
         segments = [
             SegmentPrediction(second=t, label=self.class_names[int(labels[t])], confidence=float(confidence[t]),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from avepipe import baselines
+from avepipe.event import baselines
 from avepipe.cli import main
 from avepipe.data.annotations import load_annotations
 from avepipe.data.splits import load_official_splits

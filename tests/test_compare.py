@@ -13,9 +13,9 @@ from avepipe import compare as comparing
 from avepipe.cli import main
 from avepipe.data.annotations import load_annotations
 from avepipe.data.splits import load_official_splits
-from avepipe.evaluation import evaluate_checkpoint
+from avepipe.event.evaluation import evaluate_checkpoint
 from avepipe.models import registry
-from avepipe.runs import TrainOptions, train_event_model
+from avepipe.event.api import TrainOptions, train_event_model
 from tests._registry_helpers import FAMILY, write_labels
 from tests._train_helpers import make_videos, write_cache
 

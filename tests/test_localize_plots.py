@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("pdf")   # a user's choice, e.g. a notebook's inline backend
-import avepipe.evaluation, avepipe.plots, avepipe.source.heatmaps, avepipe.source.training, avepipe.training
+import avepipe.event.evaluation, avepipe.plots, avepipe.source.heatmaps, avepipe.source.training, avepipe.event.training
 after_import = matplotlib.get_backend()
 
 from avepipe.results import LocalizationResult, SegmentPrediction
@@ -31,9 +31,9 @@ result.gamma_va = result.gamma_av = np.eye(4, dtype=np.float32)
 avepipe.plots.plot_timeline(result, out / "timeline.png", names, truth=names * 2)
 avepipe.plots.plot_connections(result, out / "connections.png")
 avepipe.plots.plot_attention(result, out / "attention.png")
-report = avepipe.evaluation.build_report(np.array([[0, 1]]), np.array([[0, 0]]), names, "test")
-avepipe.evaluation.plot_confusion(out / "confusion.png", report)
-avepipe.training.plot_curves(out / "curves.png", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}])
+report = avepipe.event.evaluation.build_report(np.array([[0, 1]]), np.array([[0, 0]]), names, "test")
+avepipe.event.evaluation.plot_confusion(out / "confusion.png", report)
+avepipe.event.training.plot_curves(out / "curves.png", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}])
 avepipe.source.training.plot_losses([{"epoch": 1, "loss": 1.0, "contrastive": 1.0, "fns_audio": 0.0,
                                       "fns_visual": 0.0, "tne": 0.0}], out / "loss.png")
 print(after_import, matplotlib.get_backend())

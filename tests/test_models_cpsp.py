@@ -27,10 +27,10 @@ from avepipe.data.ave_metadata import AVE_ANNOTATIONS, AVE_METADATA_DIR
 from avepipe.data.dataset import FeatureDataset
 from avepipe.data.splits import load_official_splits
 from avepipe.errors import UserError
-from avepipe.evaluation import evaluate_checkpoint
+from avepipe.event.evaluation import evaluate_checkpoint
 from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from avepipe.training import TrainConfig, defaults_for, predict_dataset
+from avepipe.event.training import TrainConfig, defaults_for, predict_dataset
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
 from tests._train_helpers import write_cache
 

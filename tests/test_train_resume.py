@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from avepipe.errors import UserError
-from avepipe.training import STATE_JSON, STATE_TENSORS, Trainer, defaults_for, seed_everything
+from avepipe.event.training import STATE_JSON, STATE_TENSORS, Trainer, defaults_for, seed_everything
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 

@@ -45,7 +45,7 @@ def evaluate(checkpoint, caches, annotations_path, split, splits_dir, limit, dev
     linear classifier), so a model that learnt nothing shows. Refuses caches made by
     another extractor.
     """
-    from avepipe.evaluation import evaluate_checkpoint, write_report
+    from avepipe.event.evaluation import evaluate_checkpoint, write_report
 
     report = evaluate_checkpoint(checkpoint, caches, annotations_path, split, splits_dir, device, batch_size,
                                  workers, limit, linear_probe)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from avepipe import metrics
+from avepipe.event import metrics
 from avepipe.errors import UserError
 
 
@@ -118,7 +118,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     """Load ``checkpoint``, check the caches' extractor against it, predict ``split`` and score it.
 
     Beside the model: the majority class of the training split and, with ``linear_probe``, a
-    linear classifier fitted on the training split's features (avepipe/baselines.py).
+    linear classifier fitted on the training split's features (avepipe/event/baselines.py).
 
     Split files are looked up in ``splits_dir``, beside the annotations, then in the
     run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
@@ -131,7 +131,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
     from avepipe.device import select_device
     from avepipe.extract.provenance import require_same_extractor
     from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
-    from avepipe.training import predict_dataset
+    from avepipe.event.training import predict_dataset
 
     info = read_checkpoint_info(checkpoint)
     check_task(info, "event", checkpoint)
@@ -166,7 +166,7 @@ def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], an
 
 def training_split_baselines(train_set, dataset, class_names: Sequence[str], linear_probe: bool) -> dict[str, dict]:
     """Majority class (and the linear probe) fitted on ``train_set``, scored on ``dataset``."""
-    from avepipe import baselines
+    from avepipe.event import baselines
 
     truth = dataset.segment_labels
     majority = baselines.majority_class(train_set.segment_labels)

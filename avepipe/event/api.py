@@ -4,7 +4,7 @@
 stored state, resolves the splits (official or a seeded random one, written into the run
 so ``avepipe evaluate`` finds the same held-out videos), builds the datasets and the model,
 and fits it, warning when the run makes too few optimiser steps to learn or ends
-no better than always answering the majority class (avepipe/baselines.py).
+no better than always answering the majority class (avepipe/event/baselines.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from avepipe import distributed
 from avepipe.errors import UserError
 from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
 from avepipe.models.registry import AUTHORS
-from avepipe.training import TrainConfig, TrainResult
+from avepipe.event.training import TrainConfig, TrainResult
 
 
 def _stderr(message: str) -> None:
@@ -33,7 +33,7 @@ def run_config(run_dir: Path, extractor: ExtractorConfig, cache_path: Path, mode
     directory that holds no run yet. Resumed: the stored config (``given`` may only extend
     ``epochs``), on features of the run's own extractor.
     """
-    from avepipe.training import defaults_for, stored_run
+    from avepipe.event.training import defaults_for, stored_run
 
     if not resume:
         if (run_dir / "last").exists():
@@ -89,13 +89,13 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
     ``ranks``: the job this run belongs to (default: torchrun's environment; ``Ranks()`` trains
     in this process alone, as ``compare`` does with one run per rank).
     """
-    from avepipe import baselines
+    from avepipe.event import baselines
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
     from avepipe.data.splits import resolve_splits, write_splits
     from avepipe.models import build_model
-    from avepipe.training import Trainer, seed_everything
+    from avepipe.event.training import Trainer, seed_everything
 
     run_dir, caches, background_caches = Path(options.run_dir), list(options.caches), list(options.background_caches)
     annotations_path, splits_dir, limit, in_memory = (options.annotations, options.splits_dir, options.limit,

@@ -66,7 +66,8 @@ def train_and_test(variant: str, train_set, val_set, test_set, seed: int, args) 
     """Held-out segment accuracy after the last epoch of one run."""
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
-    from avepipe.event.training import Trainer, defaults_for, predict_dataset, seed_everything
+    from avepipe.event.training import Trainer, defaults_for, predict_dataset
+    from avepipe.run.seeding import seed_everything
 
     model, cpsp_loss, init, psa_s, psa_v = VARIANTS[variant]
     config = defaults_for(model, "fully", epochs=args.epochs, batch_size=args.batch_size, seed=seed,

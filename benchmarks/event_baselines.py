@@ -38,7 +38,8 @@ def psp_test_accuracy(train_set, val_set, test_set, seed: int, **schedule) -> fl
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
     from avepipe.models.checkpoint import load_checkpoint
-    from avepipe.event.training import Trainer, defaults_for, predict_dataset, seed_everything
+    from avepipe.event.training import Trainer, defaults_for, predict_dataset
+    from avepipe.run.seeding import seed_everything
 
     seed_everything(seed)
     config = defaults_for("psp", "fully", seed=seed, **schedule)

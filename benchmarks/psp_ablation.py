@@ -48,7 +48,8 @@ VARIANTS = {"asynchronous": True, "synchronous": False}
 
 def train_once(train_set, val_set, tau: float, seed: int, epochs: int, decay_after: int) -> float:
     """Validation segment accuracy after the last epoch of one fully supervised run."""
-    from avepipe.event.training import Trainer, defaults_for, seed_everything
+    from avepipe.event.training import Trainer, defaults_for
+    from avepipe.run.seeding import seed_everything
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
 

@@ -67,7 +67,8 @@ def run_ours(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     import torch
     from torch.utils.data import Subset
 
-    from avepipe.event.training import Trainer, defaults_for, seed_everything
+    from avepipe.event.training import Trainer, defaults_for
+    from avepipe.run.seeding import seed_everything
     from avepipe.data.annotations import load_annotations
     from avepipe.data.dataset import FeatureDataset
     from avepipe.extract.provenance import ExtractorConfig

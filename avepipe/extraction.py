@@ -1,45 +1,32 @@
 """Every video of a folder into a feature cache: what ``avepipe extract`` runs.
 
-Video ids are file stems; files sharing a stem are refused, both of them. A file that cannot
-be extracted is recorded with a one-line reason (in the result and ``CACHE.errors.json``)
-and the rest go on; a rerun skips the videos already in the cache.
+It sits above both ``avepipe.extract`` (video -> features) and ``avepipe.data.cache`` (features
+on disk), so neither imports the other's way: features flow video -> extract -> cache.
+Video ids are file stems (avepipe/extract/folder.py). A file that cannot be extracted is
+recorded with a one-line reason (in the result and ``CACHE.errors.json``) and the rest go on;
+a rerun skips the videos already in the cache.
 """
 from __future__ import annotations
 
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
 from tqdm import tqdm
 
+from avepipe.data.cache import CacheWriter, shards
+from avepipe.data.cache.shards import Shard
+from avepipe.distributed import Ranks, env_ranks
 from avepipe.errors import UserError
-
-if TYPE_CHECKING:
-    from avepipe.data.cache.shards import Shard
-
-VIDEO_EXTENSIONS = "mp4,m4v,mkv,webm,avi,mov,flv,wmv,mpg,mpeg,ts,mts,3gp,ogv"
-
-
-def discover_videos(folder: Path, extensions: str) -> list[Path]:
-    """Files under ``folder`` (recursively) whose extension is listed, case-insensitively, sorted."""
-    wanted = {"." + e.strip().lower().lstrip(".") for e in extensions.split(",") if e.strip()}
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
-
-
-def split_duplicate_ids(paths: list[Path]) -> tuple[dict[str, Path], list[tuple[Path, str]]]:
-    """Video id = file stem. Files sharing an id are ambiguous: all of them become errors."""
-    by_id: dict[str, list[Path]] = defaultdict(list)
-    for path in paths:
-        by_id[path.stem].append(path)
-    unique = {vid: group[0] for vid, group in by_id.items() if len(group) == 1}
-    errors = [(path, f"duplicate video id {vid!r} (also {', '.join(str(o) for o in group if o != path)}); rename one")
-              for vid, group in by_id.items() if len(group) > 1 for path in group]
-    return unique, errors
-
+from avepipe.extract.backbones import build_encoders
+from avepipe.extract.batching import FrameBatcher
+from avepipe.extract.folder import VIDEO_EXTENSIONS, discover_videos, split_duplicate_ids
+from avepipe.extract.scheduler import extract_stream
+from avepipe.extract.stream import VideoFailed, in_process_messages
+from avepipe.extract.workers import DecoderPool, default_workers
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
@@ -69,72 +56,95 @@ class FolderExtraction:
         return "\n".join(lines)
 
 
-def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int | None = None,
-                   preset: str = "torchvision", audio_backend: str = "torch", vgg_weights: Path | None = None,
-                   vggish_weights: Path | None = None, random_seed: int | None = None, dtype: str = "float32",
-                   device: str | None = None, batch_size: int | None = None, workers: int | None = None,
-                   precision: str = "fp32", allow_tf32: bool = False, extensions: str = VIDEO_EXTENSIONS,
-                   shard_text: str | None = None,
+@dataclass(frozen=True)
+class ExtractOptions:
+    """What ``avepipe extract`` was asked: the backbones and sampling (recorded in the cache's provenance),
+    how the work runs (device, batch size, decoder workers), which files, and this process's shard
+    (``"I/N"``; under torchrun the rank's by default)."""
+
+    fps: int = 16
+    segments: int | None = None
+    preset: str = "torchvision"
+    audio_backend: str = "torch"
+    vgg_weights: Path | None = None
+    vggish_weights: Path | None = None
+    random_seed: int | None = None
+    dtype: str = "float32"
+    device: str | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+    precision: str = "fp32"
+    allow_tf32: bool = False
+    extensions: str = VIDEO_EXTENSIONS
+    shard_text: str | None = None
+
+
+def extract_folder(video_dir: Path, cache: Path, options: ExtractOptions = ExtractOptions(),
                    log: Callable[[str], None] = _stderr) -> FolderExtraction:
     """Extract what is not yet in the cache (of this shard's videos); one bad file is recorded, not fatal."""
-    import torch
-
-    from avepipe.distributed import env_ranks
-    from avepipe.data.cache import CacheWriter, shards
-    from avepipe.extract.backbones import build_encoders
-    from avepipe.extract.workers import default_workers
-
-    paths = discover_videos(video_dir, extensions)
+    paths = discover_videos(video_dir, options.extensions)
     if not paths:
-        raise UserError(f"{video_dir}: no video files with extensions {extensions}")
+        raise UserError(f"{video_dir}: no video files with extensions {options.extensions}")
     videos, failures = split_duplicate_ids(paths)
     ranks = env_ranks()
-    shard = (shards.parse_shard(shard_text) if shard_text
-             else shards.Shard(ranks.rank, ranks.world_size) if ranks.distributed else None)
+    shard = (shards.parse_shard(options.shard_text) if options.shard_text
+             else Shard(ranks.rank, ranks.world_size) if ranks.distributed else None)
     if shard:
         videos = {vid: path for vid, path in videos.items() if shard.owns(vid)}
         failures = [(path, reason) for path, reason in failures if shard.owns(path.stem)]
-    if ranks.local_world_size > 1:    # several ranks on this machine share its GPUs and cores
-        if device is None and torch.cuda.is_available():
-            device = f"cuda:{ranks.local_rank % torch.cuda.device_count()}"
-        if workers is None:
-            workers = max(1, default_workers() // ranks.local_world_size)
-
+    options = _shared_machine(options, ranks)
     visual_encoder, audio_encoder, config = build_encoders(
-        preset=preset, audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
-        random_seed=random_seed, device=device, fps=fps, segments=segments, precision=precision,
-        allow_tf32=allow_tf32)
+        preset=options.preset, audio_backend=options.audio_backend, vgg_weights=options.vgg_weights,
+        vggish_weights=options.vggish_weights, random_seed=options.random_seed, device=options.device,
+        fps=options.fps, segments=options.segments, precision=options.precision, allow_tf32=options.allow_tf32)
     if config.is_random:
-        log(f"note: random backbones (seed {random_seed}): features are for testing only")
-
-    notes: list[tuple[str, str]] = []
+        log(f"note: random backbones (seed {options.random_seed}): features are for testing only")
     errors_file = shards.errors_path(cache, shard) if shard else None
-    with CacheWriter(cache, config, dtype=dtype, errors_file=errors_file) as writer:
+    with CacheWriter(cache, config, dtype=options.dtype, errors_file=errors_file) as writer:
         if shard:
             shards.write_manifest(cache, shard, videos)
         for path, reason in failures:
             writer.record_error(path, reason)
         # Checked before anything is decoded: a rerun over a finished cache decodes nothing.
         todo = {vid: path for vid, path in videos.items() if vid not in writer.done_ids}
-        skipped = len(videos) - len(todo)
-        done = frames = 0
-        started = time.monotonic()
-        desc = f"extract shard {shard.label}" if shard else "extract"
-        with tqdm(total=len(todo), unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
-            for vid, path, outcome in _extract_all(todo, visual_encoder, audio_encoder, config,
-                                                   batch_size or visual_encoder.batch_size, workers):
-                if isinstance(outcome, str):  # one bad file must not stop the folder
-                    failures.append((path, outcome))
-                    writer.record_error(path, outcome)
-                else:
-                    writer.write(outcome)
-                    done += 1
-                    frames += outcome.segments * fps
-                    notes.extend((vid, note) for note in outcome.notes)
-                bar.update(1)
-                bar.set_postfix({"frames/s": f"{frames / max(time.monotonic() - started, 1e-9):.1f}"})
+        outcomes = _extract_all(todo, visual_encoder, audio_encoder, config,
+                                options.batch_size or visual_encoder.batch_size, options.workers)
+        done, notes = _write_outcomes(writer, outcomes, len(todo), failures, options.fps,
+                                      f"extract shard {shard.label}" if shard else "extract")
+    return FolderExtraction(cache, done, len(videos) - len(todo), failures, notes, errors_file, shard)
 
-    return FolderExtraction(cache, done, skipped, failures, notes, errors_file, shard)
+
+def _shared_machine(options: ExtractOptions, ranks: Ranks) -> ExtractOptions:
+    """Several ranks on this machine share its GPUs and cores: a GPU each in turn, and a share of the decoders."""
+    if ranks.local_world_size <= 1:
+        return options
+    device, workers = options.device, options.workers
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{ranks.local_rank % torch.cuda.device_count()}"
+    if workers is None:
+        workers = max(1, default_workers() // ranks.local_world_size)
+    return replace(options, device=device, workers=workers)
+
+
+def _write_outcomes(writer: CacheWriter, outcomes, total: int, failures: list[tuple[Path, str]], fps: int,
+                    desc: str) -> tuple[int, list[tuple[str, str]]]:
+    """Write each extracted video, record each failure (appended to ``failures``); ``(videos written, notes)``."""
+    done = frames = 0
+    notes: list[tuple[str, str]] = []
+    started = time.monotonic()
+    with tqdm(total=total, unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
+        for vid, path, outcome in outcomes:
+            if isinstance(outcome, str):  # one bad file must not stop the folder
+                failures.append((path, outcome))
+                writer.record_error(path, outcome)
+            else:
+                writer.write(outcome)
+                done += 1
+                frames += outcome.segments * fps
+                notes.extend((vid, note) for note in outcome.notes)
+            bar.update(1)
+            bar.set_postfix({"frames/s": f"{frames / max(time.monotonic() - started, 1e-9):.1f}"})
+    return done, notes
 
 
 def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, batch_size: int,
@@ -144,11 +154,6 @@ def _extract_all(todo: dict[str, Path], visual_encoder, audio_encoder, config, b
     Decoding runs in ``workers`` processes (0: here); frames of all videos in flight
     share full CNN batches in this process.
     """
-    from avepipe.extract.batching import FrameBatcher
-    from avepipe.extract.scheduler import extract_stream
-    from avepipe.extract.stream import VideoFailed, in_process_messages
-    from avepipe.extract.workers import DecoderPool, default_workers
-
     if not todo:
         return
     workers = default_workers() if workers is None else workers

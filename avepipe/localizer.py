@@ -132,7 +132,7 @@ class Localizer:
 
     def add_source_peaks(self, result: LocalizationResult, features, frame_size: tuple[int, int]) -> None:
         """Sound-source maps of every second, and the peak (pixels of ``frame_size``) of each event second."""
-        from avepipe.source.api import source_maps
+        from avepipe.source.evaluation import source_maps
         from avepipe.source.metrics import peak_position
 
         result.source_maps = source_maps(self.source_model, features, self.device)

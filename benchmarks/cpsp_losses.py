@@ -1,6 +1,6 @@
 """Do CPSP's contrastive terms help? PSP, CPSP as released, CPSP corrected and each PSA term alone.
 
-For each seed, on the same generated data (``tests.generators.synthetic_features``: a segment is an
+For each seed, on the same generated data (``benchmarks.generators.synthetic_features``: a segment is an
 event only where the video's class is both seen and heard) and from the same initialisation
 seed, this trains:
 
@@ -121,7 +121,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
-    from tests.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
+    from benchmarks.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
 
     started = time.perf_counter()
     variants = args.variants.split(",")

@@ -3,7 +3,7 @@
 The issue's point: on a few dozen videos the published schedule (batch 128) makes a handful of
 optimiser steps, and PSP's accuracy can sit at the "always background" level while a linear
 classifier on the same features does far better. This measures, on generated features
-(``tests.generators.synthetic_features``: an event only where the seen and heard classes agree, with
+(``benchmarks.generators.synthetic_features``: an event only where the seen and heard classes agree, with
 single-modality distractors), for each seed:
 
 - ``psp_published``: the published hyper-parameters cut to ``--epochs`` (batch 128, lr 1e-3);
@@ -54,7 +54,7 @@ def psp_test_accuracy(train_set, val_set, test_set, seed: int, **schedule) -> fl
 
 def main() -> None:
     from avepipe.event import baselines
-    from tests.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
+    from benchmarks.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)

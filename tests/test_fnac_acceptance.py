@@ -10,8 +10,8 @@ import pytest
 
 from avepipe.errors import UserError
 from avepipe.source.api import SourceEvaluateOptions, SourceTrainOptions, evaluate_source, run_source_training
-from tests.generators.source_experiment import compare_fnac_baseline
-from tests.generators.moving_sources import MovingSourceSpec, make_moving_sources
+from benchmarks.generators.source_experiment import compare_fnac_baseline
+from benchmarks.generators.moving_sources import MovingSourceSpec, make_moving_sources
 from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from avepipe.cli import main
 from avepipe.data.splits import seeded_split
 from avepipe.source.api import SourceEvaluateOptions, evaluate_source
-from tests.generators.moving_sources import MovingSourceSpec, make_moving_sources
+from benchmarks.generators.moving_sources import MovingSourceSpec, make_moving_sources
 from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model

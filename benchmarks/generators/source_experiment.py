@@ -11,7 +11,7 @@ from pathlib import Path
 from avepipe.source.api import load_source_localizer, parse_boxes
 from avepipe.source.evaluation import evaluate_localizer
 from avepipe.source.training import SourceTrainConfig, train_source_localizer
-from tests.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
+from benchmarks.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
 
 VARIANTS = {"fnac": dict(use_fns=True, use_tne=True), "baseline": dict(use_fns=False, use_tne=False)}
 

@@ -21,6 +21,13 @@ from typing import TypeVar
 import click
 
 from avepipe.commands.base import Command
+from avepipe.data.annotations import load_ave_annotations
+from avepipe.data.splits import load_official_splits
+from avepipe.data.synth import generate_dataset
+from avepipe.event.api import TrainOptions, train_event_model
+from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint, write_evaluation
+from avepipe.extraction import ExtractOptions, extract_folder
+from avepipe.localize_videos import localize_videos
 
 Result = TypeVar("Result")
 
@@ -56,11 +63,6 @@ def demo(out: Path) -> None:
     click.echo("avepipe demo: RANDOM BACKBONES: a smoke test, not real features.\n"
                f"{VIDEOS} synthetic videos of {SECONDS} s at {SOURCE_FPS} fps, {CLASSES} classes, sampled at the "
                "standard 16 frames/s (each decoded frame runs through VGG-19 once).")
-    from avepipe.data.synth import generate_dataset
-    from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint, write_evaluation
-    from avepipe.extraction import ExtractOptions, extract_folder
-    from avepipe.localize_videos import localize_videos
-    from avepipe.event.api import TrainOptions, train_event_model
 
     synth, cache, run_dir = out / "synth", out / "features.h5", out / "run"
     annotations = synth / "Annotations.txt"
@@ -107,9 +109,6 @@ def demo(out: Path) -> None:
 
 def _first_test_event_video(synth: Path) -> str:
     """A held-out video that has an event, so the localisation has something to show."""
-    from avepipe.data.annotations import load_ave_annotations
-    from avepipe.data.splits import load_official_splits
-
     annotations = load_ave_annotations(synth / "Annotations.txt")
     test_ids = load_official_splits(synth, annotations)["test"]
     with_event = [v for v in test_ids if annotations.events(v)]

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from avepipe.device import select_device
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -46,7 +48,6 @@ def env_ranks() -> Ranks:
 
 def local_device(device: str | None, ranks: Ranks) -> torch.device:
     """``device`` (default cuda if available, else cpu); a bare ``cuda`` means this rank's own GPU."""
-    from avepipe.device import select_device
 
     device = select_device(device)
     if device == torch.device("cuda") and ranks.distributed:

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
@@ -138,8 +139,6 @@ class FeatureDataset(Dataset):
 
     def _load_all(self) -> None:
         """Read every video once, keeping the storage dtype (float16 caches stay half the size)."""
-        from tqdm import tqdm
-
         audio, visual = None, None
         for i in tqdm(range(len(self)), desc="loading features", unit="video", leave=False):
             if self.packed:

@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from avepipe.extract.ave_recipe import opencv_resize
 from avepipe.extract.sampling import ffmpeg_reported_duration, ffmpeg_reported_rate, target_time
 
 
@@ -212,8 +213,6 @@ def frame_converter(resize: str, size: int) -> FrameConverter:
     if resize == "ffmpeg-bilinear":
         return lambda frame: _to_rgb(frame, size)
     if resize == "opencv-linear":
-        from avepipe.extract.ave_recipe import opencv_resize
-
         return lambda frame: opencv_resize(upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0), size)
     raise ValueError(f"unknown frame resize {resize!r}")
 

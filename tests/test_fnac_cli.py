@@ -216,6 +216,11 @@ def test_an_interrupted_run_resumes_exactly_and_keeps_its_settings(data, tmp_pat
     assert changed.exit_code == 2
     assert (f"error: {tmp_path / 'resumed'}: --resume keeps the run's hyper-parameters; differing: "
             "lr: run 0.001 vs given 0.5") in changed.output
+    no_boxes = [a for a in common if a not in ("--boxes", str(data / "described.json"))]
+    unvalidated = CliRunner().invoke(main, [*no_boxes, "-o", str(tmp_path / "resumed"), "--epochs", "3", "--resume"])
+    assert unvalidated.exit_code == 2
+    assert (f"error: {tmp_path / 'resumed'}: the run keeps the epoch that is best on the validation boxes; resume "
+            "it with its boxes file") in unvalidated.output
     nothing = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "none"), "--resume"])
     assert nothing.exit_code == 2
     assert f"error: {tmp_path / 'none'}: nothing to resume (no last/training_state.json)" in nothing.output

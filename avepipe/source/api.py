@@ -23,6 +23,7 @@ from avepipe.errors import UserError
 from avepipe.extract.provenance import require_same_extractor
 from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info
 from avepipe.models.fnac import SoundSourceLocalizer
+from avepipe.models.fnac_losses import TAU
 from avepipe.run.directory import RunDirectory
 from avepipe.source.baselines import baseline_metrics, near_fixed_cell_warning
 from avepipe.source.evaluation import SourceReport, box_samples, evaluate_localizer, score_with_baselines
@@ -142,12 +143,12 @@ def _run_config(options: SourceTrainOptions) -> SourceTrainConfig:
                             "it or another -o")
         return options.config()
     stored = stored_config(options.run_dir)
-    asked = {"batch_size": options.batch_size, "lr": options.lr, "seed": options.seed,
-             "use_fns": options.use_fns, "use_tne": options.use_tne}
+    asked = {"batch_size": options.batch_size, "lr": options.lr, "seed": options.seed,      # None: not given
+             "use_fns": None if options.use_fns else False, "use_tne": None if options.use_tne else False}
     changed = [f"{k}: run {getattr(stored, k)!r} vs given {v!r}" for k, v in asked.items()
                if v is not None and getattr(stored, k) != v]
-    if options.tau is not None and stored.model_options.get("tau", options.tau) != options.tau:
-        changed.append(f"tau: run {stored.model_options.get('tau')!r} vs given {options.tau!r}")
+    if options.tau is not None and stored.model_options.get("tau", TAU) != options.tau:
+        changed.append(f"tau: run {stored.model_options.get('tau', TAU)!r} vs given {options.tau!r}")
     if changed:
         raise UserError(f"{options.run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
     return replace(stored, epochs=options.epochs) if options.epochs else stored
@@ -187,6 +188,9 @@ def run_source_training(options: SourceTrainOptions, log: Callable[[str], None] 
         splits = seeded_split(cache.ids, fractions, config.seed)
     device = select_device(options.device)
     validate, boxes = _validator(options, cache, splits, device)
+    if options.resume and validate is None and RunDirectory(options.run_dir).read_state()["best_score"] is not None:
+        raise UserError(f"{options.run_dir}: the run keeps the epoch that is best on the validation boxes; "
+                        "resume it with its boxes file")
     trainer = train_source_localizer(cache, splits["train"], options.run_dir, config, device, validate,
                                      {"splits": splits}, options.resume, options.progress)
     if validate is not None and log is not None:

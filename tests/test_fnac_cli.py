@@ -88,8 +88,8 @@ def test_each_task_has_only_its_own_options_and_an_existing_run_is_kept(data, ru
     assert no_labels.exit_code == 2 and "Missing option '--annotations'" in no_labels.output
     again = CliRunner().invoke(main, ["source", "train", str(data / "cache.h5"), "-o", str(data / "fnac")])
     assert again.exit_code == 2
-    assert (f"error: {data / 'fnac'}: already holds a sound-source run (last/); use --resume to continue it or "
-            "another -o") in again.output
+    assert (f"error: {data / 'fnac'}: already holds a sound-source run (last/); resume it or train into another "
+            "directory") in again.output
     assert not any("Traceback" in r.output for r in (event_option, source_option, no_labels, again))
     assert not (tmp_path / "r").exists()
 
@@ -214,7 +214,7 @@ def test_an_interrupted_run_resumes_exactly_and_keeps_its_settings(data, tmp_pat
     changed = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "resumed"), "--epochs", "3", "--resume",
                                         "--lr", "0.5"])
     assert changed.exit_code == 2
-    assert (f"error: {tmp_path / 'resumed'}: --resume keeps the run's hyper-parameters; differing: "
+    assert (f"error: {tmp_path / 'resumed'}: a resumed run keeps its hyper-parameters; differing: "
             "lr: run 0.001 vs given 0.5") in changed.output
     no_boxes = [a for a in common if a not in ("--boxes", str(data / "described.json"))]
     unvalidated = CliRunner().invoke(main, [*no_boxes, "-o", str(tmp_path / "resumed"), "--epochs", "3", "--resume"])
@@ -235,3 +235,11 @@ def test_a_checkpoint_directory_of_a_run_from_before_best_and_last_still_evaluat
     now = CliRunner().invoke(main, ["source", "evaluate", str(data / "fnac" / "best"), *args])
     assert then.exit_code == now.exit_code == 0, then.output
     assert json.loads(then.output.splitlines()[-1]) == json.loads(now.output.splitlines()[-1])
+
+
+def test_fractions_that_leave_no_training_video_are_refused_before_anything_is_written(data, tmp_path):
+    result = CliRunner().invoke(main, ["source", "train", str(data / "cache.h5"), "-o", str(tmp_path / "run"),
+                                       "--val-fraction", "0.6", "--test-fraction", "0.4", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "error: validation and test fractions 0.6 and 0.4 leave no training videos"
+    assert not (tmp_path / "run").exists()

@@ -139,8 +139,8 @@ def _run_config(options: SourceTrainOptions) -> SourceTrainConfig:
     run = RunDirectory(options.run_dir)
     if not options.resume:
         if run.holds_run():
-            raise UserError(f"{options.run_dir}: already holds a sound-source run (last/); use --resume to continue "
-                            "it or another -o")
+            raise UserError(f"{options.run_dir}: already holds a sound-source run (last/); resume it or train "
+                            "into another directory")
         return options.config()
     stored = stored_config(options.run_dir)
     asked = {"batch_size": options.batch_size, "lr": options.lr, "seed": options.seed,      # None: not given
@@ -150,7 +150,7 @@ def _run_config(options: SourceTrainOptions) -> SourceTrainConfig:
     if options.tau is not None and stored.model_options.get("tau", TAU) != options.tau:
         changed.append(f"tau: run {stored.model_options.get('tau', TAU)!r} vs given {options.tau!r}")
     if changed:
-        raise UserError(f"{options.run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
+        raise UserError(f"{options.run_dir}: a resumed run keeps its hyper-parameters; differing: {'; '.join(changed)}")
     return replace(stored, epochs=options.epochs) if options.epochs else stored
 
 

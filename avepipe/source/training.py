@@ -128,7 +128,7 @@ class SourceTrainer(EpochRun):
         self.cache, self.ids, self.config = cache, checked_ids(cache, ids), config
         self.validator, self.extra = validate, extra or {}
         self.shuffle = np.random.default_rng(config.seed)
-        self.bar = tqdm(total=config.epochs, desc="source epochs", unit="epoch", disable=not progress)
+        self.bar = None
 
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
@@ -164,7 +164,11 @@ class SourceTrainer(EpochRun):
 
     def restore(self, state: dict) -> None:
         self.shuffle.bit_generator.state = state["shuffle"]
-        self.bar.update(self.epoch)
+
+    def fit(self) -> None:
+        with tqdm(total=self.epochs, initial=self.epoch, desc="source epochs", unit="epoch",
+                  disable=not self.progress) as self.bar:
+            super().fit()
 
     def summary(self, row: dict) -> str:
         shown = "".join(f" {k} {row[k]:.3f}" for k in self.scores if k in row)
@@ -187,5 +191,4 @@ def train_source_localizer(cache, ids: Sequence[str] | None, run_dir: str | Path
     if resume:
         trainer.resume()
     trainer.fit()
-    trainer.bar.close()
     return trainer

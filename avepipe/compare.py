@@ -30,10 +30,10 @@ from avepipe.data.cache import CacheSet
 from avepipe.data.dataset import FeatureDataset
 from avepipe.data.splits import load_official_splits, resolve_splits, write_splits
 from avepipe.errors import UserError
-from avepipe.evaluation import evaluate_checkpoint, training_split_baselines
+from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint, training_split_baselines
 from avepipe.models import registry
 from avepipe.models.registry import AUTHORS
-from avepipe.runs import TrainOptions, train_event_model
+from avepipe.event.api import TrainOptions, train_event_model
 
 RESULT_FILE = "result.json"
 SPLIT_SEED = 0          # one split for every run: seeds vary initialisation and shuffling, not the data
@@ -114,8 +114,8 @@ def run_one(run: Run, options: CompareOptions, splits_dir: Path, device: str | N
                          background_caches=options.background_caches, device=device,
                          resume=(run_dir / "last").exists(), monitor_test=options.test_selected)
     trained = train_event_model(train, log=lambda message: log(f"[{run.name}] {message}"), ranks=distributed.Ranks())
-    report = evaluate_checkpoint(run_dir / "best", options.caches, options.annotations, split="test",
-                                 splits_dir=splits_dir, device=device)
+    report = evaluate_checkpoint(EvaluateOptions(run_dir / "best", tuple(options.caches), options.annotations,
+                                                 split="test", splits_dir=splits_dir, device=device))
     result = {**asdict(run), "best_epoch": trained.best_epoch, "val_accuracy": trained.best_val_accuracy,
               "test_accuracy": report.segment_accuracy, "epochs": len(trained.history)}
     if options.test_selected:

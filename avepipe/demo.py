@@ -21,6 +21,14 @@ from typing import TypeVar
 import click
 
 from avepipe.commands.base import Command
+from avepipe.data.annotations import load_ave_annotations
+from avepipe.data.splits import load_official_splits
+from avepipe.data.synth import generate_dataset
+from avepipe.event.api import TrainOptions, train_event_model
+from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint, write_evaluation
+from avepipe.extraction import ExtractOptions, extract_folder
+from avepipe.localize_options import LocalizeOptions
+from avepipe.localize_videos import localize_videos
 
 Result = TypeVar("Result")
 
@@ -56,12 +64,6 @@ def demo(out: Path) -> None:
     click.echo("avepipe demo: RANDOM BACKBONES: a smoke test, not real features.\n"
                f"{VIDEOS} synthetic videos of {SECONDS} s at {SOURCE_FPS} fps, {CLASSES} classes, sampled at the "
                "standard 16 frames/s (each decoded frame runs through VGG-19 once).")
-    from avepipe.data.synth import generate_dataset
-    from avepipe.evaluation import evaluate_checkpoint, write_report
-    from avepipe.extract.folder import extract_folder
-    from avepipe.localize_options import LocalizeOptions
-    from avepipe.localize_videos import localize_videos
-    from avepipe.runs import TrainOptions, train_event_model
 
     synth, cache, run_dir = out / "synth", out / "features.h5", out / "run"
     annotations = synth / "Annotations.txt"
@@ -72,7 +74,7 @@ def demo(out: Path) -> None:
           lambda: generate_dataset(synth, videos=VIDEOS, classes=CLASSES, seconds=SECONDS, fps=SOURCE_FPS,
                                    split_fractions=fractions, seed=SEED, object_size=OBJECT_SIZE))
     extraction = stage(["extract", str(synth / "videos"), "-o", str(cache), "--random-backbones", str(SEED)],
-                       lambda: extract_folder(synth / "videos", cache, random_seed=SEED))
+                       lambda: extract_folder(synth / "videos", cache, ExtractOptions(random_seed=SEED)))
     click.echo(extraction.summary(), err=True)
     if extraction.failures:
         raise SystemExit("demo stopped: some synthetic videos could not be extracted")
@@ -85,8 +87,8 @@ def demo(out: Path) -> None:
                                                  model="psp", setting="fully", schedule=hyper)))
     report = stage(["evaluate", str(run_dir / "best"), str(cache), "--annotations", str(annotations),
                     "--split", "test", "-o", str(out / "evaluation")],
-                   lambda: evaluate_checkpoint(run_dir / "best", [cache], annotations, "test"))
-    write_report(out / "evaluation", report)
+                   lambda: evaluate_checkpoint(EvaluateOptions(run_dir / "best", (cache,), annotations, "test")))
+    write_evaluation(out / "evaluation", report)
     click.echo(report.table())
     held_out = _first_test_event_video(synth)
     plot, page = out / "localize.png", out / "report.html"
@@ -109,9 +111,6 @@ def demo(out: Path) -> None:
 
 def _first_test_event_video(synth: Path) -> str:
     """A held-out video that has an event, so the localisation has something to show."""
-    from avepipe.data.annotations import load_ave_annotations
-    from avepipe.data.splits import load_official_splits
-
     annotations = load_ave_annotations(synth / "Annotations.txt")
     test_ids = load_official_splits(synth, annotations)["test"]
     with_event = [v for v in test_ids if annotations.events(v)]

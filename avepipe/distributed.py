@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from avepipe.device import select_device
+
 
 @dataclass(frozen=True)
 class Ranks:

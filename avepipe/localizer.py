@@ -22,7 +22,7 @@ from avepipe.extract.backbones import build_encoders_for
 from avepipe.extract.pipeline import extract_video
 from avepipe.extract.provenance import require_same_extractor
 from avepipe.extract.thumbnails import SecondThumbnails
-from avepipe.metrics import Interval, merge_intervals
+from avepipe.event.metrics import Interval, merge_intervals
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.results import LocalizationResult, SegmentPrediction, explain_kind
 from avepipe.source.maps import source_maps

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avepipe.metrics import Interval
+from avepipe.event.metrics import Interval
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Do CPSP's contrastive terms help? PSP, CPSP as released, CPSP corrected and each PSA term alone.
 
-For each seed, on the same generated data (``tests.generators.synthetic_features``: a segment is an
+For each seed, on the same generated data (``benchmarks.generators.synthetic_features``: a segment is an
 event only where the video's class is both seen and heard) and from the same initialisation
 seed, this trains:
 
@@ -66,7 +66,8 @@ def train_and_test(variant: str, train_set, val_set, test_set, seed: int, args) 
     """Held-out segment accuracy after the last epoch of one run."""
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
-    from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+    from avepipe.event.training import Trainer, defaults_for, predict_dataset
+    from avepipe.run.seeding import seed_everything
 
     model, cpsp_loss, init, psa_s, psa_v = VARIANTS[variant]
     config = defaults_for(model, "fully", epochs=args.epochs, batch_size=args.batch_size, seed=seed,
@@ -120,7 +121,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
-    from tests.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
+    from benchmarks.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
 
     started = time.perf_counter()
     variants = args.variants.split(",")

@@ -3,13 +3,13 @@
 The issue's point: on a few dozen videos the published schedule (batch 128) makes a handful of
 optimiser steps, and PSP's accuracy can sit at the "always background" level while a linear
 classifier on the same features does far better. This measures, on generated features
-(``tests.generators.synthetic_features``: an event only where the seen and heard classes agree, with
+(``benchmarks.generators.synthetic_features``: an event only where the seen and heard classes agree, with
 single-modality distractors), for each seed:
 
 - ``psp_published``: the published hyper-parameters cut to ``--epochs`` (batch 128, lr 1e-3);
 - ``psp_small``: the small-data recipe (batch 8, lr 1e-3, lr x0.3 after 60% of the epochs);
 - ``majority``: always the training split's most common label;
-- ``linear_probe``: avepipe.baselines' probe (segment-mean pool5 + VGGish, standardised),
+- ``linear_probe``: avepipe.event.baselines' probe (segment-mean pool5 + VGGish, standardised),
   fitted on the training videos.
 
 The PSP figures are test accuracy of the epoch with the best validation accuracy. Prints one
@@ -38,7 +38,8 @@ def psp_test_accuracy(train_set, val_set, test_set, seed: int, **schedule) -> fl
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
     from avepipe.models.checkpoint import load_checkpoint
-    from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+    from avepipe.event.training import Trainer, defaults_for, predict_dataset
+    from avepipe.run.seeding import seed_everything
 
     seed_everything(seed)
     config = defaults_for("psp", "fully", seed=seed, **schedule)
@@ -52,8 +53,8 @@ def psp_test_accuracy(train_set, val_set, test_set, seed: int, **schedule) -> fl
 
 
 def main() -> None:
-    from avepipe import baselines
-    from tests.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
+    from avepipe.event import baselines
+    from benchmarks.generators.synthetic_features import Prototypes, TensorFeatures, make_videos
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)

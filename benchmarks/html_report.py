@@ -127,7 +127,7 @@ def main() -> None:
 
     from avepipe.data.ave_metadata import AVE_ANNOTATIONS
     from avepipe.data.annotations import load_ave_annotations
-    from tests._browser_helpers import chromium_path
+    from benchmarks._chromium import chromium_path
 
     import avepipe.plots  # noqa: F401  (imported before timing: the page's colours come from it)
 

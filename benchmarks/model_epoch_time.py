@@ -39,7 +39,8 @@ def measure(model: str, setting: str, cache: Path, annotations: Path, steps: int
     from avepipe.data.dataset import FeatureDataset
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
-    from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+    from avepipe.event.training import Trainer, defaults_for, predict_dataset
+    from avepipe.run.seeding import seed_everything
 
     labels = load_annotations(annotations)
     dataset = FeatureDataset([cache], labels, labels.video_ids, in_memory=True)
@@ -51,9 +52,9 @@ def measure(model: str, setting: str, cache: Path, annotations: Path, steps: int
     val = Subset(dataset, range(len(dataset) - batch, len(dataset)))
     trainer = Trainer(net, config, train, val, tempfile.mkdtemp(), labels.classes, ExtractorConfig(segments=T),
                       device="cpu", progress=False)
-    trainer._train_epoch(1)                        # warm-up: allocator, oneDNN kernels
+    trainer.train_epoch(1)                        # warm-up: allocator, oneDNN kernels
     started = time.perf_counter()
-    trainer._train_epoch(2)
+    trainer.train_epoch(2)
     step_s = (time.perf_counter() - started) / steps
     started = time.perf_counter()
     predict_dataset(trainer.net, val, batch, trainer.device)

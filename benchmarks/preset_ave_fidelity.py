@@ -2,7 +2,7 @@
 
 Prints ONE JSON line. Per frame rate (10-second lossless clips, a different picture in
 every frame, a different tone in every 0.96 s window), against the re-implemented
-original recipe of tests/_ave_reference.py (FFmpeg reader, OpenCV, VGGish reference input):
+original recipe of benchmarks/_ave_reference.py (FFmpeg reader, OpenCV, VGGish reference input):
 - frames_equal: of the 160 targets, how many get byte-identical 224x224 pixels, for
   `--preset ave`, for its frame choice with FFmpeg's scaler, and for PTS-timed choice;
 - pool5_cosine_ffmpeg_resize: cosine of Keras VGG-19 pool5 maps (seeded random weights)
@@ -29,9 +29,9 @@ from avepipe.extract.backbones import _he_init, _seeded
 from avepipe.extract.logmel import EXAMPLE_HOP, log_mel_examples
 from avepipe.extract.vggish import VGGish
 from benchmarks._machine import machine
-from tests._ave_reference import keras_vgg19, original_examples, original_frames, write_clip
-from tests._backbones_helpers import random_keras_weights, write_keras_notop
-from tests.test_extract_preset_ave import AVE, mismatches, recipe_output
+from benchmarks._ave_reference import keras_vgg19, original_examples, original_frames, write_clip
+from benchmarks._backbones_helpers import random_keras_weights, write_keras_notop
+from benchmarks._ave_extraction import AVE, mismatches, recipe_output
 
 FPS = [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30)]
 

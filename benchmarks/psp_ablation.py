@@ -9,7 +9,7 @@ trains, on the same data and from the same initialisation seed:
 - ``no_psp``: the same network with tau = +inf, which prunes every connection so
   v_psp = v_l and a_psp = a_l - exactly Table 1's "w/o PSP";
 
-on the asynchronous variant of ``tests.generators.synthetic_features`` (the event window is seen but
+on the asynchronous variant of ``benchmarks.generators.synthetic_features`` (the event window is seen but
 silent; the class that sounds is heard only in two other seconds) and on the synchronous
 one (the control: sound and object in the same seconds). The reported accuracy is the
 segment accuracy on the validation videos after the LAST epoch: no epoch is picked on the
@@ -48,7 +48,8 @@ VARIANTS = {"asynchronous": True, "synchronous": False}
 
 def train_once(train_set, val_set, tau: float, seed: int, epochs: int, decay_after: int) -> float:
     """Validation segment accuracy after the last epoch of one fully supervised run."""
-    from avepipe.training import Trainer, defaults_for, seed_everything
+    from avepipe.event.training import Trainer, defaults_for
+    from avepipe.run.seeding import seed_everything
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
 
@@ -91,7 +92,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from tests.generators.synthetic_features import tensor_splits
+    from benchmarks.generators.synthetic_features import tensor_splits
 
     started = time.perf_counter()
     acc = {(variant, model): [] for variant in VARIANTS for model in MODELS}

@@ -5,7 +5,7 @@ a linear probe on the same features reached 0.93. Each run here trains one varia
 the cache's own ``train/val/test_order.h5`` and records, per epoch, training, validation and test
 segment accuracy, so a line says both whether the network fits its training data and what the
 usual model selection (best validation epoch) gives on the held-out videos. Beside every line: the
-majority class and the linear probe (avepipe.baselines), both fitted on the training split.
+majority class and the linear probe (avepipe.event.baselines), both fitted on the training split.
 
 ``authors`` and ``b8`` are the issue's runs (the authors' recipe; the same at batch 8); ``small`` is the
 registry's small-data recipe and the ``small_*`` variants change one of its levers each (the AVPS weight,
@@ -62,7 +62,8 @@ def run(model: str, setting: str, variant: str, seed: int, epochs: int | None, s
     """Train one variant at one seed: per-epoch train/val/test accuracy, test accuracy at the best validation epoch."""
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
-    from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+    from avepipe.event.training import Trainer, defaults_for, predict_dataset
+    from avepipe.run.seeding import seed_everything
 
     recipe, schedule, options, changes = VARIANTS[variant]
     seed_everything(seed)
@@ -94,7 +95,7 @@ def run(model: str, setting: str, variant: str, seed: int, epochs: int | None, s
 
 
 def main() -> None:
-    from avepipe import baselines
+    from avepipe.event import baselines
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import FeatureDataset

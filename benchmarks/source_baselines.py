@@ -1,5 +1,5 @@
 """FNAC and the plain contrastive baseline beside a random cell, the best fixed cell and a linear
-probe, on small-object feature-level data (tests.generators.moving_sources), over seeds.
+probe, on small-object feature-level data (benchmarks.generators.moving_sources), over seeds.
 
 Each seed draws a training set and a held-out set of the same classes (objects of
 ``--object-cells`` x ``--object-cells`` of the 7x7 grid, one silent distractor), trains FNAC
@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ KEYS = ("peak_in_box", "auc", "ciou")
 def draw_second(path: Path, features, boxes: dict, model, spec) -> None:
     """A 224x224 picture of one second's layout (sounding object red, distractors blue, as drawn by the
     generator's cells) under FNAC's map, the true box in white."""
-    from avepipe.source.api import source_maps
+    from avepipe.source.evaluation import source_maps
     from avepipe.source.heatmaps import overlay_heatmap
 
     video = features[0]
@@ -56,8 +56,8 @@ def main() -> None:
     from avepipe.source.baselines import baseline_metrics
     from avepipe.source.evaluation import box_samples, model_maps
     from avepipe.source.metrics import evaluate_maps
-    from avepipe.source.training import SCHEDULES, schedule_options, train_source_localizer
-    from tests.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
+    from avepipe.source.training import SCHEDULES, schedule_config, train_source_localizer
+    from benchmarks.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
@@ -69,8 +69,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64, help="embedding size (authors: 512)")
     parser.add_argument("--picture", type=Path)
     args = parser.parse_args()
-    schedule = schedule_options(args.schedule, epochs=args.epochs)
-    schedule["model_options"] = {"dim": args.dim, **schedule["model_options"]}
+    schedule = schedule_config(args.schedule, epochs=args.epochs)
+    schedule = replace(schedule, model_options={"dim": args.dim, **schedule.model_options})
     started = time.perf_counter()
     rows = []
     for seed in range(args.seeds):
@@ -84,8 +84,8 @@ def main() -> None:
                                 for name, v in baseline_metrics(train, scored, linear_probe=True).items()}}
         for name, switches in (("fnac", {}), ("baseline", {"use_fns": False, "use_tne": False})):
             with tempfile.TemporaryDirectory() as out:
-                checkpoint = train_source_localizer(train_cache, None, out, seed=seed, device="cpu", progress=False,
-                                                    **schedule, **switches)
+                config = replace(schedule, seed=seed, **switches)
+                checkpoint = train_source_localizer(train_cache, None, out, config, progress=False).best_dir
                 model, _ = load_checkpoint(checkpoint, task="source")
             figures = evaluate_maps(model_maps(model, videos), scored.boxes, scored.frame_sizes)
             row[name] = {k: round(figures[k], 4) for k in KEYS}
@@ -98,7 +98,7 @@ def main() -> None:
     print(json.dumps({"benchmark": "source_baselines", **machine(),
                       "object_cells": args.object_cells, "train_videos": args.videos,
                       "test_seconds": len(scored), "schedule": args.schedule,
-                      "settings": {k: v for k, v in schedule.items()}, "mean": mean, "per_seed": rows,
+                      "settings": asdict(schedule), "mean": mean, "per_seed": rows,
                       "seconds": round(time.perf_counter() - started, 1)}))
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -54,12 +53,11 @@ def prepare(data_dir: Path, seed: int, videos: int, object_size: float, fps: int
 
 
 def train_and_score(cache: Path, boxes: Path, run_dir: Path, seed: int, options: list[str]) -> dict:
-    """``source train`` (unless a finished run is there) then ``source evaluate --linear-probe --json`` on the
-    test split."""
-    if not (run_dir / "metrics.csv").exists():    # written when a run ends; a stopped run is started again
-        shutil.rmtree(run_dir, ignore_errors=True)
-        avepipe("source", "train", cache, "-o", run_dir, "--boxes", boxes, "--seed", seed, *options)
-    return json.loads(avepipe("source", "evaluate", run_dir / "checkpoint", cache, "--boxes", boxes,
+    """``source train`` (a stopped run is resumed; a finished one has nothing left to do) then
+    ``source evaluate --linear-probe --json`` on the test split."""
+    resume = ["--resume"] if (run_dir / "last").exists() else []
+    avepipe("source", "train", cache, "-o", run_dir, "--boxes", boxes, "--seed", seed, *options, *resume)
+    return json.loads(avepipe("source", "evaluate", run_dir / "best", cache, "--boxes", boxes,
                               "--linear-probe", "--json"))
 
 
@@ -69,10 +67,11 @@ def held_out_picture(path: Path, data_dir: Path, cache: Path, run_dir: Path, tit
     title fits."""
     from avepipe.data.cache import CacheSet
     from avepipe.extract.decode import decode_video
-    from avepipe.source.api import load_boxes, load_source_localizer, source_maps
+    from avepipe.source.api import load_boxes, load_source_localizer
+    from avepipe.source.evaluation import source_maps
     from avepipe.source.heatmaps import overlay_heatmap, to_frame_aspect
 
-    model, info = load_source_localizer(run_dir / "checkpoint")
+    model, info = load_source_localizer(run_dir / "best")
     features = CacheSet([cache])
     boxes = load_boxes(data_dir / "frame_boxes.json", sample_fps=features.config.fps)
     video_id = next(v for v in info.extra["splits"]["test"] if v in boxes and boxes[v].boxes)

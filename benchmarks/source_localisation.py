@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the generators live in the checkout's tests/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # benchmarks.* (the generators) from the checkout
 
 from benchmarks._machine import machine  # noqa: E402
-from tests.generators.source_experiment import compare_fnac_baseline
-from tests.generators.moving_sources import MovingSourceSpec
+from benchmarks.generators.source_experiment import compare_fnac_baseline
+from benchmarks.generators.moving_sources import MovingSourceSpec
 
 
 def main() -> None:

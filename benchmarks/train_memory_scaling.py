@@ -48,7 +48,8 @@ def run_train(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     import torch
     from torch.utils.data import Subset
 
-    from avepipe.training import Trainer, defaults_for, seed_everything
+    from avepipe.event.training import Trainer, defaults_for
+    from avepipe.run.seeding import seed_everything
     from avepipe.extract.provenance import ExtractorConfig
     from avepipe.models import build_model
 

@@ -67,7 +67,8 @@ def run_ours(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     import torch
     from torch.utils.data import Subset
 
-    from avepipe.training import Trainer, defaults_for, seed_everything
+    from avepipe.event.training import Trainer, defaults_for
+    from avepipe.run.seeding import seed_everything
     from avepipe.data.annotations import load_annotations
     from avepipe.data.dataset import FeatureDataset
     from avepipe.extract.provenance import ExtractorConfig
@@ -85,7 +86,7 @@ def run_ours(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
     trainer = Trainer(net, config, train, val, tempfile.mkdtemp(), labels.classes, ExtractorConfig(segments=T))
     train_s = _timed_epoch(trainer)
     started = time.perf_counter()
-    from avepipe.training import predict_dataset
+    from avepipe.event.training import predict_dataset
     predict_dataset(trainer.net, val, batch, trainer.device)
     val_s = time.perf_counter() - started
     return {"in_memory": dataset.in_memory, "load_s": load_s, "train_segments_per_s": steps * batch * T / train_s,
@@ -93,9 +94,9 @@ def run_ours(cache: Path, annotations: Path, steps: int, batch: int) -> dict:
 
 
 def _timed_epoch(trainer) -> float:
-    trainer._train_epoch(1)            # warm-up pass (allocator, oneDNN kernels), not timed
+    trainer.train_epoch(1)            # warm-up pass (allocator, oneDNN kernels), not timed
     started = time.perf_counter()
-    trainer._train_epoch(2)
+    trainer.train_epoch(2)
     return time.perf_counter() - started
 
 

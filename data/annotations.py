@@ -22,136 +22,15 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
+from avepipe.data import vggsound
+from avepipe.data.events import BACKGROUND, Annotations, Event, VideoRecord, read_lines
 from avepipe.errors import UserError
 
-BACKGROUND = "background"
 AVE_HEADER = ("category", "videoid", "quality", "starttime", "endtime")
 CSV_COLUMNS = ("video_id", "start", "end", "label")
-
-
-@dataclass(frozen=True)
-class Event:
-    """One event ``label`` during ``[start, end)`` seconds."""
-
-    start: float
-    end: float
-    label: str
-
-    def covers_segment(self, t: int) -> bool:
-        """Segment t spans [t, t+1) s; it belongs to the event when its centre does.
-
-        For whole-second AVE times this is exactly AVE's ``start <= t < end``.
-        """
-        return self.start <= t + 0.5 < self.end
-
-    def segment_range(self) -> tuple[int, int]:
-        """``[first, stop)``: the segments t that ``covers_segment`` (t + 0.5 in [start, end)), without a loop."""
-        return math.ceil(self.start - 0.5), math.ceil(self.end - 0.5)
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """The events of one video; ``key`` is unique in the file, ``video_id`` names the video file."""
-
-    key: str
-    video_id: str
-    events: tuple[Event, ...]
-
-
-class Annotations:
-    """Labels of a set of videos, with the class list they are indexed by."""
-
-    def __init__(self, records: Sequence[VideoRecord], event_classes: Sequence[str], source: str = "<memory>"):
-        self.source = source
-        self._records = {r.key: r for r in records}
-        if len(self._records) != len(records):
-            raise ValueError("video keys must be unique")
-        if BACKGROUND in event_classes:
-            raise ValueError(f"'{BACKGROUND}' is implicit and must not be an event class")
-        self.classes: list[str] = [*event_classes, BACKGROUND]
-        self.class_index = {name: i for i, name in enumerate(self.classes)}
-        for record in records:
-            for event in record.events:
-                if event.label not in self.class_index:
-                    raise ValueError(f"{record.key}: label {event.label!r} not in the class list")
-
-    # -- what is annotated -------------------------------------------------
-    @property
-    def video_ids(self) -> list[str]:
-        """Unique keys in file order (row i of an AVE file is ``video_ids[i]``)."""
-        return list(self._records)
-
-    @property
-    def event_classes(self) -> list[str]:
-        return self.classes[:-1]
-
-    @property
-    def background_index(self) -> int:
-        return len(self.classes) - 1
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __contains__(self, video_id: object) -> bool:
-        return video_id in self._records
-
-    def record(self, video_id: str) -> VideoRecord:
-        try:
-            return self._records[video_id]
-        except KeyError:
-            raise UserError(f"{self.source}: no annotation for video {video_id!r}") from None
-
-    def events(self, video_id: str) -> tuple[Event, ...]:
-        return self.record(video_id).events
-
-    def source_id(self, video_id: str) -> str:
-        """The video file's id behind a key (differs only for repeated AVE ids)."""
-        return self.record(video_id).video_id
-
-    # -- labels --------------------------------------------------------------
-    def segment_labels(self, video_id: str, segments: int = 10) -> np.ndarray:
-        """int64 ``[segments]``: class index per one-second segment, background where no event."""
-        labels = np.full(segments, self.background_index, dtype=np.int64)
-        for event in self.events(video_id):
-            first, stop = event.segment_range()
-            labels[max(first, 0):max(stop, 0)] = self.class_index[event.label]
-        return labels
-
-    def video_classes(self, video_id: str) -> tuple[int, ...]:
-        """Class indices of the weak label: every event class of the video; background only when it has none."""
-        events = self.events(video_id)
-        return tuple(self.class_index[e.label] for e in events) if events else (self.background_index,)
-
-    def video_label(self, video_id: str) -> np.ndarray:
-        """float32 ``[C+1]``: 1 at each of ``video_classes`` (the AVE ``mil_labels.h5`` / ``labels_noisy.h5``
-        convention, weak supervision)."""
-        label = np.zeros(len(self.classes), dtype=np.float32)
-        label[list(self.video_classes(video_id))] = 1.0
-        return label
-
-    def segment_label_matrix(self, video_ids: Iterable[str] | None = None, segments: int = 10) -> np.ndarray:
-        ids = self.video_ids if video_ids is None else list(video_ids)
-        out = np.empty((len(ids), segments), np.int64)
-        for row, video_id in enumerate(ids):
-            out[row] = self.segment_labels(video_id, segments)
-        return out
-
-    def video_label_matrix(self, video_ids: Iterable[str] | None = None) -> np.ndarray:
-        ids = self.video_ids if video_ids is None else list(video_ids)
-        out = np.empty((len(ids), len(self.classes)), np.float32)
-        for row, video_id in enumerate(ids):
-            out[row] = self.video_label(video_id)
-        return out
-
-    def subset(self, video_ids: Iterable[str]) -> Annotations:
-        """The same classes, only these videos (in the given order)."""
-        return Annotations([self.record(v) for v in video_ids], self.event_classes, self.source)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -159,14 +38,12 @@ class Annotations:
 def load_annotations(path: str | Path, classes: Sequence[str] | None = None) -> Annotations:
     """Read an AVE ``Annotations.txt`` or a CSV file, recognised by extension or first line, or
     VGGSound-AVEL files given as ``vggsound:META.csv,CATEGORIES.txt,LABELS_DIR`` (data/vggsound.py)."""
-    from avepipe.data import vggsound
-
     if isinstance(path, vggsound.VGGSoundFiles) or str(path).startswith(vggsound.PREFIX):
         return vggsound.load_vggsound(path, classes)
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return load_csv_annotations(path, classes)
-    first = next((line for line in _read_lines(path) if line.strip()), "")
+    first = next((line for line in read_lines(path) if line.strip()), "")
     if "&" in first:
         return load_ave_annotations(path, classes)
     if first.split(",")[0].strip().lower() == "video_id":
@@ -182,7 +59,7 @@ def load_ave_annotations(path: str | Path, classes: Sequence[str] | None = None)
     seen: dict[str, int] = {}
     labels: list[str] = []
     label_lines: list[int] = []
-    for line_no, line in enumerate(_read_lines(path), start=1):
+    for line_no, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.rsplit("&", 4)  # category is the only field that could hold odd characters
@@ -215,7 +92,7 @@ def load_ave_annotations(path: str | Path, classes: Sequence[str] | None = None)
 def load_csv_annotations(path: str | Path, classes: Sequence[str] | None = None) -> Annotations:
     """CSV ``video_id,start,end,label``; several rows per video; empty/``background`` label = no event."""
     path = Path(path)
-    rows = csv.reader(_read_lines(path))
+    rows = csv.reader(read_lines(path))
     header = next(rows, None)
     if header is None:
         raise UserError(f"{path}: empty file, expected header {','.join(CSV_COLUMNS)}")
@@ -255,20 +132,6 @@ def load_csv_annotations(path: str | Path, classes: Sequence[str] | None = None)
     records = [VideoRecord(v, v, tuple(sorted((e for e, _ in evs), key=lambda e: e.start)))
                for v, evs in events.items()]
     return Annotations(records, class_list, str(path))
-
-
-def _read_lines(path: Path) -> list[str]:
-    """Lines without BOM or line endings (CRLF files from Windows are common)."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise UserError(f"{path}: annotation file not found") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror})") from None
-    return text.splitlines()
 
 
 def _number(text: str, path: Path, line_no: int, what: str) -> float:

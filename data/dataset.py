@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from avepipe.errors import UserError
 from avepipe.data.annotations import Annotations
@@ -78,7 +79,17 @@ class FeatureDataset(Dataset):
         if not self._video_ids:
             raise UserError(f"{self.caches.paths[0]}: no videos to load")
         self.segments = segments or self.caches.summary(self._video_ids[0]).segments
-        # A current packed copy of every cache (`avepipe cache pack`) is read instead of the per-video parts.
+        self._use_packed(owners)
+        self._set_labels(annotations)
+        self._audio = self._visual = None
+        if in_memory == "auto":
+            in_memory = estimated_bytes(len(self), self.segments) < MEMORY_SHARE * available_memory_bytes()
+        self.in_memory = bool(in_memory)
+        if self.in_memory:
+            self._load_all()
+
+    def _use_packed(self, owners: np.ndarray) -> None:
+        """Read a current packed copy of every cache (`avepipe cache pack`) instead of the per-video parts."""
         self._packed = [c.packed for c in self.caches.caches]
         self.packed = all(p is not None and p.segments == self.segments for p in self._packed)
         self._packed_rows = None
@@ -89,10 +100,12 @@ class FeatureDataset(Dataset):
                 rows[chosen] = packed.rows([self._video_ids[i] for i in chosen])
             self._packed_rows = np.stack([owners, rows], axis=1)
 
+    def _set_labels(self, annotations: Annotations) -> None:
+        """Per-segment labels, and weak labels as class lists (offsets into one int16 array: the [C + 1]
+        floats per video are made per batch)."""
         background = len(annotations.classes) - 1
         self.num_classes = len(annotations.classes)
         self.segment_labels = np.full((len(self.keys), self.segments), background, np.int64)
-        # Weak labels as class lists (offsets into one int16 array): [C + 1] floats per video are made per batch.
         self._label_offsets = np.zeros(len(self.keys) + 1, np.int64)
         classes = array("h")
         for row, key in enumerate(self.keys):
@@ -103,13 +116,6 @@ class FeatureDataset(Dataset):
                 classes.append(background)      # background-only videos: background everywhere
             self._label_offsets[row + 1] = len(classes)
         self._label_classes = np.frombuffer(classes, np.int16) if classes else np.zeros(0, np.int16)
-
-        self._audio = self._visual = None
-        if in_memory == "auto":
-            in_memory = estimated_bytes(len(self), self.segments) < MEMORY_SHARE * available_memory_bytes()
-        self.in_memory = bool(in_memory)
-        if self.in_memory:
-            self._load_all()
 
     def __len__(self) -> int:
         return len(self._video_ids)
@@ -138,8 +144,6 @@ class FeatureDataset(Dataset):
 
     def _load_all(self) -> None:
         """Read every video once, keeping the storage dtype (float16 caches stay half the size)."""
-        from tqdm import tqdm
-
         audio, visual = None, None
         for i in tqdm(range(len(self)), desc="loading features", unit="video", leave=False):
             if self.packed:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from avepipe.errors import UserError
 from avepipe.data.cache.layout import atomic_file, is_in, positions
@@ -107,8 +108,6 @@ class LabelIndex:
 
 def _stamps(directory: Path, names: Sequence[str], progress: bool) -> np.ndarray:
     """(size, mtime_ns, ctime_ns) of each file, ``NO_STAT`` where it cannot be stat'ed."""
-    from tqdm import tqdm
-
     out = np.empty((len(names), 3), np.int64)
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -128,8 +127,6 @@ def indexed_flags(labels_dir: Path, video_ids: Sequence[str], read: Callable[[Pa
                   progress: bool = True) -> list[np.ndarray | UserError]:
     """Flags ``[T]`` of ``LABELS_DIR/ID.zip`` per id (or the UserError ``read`` raised): from the index where the
     file's stat matches it, else through ``read`` (then the index is rewritten)."""
-    from tqdm import tqdm
-
     path = labels_dir / INDEX_NAME
     index = LabelIndex.load(path)
     query = np.array(video_ids, dtype=str)

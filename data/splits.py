@@ -79,17 +79,28 @@ def annotations_folder(annotations_path: str | Path | VGGSoundFiles) -> Path | N
     return Path(annotations_path).parent
 
 
+def official_splits(annotations: Annotations, annotations_path: str | Path | VGGSoundFiles,
+                    splits_dir: str | Path | None, *fallbacks: str | Path | None) -> tuple[dict[str, list[str]], str] | None:
+    """The splits that come with the data, and where they were read: VGGSound-AVEL's metadata split column
+    (unless ``splits_dir`` is given), else the ``*_order.h5`` files in ``splits_dir``, beside the annotations
+    or in the first complete one of ``fallbacks``. None when there are none."""
+    if isinstance(annotations, VGGSoundAnnotations) and not splits_dir:    # the metadata CSV's split column
+        return annotations.splits, str(annotations.source)
+    directory = official_split_dir(splits_dir, annotations_folder(annotations_path), *fallbacks)
+    if directory is None:
+        return None
+    return load_official_splits(directory, annotations), str(directory)
+
+
 def resolve_splits(annotations: Annotations, annotations_path: str | Path | VGGSoundFiles,
                    splits_dir: str | Path | None, available: set[str], val_fraction: float, test_fraction: float,
                    seed: int) -> tuple[dict[str, list[str]], str]:
-    """Official ``*_order.h5`` splits (``splits_dir`` or beside the annotations), else a seeded random split
-    of the ``available`` (cached) videos. Returns the splits and a one-line description of where they came from.
+    """Official splits (``official_splits``), else a seeded random split of the ``available`` (cached) videos.
+    Returns the splits and a one-line description of where they came from.
     """
-    if isinstance(annotations, VGGSoundAnnotations) and not splits_dir:    # the metadata CSV's split column
-        return annotations.splits, f"official splits from {annotations.source}"
-    directory = official_split_dir(splits_dir, annotations_folder(annotations_path))
-    if directory:
-        return load_official_splits(directory, annotations), f"official splits from {directory}"
+    official = official_splits(annotations, annotations_path, splits_dir)
+    if official:
+        return official[0], f"official splits from {official[1]}"
     present = [k for k in annotations.video_ids if annotations.source_id(k) in available]
     if not present:
         raise UserError(f"{annotations_path}: none of its videos is in the cache")
@@ -119,32 +130,40 @@ def write_splits(directory: str | Path, annotations: Annotations, splits: Mappin
     return paths
 
 
-def random_split(annotations: Annotations, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
-                 stratify: bool = True) -> dict[str, list[str]]:
-    """A seeded split into train/val/test with sizes ``fractions`` of the videos.
+def seeded_split(keys: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
+                 strata: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """A seeded split of ``keys`` into train/val/test with sizes ``fractions``; both tasks split through it.
 
-    Stratified by each video's first event class (background-only videos form
-    their own stratum): every stratum is shuffled, each video gets its quantile
-    within its stratum, and the globally quantile-sorted list is cut at the
-    fractions, so each class is spread over the splits in proportion even when
-    it has only a handful of videos. Keys come back in annotation-row order.
+    Every stratum (``strata[i]`` is the one of ``keys[i]``; None: one stratum) is shuffled,
+    each key gets its quantile within its stratum, and the globally quantile-sorted list is
+    cut at the fractions, so each stratum is spread over the splits in proportion even when
+    it has only a handful of keys. Keys come back in their given order.
     """
     if len(fractions) != len(SPLIT_NAMES) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
         raise UserError(f"split fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
-    ids = annotations.video_ids
+    keys = list(keys)
     rng = np.random.default_rng(seed)
-    strata: dict[str, list[int]] = {}
-    for row, key in enumerate(ids):
-        events = annotations.events(key)
-        strata.setdefault(events[0].label if (events and stratify) else BACKGROUND, []).append(row)
-    quantile = np.empty(len(ids))
-    for rows in strata.values():
+    groups: dict[str, list[int]] = {}
+    for row, stratum in enumerate(strata if strata is not None else [""] * len(keys)):
+        groups.setdefault(stratum, []).append(row)
+    quantile = np.empty(len(keys))
+    for rows in groups.values():
         shuffled = rng.permutation(rows)
         quantile[shuffled] = (np.arange(len(rows)) + rng.random()) / len(rows)
     ranked = np.argsort(quantile, kind="stable")
-    counts = _split_sizes(len(ids), fractions)
-    bounds = np.cumsum([0, *counts])
-    return {name: [ids[r] for r in np.sort(ranked[bounds[i]:bounds[i + 1]])] for i, name in enumerate(SPLIT_NAMES)}
+    bounds = np.cumsum([0, *_split_sizes(len(keys), fractions)])
+    return {name: [keys[r] for r in np.sort(ranked[bounds[i]:bounds[i + 1]])] for i, name in enumerate(SPLIT_NAMES)}
+
+
+def random_split(annotations: Annotations, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
+                 stratify: bool = True) -> dict[str, list[str]]:
+    """``seeded_split`` of the annotated videos, stratified by each video's first event class
+    (background-only videos form their own stratum)."""
+    strata = []
+    for key in annotations.video_ids:
+        events = annotations.events(key)
+        strata.append(events[0].label if (events and stratify) else BACKGROUND)
+    return seeded_split(annotations.video_ids, fractions, seed, strata)
 
 
 def _split_sizes(n: int, fractions: Sequence[float]) -> list[int]:

@@ -108,14 +108,8 @@ class SynthDataset:
         return load_ave_annotations(self.annotations_path, [c.name for c in self.classes])
 
 
-def generate_dataset(out_dir: str | Path, videos: int = 40, classes: int = 4, seconds: int = 10, seed: int = 0,
-                     size: tuple[int, int] = (160, 120), fps: int = 8, sample_rate: int = 16000,
-                     channels: int = 1, background_fraction: float = 0.15,
-                     split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
-                     object_size: float = OBJECT_SIZE, progress: bool = True) -> SynthDataset:
-    """Write ``videos`` MP4 files plus ``Annotations.txt``, ``annotations.csv``, ``*_order.h5``,
-    ``boxes.json``, ``frame_boxes.json`` and ``scenes.json`` into ``out_dir``. Same arguments,
-    same labels and pixels."""
+def _check_arguments(videos: int, seconds: int, fps: int, size: tuple[int, int], channels: int,
+                     object_size: float) -> None:
     if videos < 1 or seconds < 1 or fps < 1:
         raise UserError("--videos, --seconds and --fps must be at least 1")
     if not 0.02 <= object_size <= 0.5:
@@ -125,6 +119,18 @@ def generate_dataset(out_dir: str | Path, videos: int = 40, classes: int = 4, se
         raise UserError(f"--size must be at least 32x32, got {width}x{height}")
     if channels not in (1, 2):
         raise UserError(f"--channels must be 1 or 2, got {channels}")
+
+
+def generate_dataset(out_dir: str | Path, videos: int = 40, classes: int = 4, seconds: int = 10, seed: int = 0,
+                     size: tuple[int, int] = (160, 120), fps: int = 8, sample_rate: int = 16000,
+                     channels: int = 1, background_fraction: float = 0.15,
+                     split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+                     object_size: float = OBJECT_SIZE, progress: bool = True) -> SynthDataset:
+    """Write ``videos`` MP4 files plus ``Annotations.txt``, ``annotations.csv``, ``*_order.h5``,
+    ``boxes.json``, ``frame_boxes.json`` and ``scenes.json`` into ``out_dir``. Same arguments,
+    same labels and pixels."""
+    _check_arguments(videos, seconds, fps, size, channels, object_size)
+    width, height = size
     class_list = synth_classes(classes)
     root = Path(out_dir)
     (root / "videos").mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from avepipe.errors import UserError
-from avepipe.data.annotations import BACKGROUND, Annotations, Event, VideoRecord, _read_lines
+from avepipe.data.events import BACKGROUND, Annotations, Event, VideoRecord, read_lines
 from avepipe.data.label_index import indexed_flags
 
 PREFIX = "vggsound:"
@@ -170,7 +170,7 @@ class VGGSoundFiles:
 def read_categories(path: str | Path) -> list[str]:
     """The category list: line n (from 0) is class n; blank lines only at the end."""
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_lines(path)
     while lines and not lines[-1].strip():
         lines.pop()
     names = [line.strip() for line in lines]
@@ -192,7 +192,7 @@ def read_categories(path: str | Path) -> list[str]:
 def read_metadata(path: str | Path, categories: Sequence[str]) -> list[tuple[str, str, str]]:
     """(video_id, category, split) per row of the metadata CSV, checked against the category list."""
     path = Path(path)
-    rows = csv.reader(_read_lines(path))
+    rows = csv.reader(read_lines(path))
     header = next(rows, None)
     columns = [c.strip().lower() for c in header or []]
     missing = [c for c in META_COLUMNS if c not in columns]

@@ -46,6 +46,24 @@ def _as_fraction(fps: float | Fraction | str) -> Fraction:
     return Fraction(fps)
 
 
+def _pts_ticks(pts: Sequence[float]) -> list[int]:
+    """Presentation times in seconds as ticks of ``VFR_TIME_BASE``, checked strictly increasing."""
+    ticks = [round(float(t) / VFR_TIME_BASE) for t in pts]
+    if any(b <= a for a, b in zip(ticks, ticks[1:])):
+        raise ValueError("pts must be strictly increasing")
+    return ticks
+
+
+def _audio_stream(container, audio: np.ndarray, codec: str, sample_rate: int, bit_rate: int | None):
+    """The audio stream for float ``[C, S]`` audio (C in 1, 2, 6)."""
+    if audio.shape[0] not in _LAYOUTS:
+        raise ValueError(f"audio must have 1, 2 or 6 channels, got {audio.shape[0]}")
+    stream = container.add_stream(codec, rate=sample_rate, layout=_LAYOUTS[audio.shape[0]])
+    if bit_rate:
+        stream.bit_rate = bit_rate
+    return stream
+
+
 def write_test_video(
     path: str | Path,
     frames: Iterable[np.ndarray] | np.ndarray,
@@ -78,11 +96,7 @@ def write_test_video(
     height, width = first.shape[:2]
     codec = video_codec or default_video_codec()
     rate = _as_fraction(fps)
-    pts_ticks = None
-    if pts is not None:
-        pts_ticks = [round(float(t) / VFR_TIME_BASE) for t in pts]
-        if any(b <= a for a, b in zip(pts_ticks, pts_ticks[1:])):
-            raise ValueError("pts must be strictly increasing")
+    pts_ticks = None if pts is None else _pts_ticks(pts)
 
     with av.open(str(path), mode="w") as container:
         vstream = container.add_stream(codec, rate=rate, options=dict(options or {}))
@@ -91,14 +105,8 @@ def write_test_video(
         if pts_ticks is not None:
             vstream.codec_context.time_base = VFR_TIME_BASE
             vstream.time_base = VFR_TIME_BASE
-        astream = None
-        if audio is not None:
-            audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-            if audio.shape[0] not in _LAYOUTS:
-                raise ValueError(f"audio must have 1, 2 or 6 channels, got {audio.shape[0]}")
-            astream = container.add_stream(audio_codec, rate=sample_rate, layout=_LAYOUTS[audio.shape[0]])
-            if audio_bit_rate:
-                astream.bit_rate = audio_bit_rate
+        audio = None if audio is None else np.atleast_2d(np.asarray(audio, dtype=np.float32))
+        astream = None if audio is None else _audio_stream(container, audio, audio_codec, sample_rate, audio_bit_rate)
 
         for index, rgb in enumerate(_chain(first, frame_iter)):
             if rgb.shape[:2] != (height, width):

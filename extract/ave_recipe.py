@@ -20,7 +20,7 @@ _MISSING = ("--preset ave needs the optional 'ave' extra (opencv-python-headless
 
 def require_ave_extra() -> None:
     """UserError naming the extra when OpenCV or resampy is not installed (checked before any decoding)."""
-    try:
+    try:    # the optional 'ave' extra: imported where it is used, so avepipe runs without it
         import cv2  # noqa: F401
         import resampy  # noqa: F401
     except ImportError as exc:
@@ -29,7 +29,7 @@ def require_ave_extra() -> None:
 
 def opencv_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     """``cv2.resize(rgb, (size, size))``: bilinear (``INTER_LINEAR``), no antialiasing, uint8 in and out."""
-    import cv2
+    import cv2  # the optional 'ave' extra
 
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
 
@@ -44,7 +44,7 @@ def ave_clip_waveforms(pcm16: np.ndarray, sample_rate: int = WAV_SAMPLE_RATE) ->
     float64 like the reference: float32 rounding noise alone moves quiet mel bands of
     the log-mel (log(mel + 0.01)) by up to 5e-5.
     """
-    import resampy
+    import resampy  # the optional 'ave' extra
 
     block = AVE_CLIP_SECONDS * sample_rate
     out_block = AVE_CLIP_SECONDS * SAMPLE_RATE

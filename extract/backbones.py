@@ -14,6 +14,7 @@ from torch import nn
 
 from avepipe.device import select_device
 from avepipe.errors import ARGUMENT, UserError
+from avepipe.extract.ave_recipe import require_ave_extra
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
@@ -229,8 +230,6 @@ def build_encoders(
 def _check_recipe_extra(recipe: dict[str, str]) -> None:
     """The AVE recipe's resize and resampler come from the ``ave`` extra: fail before decoding anything."""
     if recipe.get("frame_resize") == "opencv-linear" or recipe.get("audio_framing") == "ave-clip":
-        from avepipe.extract.ave_recipe import require_ave_extra
-
         require_ave_extra()
 
 

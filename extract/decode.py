@@ -22,6 +22,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from avepipe.extract.ave_recipe import opencv_resize
 from avepipe.extract.sampling import ffmpeg_reported_duration, ffmpeg_reported_rate, target_time
 
 
@@ -216,8 +217,6 @@ def frame_converter(resize: str, size: int) -> FrameConverter:
     if resize == "ffmpeg-bilinear":
         return _ffmpeg_rgb(size)
     if resize == "opencv-linear":
-        from avepipe.extract.ave_recipe import opencv_resize
-
         return lambda frame: opencv_resize(upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0), size)
     raise ValueError(f"unknown frame resize {resize!r}")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avepipe.extract.ave_recipe import ave_clip_waveforms
 from avepipe.extract.decode import (DecodeError, IndexedFrames, SelectedFrames, decode_audio_pcm16,
                                     decode_audio_with_notes, frame_converter, reader_count)
 from avepipe.extract.provenance import ExtractorConfig
@@ -122,8 +123,6 @@ def video_messages(path: str | Path, key: int, config: ExtractorConfig,
 def _audio_part(path: str | Path, key: int, config: ExtractorConfig, start: float | None) -> AudioPart:
     """Per-second framing: mono 16 kHz from ``start``. AVE framing: 10-second blocks from the first sample."""
     if config.audio_framing == "ave-clip":
-        from avepipe.extract.ave_recipe import ave_clip_waveforms
-
         pcm16 = decode_audio_pcm16(path)
         if pcm16 is not None:
             return AudioPart(key, ave_clip_waveforms(pcm16))

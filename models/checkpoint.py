@@ -26,6 +26,7 @@ from avepipe import __version__
 from avepipe.errors import UserError
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import registry
+from avepipe.models.fnac import SoundSourceLocalizer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -42,8 +43,6 @@ def tau_as_json(tau: float | None) -> float | str | None:
 def build_task_model(task: str, config: dict) -> nn.Module:
     """The network a checkpoint of ``task`` holds, rebuilt from its recorded config."""
     if task == "source":
-        from avepipe.models.fnac import SoundSourceLocalizer
-
         return SoundSourceLocalizer(**config)
     return registry.build(**config)
 

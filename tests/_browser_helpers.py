@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -17,13 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks._chromium import chromium_path
+
 INSTALL = "sudo apt-get install chromium (Debian/Ubuntu) and pip install playwright (the dev extra)"
-
-
-def chromium_path() -> str | None:
-    """``$AVEPIPE_CHROMIUM``, else the first Chromium on PATH."""
-    found = [os.environ.get("AVEPIPE_CHROMIUM")] + [shutil.which(n) for n in ("chromium", "chromium-browser")]
-    return next((path for path in found if path), None)
 
 
 def launch_chromium(playwright):

@@ -21,7 +21,8 @@ from avepipe.localizer import Localizer
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
-from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+from avepipe.event.training import Trainer, defaults_for, predict_dataset
+from avepipe.run.seeding import seed_everything
 from tests._train_helpers import make_videos, tensor_splits, write_annotations, write_cache
 
 

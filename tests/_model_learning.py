@@ -16,7 +16,8 @@ from avepipe.extract.provenance import ExtractorConfig
 from avepipe.localizer import Localizer
 from avepipe.models import build_model
 from avepipe.models.checkpoint import load_checkpoint
-from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+from avepipe.event.training import Trainer, defaults_for, predict_dataset
+from avepipe.run.seeding import seed_everything
 from tests._train_helpers import T, make_videos, tensor_splits, write_annotations, write_cache
 
 CLASSES = ["a", "b", "c", "d", "background"]

@@ -1,4 +1,4 @@
-"""Helpers for the training tests: the generated features (tests.generators.synthetic_features) and caches of them."""
+"""Helpers for the training tests: the generated features (benchmarks.generators.synthetic_features) and caches of them."""
 from __future__ import annotations
 
 import csv
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.generators.synthetic_features import T, make_videos, tensor_splits
+from benchmarks.generators.synthetic_features import T, make_videos, tensor_splits
 from avepipe.data.cache import CacheWriter
 from avepipe.extract.features import VideoFeatures
 from avepipe.extract.provenance import ExtractorConfig

@@ -15,7 +15,7 @@ from avepipe.extract.backbones import build_encoders, build_encoders_for
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.extract.weights import KERAS_VGG19_NOTOP, TORCHVISION_VGG19, VGGISH, resolve_weights, weights_identity
 
-from tests._backbones_helpers import random_keras_weights, write_keras_notop
+from benchmarks._backbones_helpers import random_keras_weights, write_keras_notop
 
 FRAME = np.random.default_rng(3).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
 WAVE = (0.3 * np.sin(2 * np.pi * 440 * np.arange(24000) / 16000)).astype(np.float32)  # 1.5 s

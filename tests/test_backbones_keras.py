@@ -11,7 +11,7 @@ from avepipe.extract.backbones import VisualEncoder
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.vgg19 import vgg19_features
 
-from tests._backbones_helpers import (
+from benchmarks._backbones_helpers import (
     caffe_numpy,
     conv_same_hwio,
     numpy_vgg19_pool5,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from avepipe import baselines
+from avepipe.event import baselines
 from avepipe.cli import main
 from avepipe.data.annotations import load_annotations
 from avepipe.data.splits import load_official_splits
@@ -34,7 +34,7 @@ def test_linear_probe_learns_a_linear_rule_on_the_training_split_only():
 
 def test_segment_features_are_position_mean_pool5_then_vggish():
     audio, visual, labels, _ = make_videos(3, seed=1)
-    from tests.generators.synthetic_features import TensorFeatures
+    from benchmarks.generators.synthetic_features import TensorFeatures
 
     features, flat = baselines.segment_features(TensorFeatures(audio, visual, labels, np.zeros((3, 5))), batch_size=2)
     assert features.shape == (3 * T, 640)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from avepipe.data.cache import FeatureCache, export_ave, import_ave
+from avepipe.data.cache import FeatureCache
+from avepipe.data.cache.ave import export_ave, import_ave
 from avepipe.extract.provenance import AVE_RELEASED
 from tests._paths import AVE_DIR, TEST_DATA_DIR
 

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from avepipe.cli import main
 from avepipe.data.annotations import Annotations, Event, VideoRecord
 from avepipe.data.dataset import FeatureDataset, already_batched
-from avepipe.data.cache.packed import open_packed, pack_cache, packed_dir
+from avepipe.data.cache.packed import open_packed, packed_dir
+from avepipe.data.cache.packer import pack_cache
 from avepipe.errors import UserError
 from avepipe.data.cache import CacheWriter
 

@@ -13,9 +13,9 @@ from avepipe import compare as comparing
 from avepipe.cli import main
 from avepipe.data.annotations import load_annotations
 from avepipe.data.splits import load_official_splits
-from avepipe.evaluation import evaluate_checkpoint
+from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint
 from avepipe.models import registry
-from avepipe.runs import TrainOptions, train_event_model
+from avepipe.event.api import TrainOptions, train_event_model
 from tests._registry_helpers import FAMILY, write_labels
 from tests._train_helpers import make_videos, write_cache
 
@@ -63,7 +63,8 @@ def test_table_is_the_mean_of_runs_each_selected_on_validation_and_scored_once_o
             best = max(range(3), key=lambda e: (float(history[e]["val_acc"]), -e))     # first best on validation
             assert found["best_epoch"] == best + 1
             assert found["test_selected_accuracy"] == pytest.approx(max(float(h["test_acc"]) for h in history))
-            report = evaluate_checkpoint(run / "best", [cache], labels, split="test", splits_dir=out / "splits")
+            report = evaluate_checkpoint(EvaluateOptions(run / "best", (cache,), labels, split="test",
+                                                         splits_dir=out / "splits"))
             assert found["test_accuracy"] == pytest.approx(report.segment_accuracy)
             accuracies.append(report.segment_accuracy)
         assert float(row["test_mean"]) == pytest.approx(np.mean(accuracies))

@@ -1,6 +1,6 @@
 """--preset ave against the original AVE recipe, re-implemented with the real FFmpeg reader, OpenCV and VGGish code.
 
-The references live in tests/_ave_reference.py and import nothing of avepipe's
+The references live in benchmarks/_ave_reference.py (shared with benchmarks/preset_ave_fidelity.py) and import nothing of avepipe's
 extraction. Clips are lossless with known content per frame and per 0.96 s.
 """
 from __future__ import annotations
@@ -20,38 +20,15 @@ from avepipe.data.cache import FeatureCache
 from avepipe.extract.decode import reader_count
 from avepipe.extract.backbones import _he_init, _seeded
 from avepipe.extract.logmel import EXAMPLE_HOP, log_mel_examples
-from avepipe.extract.provenance import AVE_RECIPE, ExtractorConfig
 from avepipe.extract.sampling import ave_frame_indices, ave_segment_count
-from avepipe.extract.stream import AudioPart, FramePart, VideoEnd, video_messages
 from avepipe.extract.vggish import VGGish
-from tests._ave_reference import (TONES_HZ, keras_vgg19, original_examples, original_frames, original_visual,
-                                  reader_frames, write_clip)
-from tests._backbones_helpers import random_keras_weights, write_keras_notop
+from benchmarks._ave_reference import (TONES_HZ, keras_vgg19, original_examples, original_frames, original_visual,
+                                       reader_frames, write_clip)
+from benchmarks._ave_extraction import AVE, mismatches, recipe_output
+from benchmarks._backbones_helpers import random_keras_weights, write_keras_notop
 
 FPS = [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30)]
-AVE = ExtractorConfig(visual_preset="ave", **AVE_RECIPE)  # what build_encoders records (test_extract_recipe_provenance)
 FLOAT32_ROUNDING = 2.0 ** -23  # relative: one unit in the last place of a float32
-
-
-def recipe_output(path: Path, config=AVE) -> tuple[list[np.ndarray], np.ndarray | None, VideoEnd]:
-    """What the extractor feeds the networks: the 224x224 frame of every target, the audio waveform, the end."""
-    pixels: dict[int, np.ndarray] = {}
-    targets: dict[int, np.ndarray] = {}
-    waveform = end = None
-    for message in video_messages(path, 0, config):
-        if isinstance(message, AudioPart):
-            waveform = message.waveform
-        elif isinstance(message, FramePart):
-            pixels.update({message.first_ref + row: rgb for row, rgb in enumerate(message.pixels)})
-            targets.update({k: pixels[ref] for ref, first, stop in message.uses for k in range(first, stop)})
-        elif isinstance(message, VideoEnd):
-            end = message
-    return [targets[k] for k in range(len(targets))], waveform, end
-
-
-def mismatches(ours: list[np.ndarray], reference: list[np.ndarray]) -> list[int]:
-    assert len(ours) == len(reference)
-    return [k for k, (a, b) in enumerate(zip(ours, reference)) if not np.array_equal(a, b)]
 
 
 @pytest.mark.parametrize("fps", FPS, ids=lambda f: f"{float(f):.2f}fps")
@@ -178,7 +155,7 @@ def test_cli_equals_the_original_recipe_at_24_25_2997_30_fps(tmp_path):
 
 def test_tones_change_every_096_seconds():
     """The clips' audio content, checked on its own: window w plays TONES_HZ[w % 5]."""
-    from tests._ave_reference import windowed_tones
+    from benchmarks._ave_reference import windowed_tones
 
     pcm = windowed_tones(44100 * 3)[0].astype(np.float64)
     for window in range(3):

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from avepipe.errors import UserError
-from avepipe.source.api import evaluate_source, run_source_training
-from tests.generators.source_experiment import compare_fnac_baseline
-from tests.generators.moving_sources import MovingSourceSpec, make_moving_sources
+from avepipe.source.api import SourceEvaluateOptions, SourceTrainOptions, evaluate_source, run_source_training
+from benchmarks.generators.source_experiment import compare_fnac_baseline
+from benchmarks.generators.moving_sources import MovingSourceSpec, make_moving_sources
 from avepipe.data.cache import CacheWriter
 from avepipe.extract.provenance import ExtractorConfig
 
@@ -34,18 +35,20 @@ def test_entry_points_on_a_real_cache(tmp_path):
         for f in features:
             writer.write(f)
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))
-    checkpoint = run_source_training(tmp_path / "cache.h5", tmp_path / "run", epochs=2, batch_size=8,
-                                     warmup_epochs=1, device="cpu", model_options={"dim": 16})
+    options = SourceTrainOptions((tmp_path / "cache.h5",), tmp_path / "run", epochs=2, batch_size=8,
+                                 device="cpu", progress=False)
+    checkpoint = run_source_training(options).best_dir
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert float(rows[0]["tne"]) > 0 and np.isfinite(float(rows[1]["loss"]))
-    assert (tmp_path / "run" / "loss.png").stat().st_size > 5000
+    assert float(rows[0]["train_tne"]) > 0 and np.isfinite(float(rows[1]["train_loss"]))
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 5000
     splits = json.loads((checkpoint / "config.json").read_text())["extra"]["splits"]
     assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 1, 1]
     assert json.loads((checkpoint / "config.json").read_text())["extra"]["train_videos"] == 6
-    metrics = evaluate_source(checkpoint, tmp_path / "cache.h5", tmp_path / "boxes.json", device="cpu",
-                              ids=[f.video_id for f in features])
-    assert metrics["samples"] == 7 * 4            # the video without audio is skipped
-    assert 0.0 <= metrics["ciou"] <= 1.0 and 0.0 <= metrics["auc"] <= 1.0
+    given = SourceEvaluateOptions(checkpoint, (tmp_path / "cache.h5",), tmp_path / "boxes.json", device="cpu",
+                                  ids=tuple(f.video_id for f in features))
+    metrics = evaluate_source(given)
+    assert metrics.samples == 7 * 4            # the video without audio is skipped
+    assert 0.0 <= metrics.ciou <= 1.0 and 0.0 <= metrics.auc <= 1.0
     with pytest.raises(UserError, match="cache has no video 'nope'"):
-        evaluate_source(checkpoint, tmp_path / "cache.h5", tmp_path / "boxes.json", ids=["nope"], device="cpu")
+        evaluate_source(replace(given, ids=("nope",)))

@@ -10,11 +10,24 @@ from matplotlib.image import imread
 from avepipe.errors import UserError
 from avepipe.source.api import load_boxes
 from avepipe.source.heatmaps import overlay_heatmap, write_event_heatmaps
-from avepipe.source.metrics import (auc, binarise, box_mask, box_to_grid, ciou, evaluate_maps, mask_iou,
-                                    peak_position, upsample_map)
+from avepipe.source.metrics import (Box, auc, binarise, box_mask, ciou, evaluate_maps, mask_iou, peak_position,
+                                    upsample_map)
 
 FRAME = (224, 224)
 BOX = (64.0, 32.0, 160.0, 128.0)   # grid columns 2..4, rows 1..3 (cells of 32 px)
+
+
+def box_to_grid(box: Box, frame_size: tuple[int, int], grid: int = 7) -> np.ndarray:
+    """A map that is the box: the fraction of each of the ``grid x grid`` cells covered by ``box``: ``[grid, grid]`` in [0, 1]."""
+    cell_w, cell_h = frame_size[0] / grid, frame_size[1] / grid
+    edges_x = np.arange(grid + 1) * cell_w
+    edges_y = np.arange(grid + 1) * cell_h
+    x0, y0, x1, y1 = box
+    cover_x = np.clip(np.minimum(edges_x[1:], x1) - np.maximum(edges_x[:-1], x0), 0, None) / cell_w
+    cover_y = np.clip(np.minimum(edges_y[1:], y1) - np.maximum(edges_y[:-1], y0), 0, None) / cell_h
+    return cover_y[:, None] * cover_x[None, :]
+
+
 
 
 def test_box_to_grid_and_mask():

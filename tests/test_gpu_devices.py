@@ -13,6 +13,7 @@ from avepipe import distributed
 from avepipe.device import select_device
 from avepipe.distributed import Ranks
 from avepipe.errors import UserError
+from avepipe.extraction import ExtractOptions, extract_folder
 
 
 @pytest.fixture
@@ -149,19 +150,17 @@ class _Stop(Exception):
 
 def _extraction_device(monkeypatch, tmp_path, device):
     """The device ``extract_folder`` builds its encoders on (the build is stopped right there)."""
-    from avepipe.extract.folder import extract_folder
-
     seen = {}
 
     def build_encoders(**options):
         seen["device"] = options["device"]
         raise _Stop
 
-    monkeypatch.setattr("avepipe.extract.backbones.build_encoders", build_encoders)
+    monkeypatch.setattr("avepipe.extraction.build_encoders", build_encoders)
     (tmp_path / "videos").mkdir(exist_ok=True)
     (tmp_path / "videos" / "a.mp4").write_bytes(b"")
     with pytest.raises(_Stop):
-        extract_folder(tmp_path / "videos", tmp_path / "feats.h5", device=device)
+        extract_folder(tmp_path / "videos", tmp_path / "feats.h5", ExtractOptions(device=device))
     return seen["device"]
 
 

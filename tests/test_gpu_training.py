@@ -12,7 +12,7 @@ import torch
 from avepipe import rng_state
 from avepipe.data.annotations import Annotations, Event, VideoRecord
 from avepipe.data.dataset import FeatureDataset, StorageDtypeBatches
-from avepipe.training import _to
+from avepipe.event.training import _to
 from tests._train_helpers import T, write_cache
 
 

@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("pdf")   # a user's choice, e.g. a notebook's inline backend
-import avepipe.evaluation, avepipe.plots, avepipe.source.heatmaps, avepipe.source.training, avepipe.training
+import avepipe.event.evaluation, avepipe.plots, avepipe.source.heatmaps, avepipe.source.training, avepipe.run.logs
 after_import = matplotlib.get_backend()
 
 from avepipe.results import LocalizationResult, SegmentPrediction
@@ -31,11 +31,10 @@ result.explain = {"maps": np.ones((4, 7, 7), np.float32) / 49, "matrix": np.eye(
 avepipe.plots.plot_timeline(result, out / "timeline.png", names, truth=names * 2)
 for name in result.explain:
     avepipe.plots.plot_explain(result, name, out / f"{name}.png")
-report = avepipe.evaluation.build_report(np.array([[0, 1]]), np.array([[0, 0]]), names, "test")
-avepipe.evaluation.plot_confusion(out / "confusion.png", report)
-avepipe.training.plot_curves(out / "curves.png", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}])
-avepipe.source.training.plot_losses([{"epoch": 1, "loss": 1.0, "contrastive": 1.0, "fns_audio": 0.0,
-                                      "fns_visual": 0.0, "tne": 0.0}], out / "loss.png")
+report = avepipe.event.evaluation.build_report(np.array([[0, 1]]), np.array([[0, 0]]), names, "test")
+avepipe.event.evaluation.plot_confusion(out / "confusion.png", report)
+avepipe.run.logs.plot_curves(out / "curves.png", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}],
+                             ("train_acc", "val_acc"), "segment accuracy")
 print(after_import, matplotlib.get_backend())
 """
 
@@ -45,7 +44,7 @@ def test_importing_and_plotting_leave_the_backend_unchanged(tmp_path):
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["pdf", "pdf"]
-    for name in ("timeline", "maps", "matrix", "values", "confusion", "curves", "loss"):
+    for name in ("timeline", "maps", "matrix", "values", "confusion", "curves"):
         with Image.open(tmp_path / f"{name}.png") as image:
             assert image.format == "PNG" and image.size[0] > 100
 

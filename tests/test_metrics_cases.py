@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from avepipe.metrics import (Interval, confusion_matrix, interval_scores, match_intervals,
+from avepipe.event.metrics import (Interval, confusion_matrix, interval_scores, match_intervals,
                              merge_intervals, per_class_accuracy, segment_accuracy, temporal_iou)
 
 BG = 3  # classes 0, 1, 2 and background 3

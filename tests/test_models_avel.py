@@ -20,7 +20,7 @@ from avepipe.commands.import_checkpoint import import_checkpoint
 from avepipe.errors import UserError
 from avepipe.models import avel
 from avepipe.models.checkpoint import load_checkpoint
-from avepipe.training import defaults_for
+from avepipe.event.training import defaults_for
 from tests._avel_reference import AVEL_KEYS, authors_state, ref_avel_scores, soft_margin
 from tests._model_learning import fit_synthetic, majority_share, train_evaluate_localize
 from tests._train_helpers import T

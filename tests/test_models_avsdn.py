@@ -19,7 +19,7 @@ from avepipe.cli import main
 from avepipe.commands.import_checkpoint import import_checkpoint
 from avepipe.models import avsdn
 from avepipe.models.checkpoint import load_checkpoint
-from avepipe.training import defaults_for, predict_dataset
+from avepipe.event.training import defaults_for, predict_dataset
 from tests._avel_reference import AVSDN_KEYS, authors_state, ref_avsdn, soft_margin
 from tests._model_learning import CLASSES, fit_synthetic, majority_share, train_evaluate_localize
 from tests._train_helpers import T

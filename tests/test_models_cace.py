@@ -32,7 +32,8 @@ from avepipe.models import build_model, registry
 from avepipe.models.cace import CACENet
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.models.outputs import ModelOutput
-from avepipe.training import Trainer, defaults_for, predict_dataset, seed_everything
+from avepipe.event.training import Trainer, defaults_for, predict_dataset
+from avepipe.run.seeding import seed_everything
 from tests._cace_reference import authors_cace_shapes, authors_cace_state, authors_forward
 from tests._train_helpers import make_videos, tensor_splits, write_annotations, write_cache
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from avepipe import models
 from avepipe.commands.import_checkpoint import ave_classes, import_checkpoint
 from avepipe.errors import UserError
-from avepipe.training import TrainConfig
+from avepipe.event.training import TrainConfig
 from avepipe.extract.provenance import AVE_RELEASED, ExtractorConfig
 from avepipe.models.checkpoint import import_authors_state_dict, load_checkpoint, save_checkpoint
 from tests._paths import AVE_DIR

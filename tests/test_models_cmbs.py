@@ -17,7 +17,7 @@ from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models import cmbs
 from avepipe.models.checkpoint import load_checkpoint, save_checkpoint
 from avepipe.models.outputs import ModelOutput
-from avepipe.training import defaults_for
+from avepipe.event.training import defaults_for
 from tests._cmbs_reference import authors_cmbs_state, reference_forward
 
 C, BG = 28, 28

@@ -19,7 +19,7 @@ from avepipe.data.splits import load_official_splits
 from avepipe.localizer import Localizer
 from avepipe.models import cmbs
 from avepipe.models.checkpoint import load_checkpoint
-from avepipe.training import predict_dataset
+from avepipe.event.training import predict_dataset
 from tests._train_helpers import T, make_videos, write_cache
 
 NAMES = [f"class {k}" for k in range(4)]

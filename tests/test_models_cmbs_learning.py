@@ -1,4 +1,4 @@
-"""CMBS learns on the generated features (tests.generators.synthetic_features), where a segment is an event
+"""CMBS learns on the generated features (benchmarks.generators.synthetic_features), where a segment is an event
 only where the seen and the heard class agree and 40% of the background segments show or play the class
 in one modality only.
 
@@ -11,7 +11,8 @@ import torch
 
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
-from avepipe.training import Trainer, defaults_for, seed_everything
+from avepipe.event.training import Trainer, defaults_for
+from avepipe.run.seeding import seed_everything
 from tests._train_helpers import tensor_splits
 
 CLASSES = ["a", "b", "c", "d", "background"]

@@ -22,7 +22,7 @@ from avepipe.models import build_model, registry
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.models.cmran import CMRANNet, WeaklyCMRANNet
 from avepipe.models.outputs import ModelOutput
-from avepipe.training import defaults_for
+from avepipe.event.training import defaults_for
 from tests._cmran_reference import authors_cmran_keys, authors_cmran_state, cmran_forward
 from tests._model_family_helpers import fit_synthetic, reference_event_category_terms, train_evaluate_localize
 

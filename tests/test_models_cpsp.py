@@ -27,10 +27,10 @@ from avepipe.data.ave_metadata import AVE_ANNOTATIONS, AVE_METADATA_DIR
 from avepipe.data.dataset import FeatureDataset
 from avepipe.data.splits import load_official_splits
 from avepipe.errors import UserError
-from avepipe.evaluation import evaluate_checkpoint
+from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint
 from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from avepipe.training import TrainConfig, defaults_for, predict_dataset
+from avepipe.event.training import TrainConfig, defaults_for, predict_dataset
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
 from tests._train_helpers import write_cache
 
@@ -247,7 +247,8 @@ def test_authors_cpsp_file_imports_and_reproduces_their_predictions_on_a_cache(i
     assert (ours.event_logits - event).abs().max() < 1e-5 < event.abs().min()
     assert np.array_equal(predicted, expected.numpy())
     assert 0 < (expected != BG).sum() < expected.numel()                 # both decisions occur
-    report = evaluate_checkpoint(root / "ckpt", [cache], AVE_ANNOTATIONS, splits_dir=AVE_METADATA_DIR, limit=6)
+    report = evaluate_checkpoint(EvaluateOptions(root / "ckpt", (cache,), AVE_ANNOTATIONS, splits_dir=AVE_METADATA_DIR,
+                                                 limit=6))
     assert report.segment_accuracy == pytest.approx(float((expected.numpy() == truth).mean()))
 
 

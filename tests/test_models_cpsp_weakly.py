@@ -31,7 +31,7 @@ from avepipe.models.checkpoint import load_checkpoint, save_checkpoint
 from avepipe.models import psp_cpsp
 from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models.outputs import ModelOutput
-from avepipe.training import defaults_for, predict_dataset
+from avepipe.event.training import defaults_for, predict_dataset
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
 from tests._train_helpers import T, make_videos, write_annotations, write_cache
 

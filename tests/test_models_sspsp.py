@@ -19,7 +19,7 @@ from avepipe.commands.import_checkpoint import import_checkpoint
 from avepipe.models import build_model, registry
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.models.sspsp import SSPSPNet, WeaklySSPSPNet, label_free_nce_loss
-from avepipe.training import defaults_for
+from avepipe.event.training import defaults_for
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
 from tests._model_family_helpers import fit_synthetic, reference_event_category_terms, train_evaluate_localize
 

@@ -16,7 +16,7 @@ from avepipe.errors import UserError
 from avepipe.localizer import Localizer
 from avepipe.models import registry
 from avepipe.models.checkpoint import load_checkpoint
-from avepipe.training import defaults_for
+from avepipe.event.training import defaults_for
 from tests._registry_helpers import CLASSES, FAMILY, PooledLinear, write_labels
 from tests._train_helpers import make_videos, write_cache
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from avepipe import baselines
+from avepipe.event import baselines
 from avepipe.cli import main
 from avepipe.errors import UserError
 from avepipe.models import registry
 from avepipe.models.psp_cpsp import TAU, build_psp
 from avepipe.models.registry import ModelFamily, Recipe
-from avepipe.training import defaults_for
+from avepipe.event.training import defaults_for
 
 from tests._train_helpers import make_videos, write_cache, write_labels_csv
 

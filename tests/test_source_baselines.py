@@ -7,7 +7,7 @@ import pytest
 from avepipe.errors import UserError
 from avepipe.source.baselines import (GRID, Samples, baseline_metrics, best_fixed_cell, cell_hits, near_fixed_cell_warning,
                                       one_hot_maps)
-from avepipe.source.evaluation import split_videos
+from avepipe.data.splits import seeded_split
 
 FRAME = (70, 70)      # 7x7 cells of 10x10 pixels
 
@@ -60,15 +60,16 @@ def test_one_hot_maps_peak_at_the_given_cells():
     assert [int(np.argmax(m)) for m in maps] == [0, 48, 10] and maps.sum() == 3
 
 
-def test_split_videos_is_seeded_disjoint_and_complete():
+def test_the_seeded_split_of_video_ids_is_seeded_disjoint_and_complete():
     ids = [f"v{i}" for i in range(20)]
-    splits = split_videos(ids, 0.2, 0.1, seed=4)
+    splits = seeded_split(ids, (0.7, 0.2, 0.1), seed=4)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [14, 4, 2]
     assert sorted(sum(splits.values(), [])) == sorted(ids)
-    assert split_videos(ids, 0.2, 0.1, seed=4) == splits != split_videos(ids, 0.2, 0.1, seed=5)
-    assert [len(v) for v in split_videos(ids[:3], 0.1, 0.1, seed=0).values()] == [1, 1, 1]
-    with pytest.raises(UserError, match="must be >= 0 and sum below 1"):
-        split_videos(ids, 0.6, 0.4, seed=0)
+    assert all(splits[s] == [i for i in ids if i in splits[s]] for s in splits)     # each keeps the given order
+    assert seeded_split(ids, (0.7, 0.2, 0.1), seed=4) == splits != seeded_split(ids, (0.7, 0.2, 0.1), seed=5)
+    assert [len(v) for v in seeded_split(ids[:3], (0.8, 0.1, 0.1), seed=0).values()] == [1, 1, 1]
+    with pytest.raises(UserError, match="split fractions must be three non-negative numbers summing to 1"):
+        seeded_split(ids, (-0.1, 0.7, 0.4), seed=0)
 
 
 def test_near_fixed_cell_warning_fires_within_the_margin_and_names_the_figures():

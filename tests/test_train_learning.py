@@ -25,7 +25,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avepipe.training import Trainer, defaults_for, seed_everything
+from avepipe.event.training import Trainer, defaults_for
+from avepipe.run.seeding import seed_everything
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.models.psp_cpsp import TAU_FULLY, TAU_WEAKLY

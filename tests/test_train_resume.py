@@ -8,7 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from avepipe.errors import UserError
-from avepipe.training import STATE_JSON, STATE_TENSORS, Trainer, defaults_for, seed_everything
+from avepipe.event.training import Trainer, defaults_for
+from avepipe.run.directory import STATE_JSON, STATE_TENSORS
+from avepipe.run.seeding import seed_everything
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 

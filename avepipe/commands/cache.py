@@ -49,7 +49,7 @@ def pack(cache_path: Path):
     CACHE itself is unchanged. Training uses the packed copy only while it matches
     CACHE.parts/; after adding or re-extracting videos, pack again.
     """
-    from avepipe.data.cache.packed import pack_cache
+    from avepipe.data.cache.packer import pack_cache
 
     click.echo(f"wrote {pack_cache(cache_path)}")
 
@@ -70,7 +70,7 @@ def export_ave(cache_path: Path, outdir: Path, annotations: Path | None):
     kept at import are copied back. A cache imported with import-ave exports
     byte-identical datasets.
     """
-    from avepipe.data.cache import export_ave as run
+    from avepipe.data.cache.ave import export_ave as run
 
     for path in run(cache_path, outdir, annotations=annotations):
         click.echo(f"wrote {path}")
@@ -114,7 +114,7 @@ def import_ave(directory: Path, cache_path: Path, annotations: Path | None, row_
     avepipe cache import-ave AVE_DIR --audio-file audio_feature_noisy.h5
     --audio-only --row-ids -o noisy.h5
     """
-    from avepipe.data.cache import import_ave as run
+    from avepipe.data.cache.ave import import_ave as run
 
     if audio_only and visual_only:
         raise UserError("--audio-only and --visual-only exclude each other")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Command
-from avepipe.commands.options import ANNOTATIONS, SPLITS
+from avepipe.commands.options import ANNOTATIONS, SPLITS, device_option
 
 
 @click.command(cls=Command)
@@ -23,7 +23,7 @@ from avepipe.commands.options import ANNOTATIONS, SPLITS
               help="Directory with train/val/test_order.h5 ('ave': the official AVE splits shipped with avepipe; "
                    "default: beside the annotations, then the run's splits/ next to CHECKPOINT).")
 @click.option("--limit", type=int, help="Score only the first N videos of the split (smoke tests).")
-@click.option("--device", help="torch device. [default: cuda if available, else cpu]")
+@device_option
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Videos per forward pass.")
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--linear-probe", is_flag=True,
@@ -45,10 +45,10 @@ def evaluate(checkpoint, caches, annotations_path, split, splits_dir, limit, dev
     linear classifier), so a model that learnt nothing shows. Refuses caches made by
     another extractor.
     """
-    from avepipe.evaluation import evaluate_checkpoint, write_report
+    from avepipe.event.evaluation import EvaluateOptions, evaluate_checkpoint, write_evaluation
 
-    report = evaluate_checkpoint(checkpoint, caches, annotations_path, split, splits_dir, device, batch_size,
-                                 workers, limit, linear_probe)
+    report = evaluate_checkpoint(EvaluateOptions(checkpoint, tuple(caches), annotations_path, split, splits_dir, device,
+                                                 batch_size, workers, limit, linear_probe))
     if out_dir:
-        write_report(out_dir, report)
+        write_evaluation(out_dir, report)
     click.echo(json.dumps(report.to_json()) if as_json else report.table())

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Command
+from avepipe.commands.options import device_option
 from avepipe.extract.folder import VIDEO_EXTENSIONS
 
 
@@ -40,8 +41,7 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
                    "tests and demos only. The cache records it and training refuses to mix it with real features.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the features in the cache (float16 halves the disk, ~1e-3 rounding).")
-@click.option("--device", default=None,
-              help="Torch device for the CNNs, e.g. cpu, cuda, cuda:1. Default: cuda when available, else cpu.")
+@device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Frames per VGG-19 forward pass, filled from several videos. Default: the encoder's own "
                    "(32; larger is faster on GPU, needs more memory).")
@@ -76,15 +76,12 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
     video was extracted, 2 when some failed (or on a usage error), 130 when interrupted
     (finished videos are kept; rerun the same command to continue).
     """
-    from avepipe.extract.folder import extract_folder
+    from avepipe.extraction import ExtractOptions, extract_folder
 
+    options = ExtractOptions(fps, segments, preset, audio_backend, vgg_weights, vggish_weights, random_seed, dtype,
+                             device, batch_size, workers, precision, allow_tf32, extensions, shard_text)
     try:
-        result = extract_folder(video_dir, cache, fps=fps, segments=segments, preset=preset,
-                                audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
-                                random_seed=random_seed, dtype=dtype, device=device, batch_size=batch_size,
-                                workers=workers, precision=precision, allow_tf32=allow_tf32,
-                                extensions=extensions, shard_text=shard_text,
-                                log=lambda message: click.echo(message, err=True))
+        result = extract_folder(video_dir, cache, options, log=lambda message: click.echo(message, err=True))
     except KeyboardInterrupt:
         click.echo("interrupted: videos finished so far are in the cache; rerun the same command to continue",
                    err=True)

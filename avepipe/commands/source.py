@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Group
+from avepipe.commands.options import device_option, seed_option
 
 
 def _threshold(ctx, param, value: str) -> float | str:
@@ -21,23 +22,6 @@ def _threshold(ctx, param, value: str) -> float | str:
     return number
 
 
-def source_table(report: dict) -> str:
-    """The sound-source figures of the model and its baselines as aligned text."""
-    rows = [("model", report), *((_BASELINE_NAMES[k], v) for k, v in report.get("baselines", {}).items())]
-    lines = [f"{'':<34}{'cIoU':>7}{'AUC':>7}{'mIoU':>7}{'peak-in-box':>13}"]
-    lines += [f"{name:<34}{r['ciou']:>7.3f}{r['auc']:>7.3f}{r['mean_iou']:>7.3f}{r['peak_in_box']:>13.3f}"
-              for name, r in rows]
-    lines += ["cIoU: fraction of seconds with IoU >= 0.5; AUC: success rate over IoU 0..1; "
-              "peak-in-box: the map's strongest cell lies in the box",
-              f"{report['samples']} seconds of {report['videos']} videos ({report.get('split', 'given videos')}), "
-              f"map binarised at {report['threshold']}; baselines fitted on the training videos"]
-    return "\n".join(lines)
-
-
-_BASELINE_NAMES = {"random_cell": "random cell", "fixed_cell": "best fixed cell (training videos)",
-                   "linear_probe": "linear probe on pool5 (supervised)"}
-
-
 @click.group(cls=Group)
 def source():
     """Where the sound comes from: the FNAC sound-source localiser.
@@ -50,7 +34,7 @@ def source():
 @source.command()
 @click.argument("caches", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
-              help="Run directory: checkpoint/, metrics.csv, loss.png.")
+              help="Run directory: best/ (the checkpoint kept), last/ (to resume), metrics.csv, curves.png.")
 @click.option("--schedule", type=click.Choice(["small-data", "authors"]), default="small-data", show_default=True,
               help="small-data (measured on a few hundred videos, docs/baselines.md): --epochs 30, --batch-size 32, "
                    "--lr 1e-3, 1 contrastive-only epoch, no input dropout, softmax pooling of the maps, FNS and TNE "
@@ -70,26 +54,24 @@ def source():
               help="Validation share of the seeded split of the cached videos (stored in the checkpoint).")
 @click.option("--test-fraction", type=float, default=0.1, show_default=True,
               help="Test share of the split, held out for `avepipe source evaluate`, never trained on.")
-@click.option("--seed", type=int, help="Seed of initialisation, shuffling and the split. [default: 0]")
-@click.option("--device", help="torch device. [default: cuda if available, else cpu]")
+@seed_option("initialisation, shuffling and the split")
+@device_option
 @click.option("--no-fns", is_flag=True, help="Without false-negative suppression.")
 @click.option("--no-tne", is_flag=True, help="Without true-negative enhancement (with --no-fns: the plain "
                                              "contrastive baseline).")
+@click.option("--resume", is_flag=True, help="Continue the run in -o from its last/ (exactly: weights, optimiser, "
+                                             "random state); --epochs may extend it, other settings are the run's.")
 def train(caches, run_dir, schedule, epochs, batch_size, lr, tau, boxes_path, val_fraction, test_fraction, seed, device,
-          no_fns, no_tne):
+          no_fns, no_tne, resume):
     """Train the sound-source localiser on feature CACHE(s) of one extractor, on the train part of a seeded split."""
-    from avepipe.source.api import run_source_training
-    from avepipe.source.training import schedule_options
+    from avepipe.source.api import SourceTrainOptions, run_source_training
 
-    given = schedule_options(schedule, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    if tau is not None:
-        if tau <= 0:
-            raise click.BadParameter(f"must be positive, got {tau}", param_hint="'--tau'")
-        given["model_options"] = {**given["model_options"], "tau": tau}
-    checkpoint = run_source_training(caches, run_dir, boxes_path, val_fraction, test_fraction, device=device,
-                                     use_fns=not no_fns, use_tne=not no_tne, log=lambda m: click.echo(m, err=True),
-                                     **given)
-    click.echo(f"sound-source checkpoint {checkpoint}; loss curves {run_dir / 'loss.png'}")
+    if tau is not None and tau <= 0:
+        raise click.BadParameter(f"must be positive, got {tau}", param_hint="'--tau'")
+    options = SourceTrainOptions(tuple(caches), run_dir, boxes_path, schedule, epochs, batch_size, lr, tau, seed,
+                                 not no_fns, not no_tne, val_fraction, test_fraction, device, resume)
+    run_source_training(options, log=lambda m: click.echo(m, err=True))
+    click.echo(f"sound-source checkpoint {run_dir / 'best'}; curves {run_dir / 'curves.png'}")
 
 
 @source.command()
@@ -106,7 +88,7 @@ def train(caches, run_dir, schedule, epochs, batch_size, lr, tau, boxes_path, va
 @click.option("--linear-probe", is_flag=True,
               help="Also fit a linear classifier on each position's pool5 vector, supervised by the training "
                    "boxes, and score it beside the model (a ceiling).")
-@click.option("--device", help="torch device. [default: cuda if available, else cpu]")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object instead of a table.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Also write metrics.json here.")
 def evaluate(checkpoint, caches, boxes_path, threshold, split, linear_probe, device, as_json, out_dir):
@@ -116,11 +98,11 @@ def evaluate(checkpoint, caches, boxes_path, threshold, split, linear_probe, dev
     cell fitted on the training videos and (--linear-probe) a supervised linear probe.
     Refuses caches made by another extractor.
     """
-    from avepipe.source.api import evaluate_source
+    from avepipe.reports import write_metrics_json
+    from avepipe.source.api import SourceEvaluateOptions, evaluate_source
 
-    report = evaluate_source(checkpoint, caches, boxes_path, threshold=threshold, device=device, split=split,
-                             linear_probe=linear_probe)
+    report = evaluate_source(SourceEvaluateOptions(checkpoint, tuple(caches), boxes_path, threshold=threshold,
+                                                   split=split, linear_probe=linear_probe, device=device))
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    click.echo(json.dumps(report) if as_json else source_table(report))
+        write_metrics_json(out_dir, report)
+    click.echo(json.dumps(report.to_json()) if as_json else report.table())

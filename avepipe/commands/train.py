@@ -86,7 +86,7 @@ def train(caches, annotations_path, setting, model, recipe, run_dir, splits_dir,
     gradients, --batch-size is the global batch, only rank 0 writes RUN_DIR.
     """
     from avepipe import distributed
-    from avepipe.runs import TrainOptions, train_event_model
+    from avepipe.event.api import TrainOptions, train_event_model
 
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_milestones=lr_milestones, lr_gamma=lr_gamma,
                  clip_grad_norm=clip_grad_norm, seed=seed, dropout=dropout)

@@ -1,4 +1,4 @@
-"""Entry points of the sound-source task for the CLI: train, evaluate, maps for one video.
+"""Entry points of the sound-source task for the CLI: train and evaluate, each from one options object.
 
 boxes.json layouts that ``load_boxes`` reads (boxes in pixels of the original frame,
 x1/y1 exclusive; a second without a box, or ``null``, is not evaluated):
@@ -12,21 +12,26 @@ x1/y1 exclusive; a second without a box, or ``null``, is not evaluated):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from avepipe import distributed
+from avepipe.data.cache import CacheSet
+from avepipe.data.splits import seeded_split
 from avepipe.device import select_device
 from avepipe.errors import UserError
-from avepipe.data.cache import CacheSet
-from avepipe.source.baselines import baseline_metrics, near_fixed_cell_warning
-from avepipe.source.maps import source_maps  # noqa: F401  (re-exported for scripts that read maps)
-from avepipe.source.evaluation import box_samples, model_maps, score_with_baselines, split_videos
-from avepipe.source.metrics import Box, evaluate_maps
-from avepipe.source.training import checked_ids, train_source_localizer
 from avepipe.extract.provenance import require_same_extractor
+from avepipe.models.checkpoint import load_checkpoint, read_checkpoint_info
 from avepipe.models.fnac import SoundSourceLocalizer
+from avepipe.models.fnac_losses import TAU
+from avepipe.run.directory import RunDirectory
+from avepipe.source.baselines import baseline_metrics, near_fixed_cell_warning
+from avepipe.source.evaluation import SourceReport, box_samples, evaluate_localizer, score_with_baselines
+from avepipe.source.frame_boxes import is_frame_boxes, second_boxes
+from avepipe.source.metrics import Box
+from avepipe.source.training import (DEFAULT_SCHEDULE, SourceTrainConfig, SourceTrainer, schedule_config,
+                                     stored_config, train_source_localizer)
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,6 @@ def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None,
     Per-frame boxes (frame_boxes.json) become per-second unions of the frames sampled at
     ``sample_fps`` (the extractor's; avepipe/source/frame_boxes.py).
     """
-    from avepipe.source.frame_boxes import is_frame_boxes, second_boxes
-
     path = Path(path)
     data = _read_json(path, "boxes file")
     if is_frame_boxes(data):
@@ -97,84 +100,143 @@ def load_boxes(path: str | Path, frame_size: tuple[int, int] | None = None,
 
 def load_source_localizer(directory: str | Path, device: str = "cpu", hint: str | None = None):
     """``(model in eval mode, CheckpointInfo)`` of a ``task="source"`` checkpoint."""
-    from avepipe.models.checkpoint import load_checkpoint
-
     return load_checkpoint(directory, device, task="source", hint=hint)
 
 
-def evaluate_localizer(model: SoundSourceLocalizer, cache, boxes: dict[str, VideoBoxes],
-                       ids: Sequence[str] | None = None, threshold: float | str = 0.5,
-                       device: str = "cpu") -> dict:
-    """cIoU, AUC, mean IoU and peak-in-box over every (video, second) with a box and audio."""
-    videos, samples = box_samples(cache, boxes, checked_ids(cache, ids))
-    if not len(samples):
-        raise UserError("no (video, second) of the cache has a box and audio to evaluate")
-    return {**evaluate_maps(model_maps(model, videos, device), samples.boxes, samples.frame_sizes, threshold),
-            "videos": len(videos)}
+@dataclass(frozen=True)
+class SourceTrainOptions:
+    """What ``avepipe source train`` was asked. ``schedule`` names the defaults (SCHEDULES in
+    avepipe/source/training.py); ``epochs``, ``batch_size``, ``lr``, ``seed`` left None come from it,
+    ``tau`` None is the model's. With ``boxes``, the epoch with the best validation peak-in-box is kept."""
+
+    caches: tuple[Path, ...]
+    run_dir: Path
+    boxes: Path | None = None
+    schedule: str = DEFAULT_SCHEDULE
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    tau: float | None = None
+    seed: int | None = None
+    use_fns: bool = True
+    use_tne: bool = True
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    device: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+    def config(self) -> SourceTrainConfig:
+        config = schedule_config(self.schedule, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                 seed=self.seed, use_fns=self.use_fns, use_tne=self.use_tne)
+        if self.tau is not None:
+            config = replace(config, model_options={**config.model_options, "tau": self.tau})
+        return config
 
 
-def run_source_training(cache_paths: str | Path | Sequence[str | Path], out_dir: str | Path,
-                        boxes_json: str | Path | None = None, val_fraction: float = 0.1,
-                        test_fraction: float = 0.1, log: Callable[[str], None] | None = None, **options) -> Path:
-    """``avepipe source train``: options are those of ``train_source_localizer``.
+def _run_config(options: SourceTrainOptions) -> SourceTrainConfig:
+    """A fresh run's config in an empty run directory, or the stored one of the run to resume (whose epochs
+    ``options.epochs`` may extend; other settings that differ are refused)."""
+    run = RunDirectory(options.run_dir)
+    if not options.resume:
+        if run.holds_run():
+            raise UserError(f"{options.run_dir}: already holds a sound-source run (last/); resume it or train "
+                            "into another directory")
+        return options.config()
+    stored = stored_config(options.run_dir)
+    asked = {"batch_size": options.batch_size, "lr": options.lr, "seed": options.seed,      # None: not given
+             "use_fns": None if options.use_fns else False, "use_tne": None if options.use_tne else False}
+    changed = [f"{k}: run {getattr(stored, k)!r} vs given {v!r}" for k, v in asked.items()
+               if v is not None and getattr(stored, k) != v]
+    if options.tau is not None and stored.model_options.get("tau", TAU) != options.tau:
+        changed.append(f"tau: run {stored.model_options.get('tau', TAU)!r} vs given {options.tau!r}")
+    if changed:
+        raise UserError(f"{options.run_dir}: a resumed run keeps its hyper-parameters; differing: {'; '.join(changed)}")
+    return replace(stored, epochs=options.epochs) if options.epochs else stored
 
-    The cache's videos are split (seeded by ``options["seed"]``) into train/val/test, stored in
-    the checkpoint; training sees the train videos only. With ``boxes_json``, the epoch with the
-    best validation peak-in-box is kept, and ``log`` gets a warning when that is no better than
-    the best fixed cell. Refuses an ``out_dir`` that already holds a checkpoint (a run is not
-    silently replaced).
+
+def _validator(options: SourceTrainOptions, cache, splits: dict[str, list[str]], device):
+    """Model -> validation figures on the boxed validation seconds (None without boxes or validation videos)."""
+    if options.boxes is None or not splits["val"]:
+        return None, None
+    boxes = load_boxes(options.boxes, sample_fps=cache.config.fps)
+    _, val_samples = box_samples(cache, boxes, splits["val"])
+    if not len(val_samples):
+        raise UserError(f"{options.boxes}: none of the {len(splits['val'])} validation videos has a boxed second "
+                        "with audio, so no epoch can be selected; use a larger --val-fraction or another --seed")
+
+    def validate(model: SoundSourceLocalizer) -> dict:
+        return vars(evaluate_localizer(model, cache, boxes, splits["val"], device=device))
+    return validate, boxes
+
+
+def run_source_training(options: SourceTrainOptions, log: Callable[[str], None] | None = None) -> SourceTrainer:
+    """``avepipe source train``: train (or resume) on the train part of a seeded split of the cached videos.
+
+    The split (stored in every checkpoint) is seeded by the run's seed; with boxes, ``best/`` is the epoch
+    with the best validation peak-in-box, and ``log`` gets a warning when that is no better than the best
+    fixed cell. A run directory that already holds a run is refused unless resuming.
     """
     if distributed.env_ranks().distributed:
         raise UserError("avepipe source train runs as one process, not under torchrun (every rank would train "
                         "the same model and write the same checkpoint; its negatives are the other pairs of the "
                         "whole batch, which splitting among ranks would change): start it without torchrun and "
                         "choose the GPU with --device or CUDA_VISIBLE_DEVICES")
-    if (Path(out_dir) / "checkpoint").exists():
-        raise UserError(f"{out_dir}: already holds a sound-source run (checkpoint/); use another -o")
-    options["device"] = select_device(options.get("device"))    # a missing GPU is one line, before any work
-    cache = CacheSet(cache_paths)
-    splits = split_videos(cache.ids, val_fraction, test_fraction, options.get("seed", 0))
-    validate, val_peaks = None, []
-    if boxes_json is not None and splits["val"]:
-        boxes = load_boxes(boxes_json, sample_fps=cache.config.fps)
-        _, val_samples = box_samples(cache, boxes, splits["val"])
-        if not len(val_samples):
-            raise UserError(f"{boxes_json}: none of the {len(splits['val'])} validation videos has a boxed second "
-                            "with audio, so no epoch can be selected; use a larger --val-fraction or another --seed")
-        device = options["device"]
-
-        def validate(model: SoundSourceLocalizer) -> dict:
-            scores = evaluate_localizer(model, cache, boxes, splits["val"], device=device)
-            val_peaks.append(scores["peak_in_box"])
-            return scores
-    checkpoint = train_source_localizer(cache, splits["train"], out_dir, validate=validate, extra={"splits": splits},
-                                        **options)
-    if val_peaks and log is not None:
+    device = select_device(options.device)     # a missing GPU is one line, before any work
+    config = _run_config(options)
+    cache = CacheSet(options.caches)
+    if options.resume:
+        splits = read_checkpoint_info(RunDirectory(options.run_dir).resume_dir()).extra["splits"]
+    else:
+        fractions = (1.0 - options.val_fraction - options.test_fraction, options.val_fraction, options.test_fraction)
+        if fractions[0] <= 0:
+            raise UserError(f"validation and test fractions {options.val_fraction} and {options.test_fraction} "
+                            "leave no training videos")
+        splits = seeded_split(cache.ids, fractions, config.seed)
+    validate, boxes = _validator(options, cache, splits, device)
+    if options.resume and validate is None and RunDirectory(options.run_dir).read_state()["best_score"] is not None:
+        raise UserError(f"{options.run_dir}: the run keeps the epoch that is best on the validation boxes; "
+                        "resume it with its boxes file")
+    trainer = train_source_localizer(cache, splits["train"], options.run_dir, config, device, validate,
+                                     {"splits": splits}, options.resume, options.progress)
+    if validate is not None and log is not None:
         _, train_samples = box_samples(cache, boxes, splits["train"])
+        _, val_samples = box_samples(cache, boxes, splits["val"])
         if len(train_samples):
             fixed = baseline_metrics(train_samples, val_samples)["fixed_cell"]["peak_in_box"]
-            message = near_fixed_cell_warning(max(val_peaks), fixed, len(splits["train"]))
+            message = near_fixed_cell_warning(trainer.best_score[0], fixed, len(splits["train"]))
             if message:
                 log(message)
-    return checkpoint
+    return trainer
 
 
-def evaluate_source(checkpoint_dir: str | Path, cache_paths: str | Path | Sequence[str | Path],
-                    boxes_json: str | Path, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
-                    device: str | None = None, frame_size: tuple[int, int] | None = None, split: str = "test",
-                    linear_probe: bool = False) -> dict:
-    """``avepipe source evaluate``: refuses a cache made by another extractor.
+@dataclass(frozen=True)
+class SourceEvaluateOptions:
+    """What ``avepipe source evaluate`` was asked. ``checkpoint`` is a checkpoint directory: a run's ``best/``
+    (or ``last/``), or the ``checkpoint/`` of a run written before runs had best/ and last/.
+    ``ids`` score those videos; otherwise the run's ``split``, with the baselines beside the model."""
 
-    Scores ``ids`` when given; otherwise the run's ``split`` with the baselines beside the model
-    (avepipe/source/evaluation.py).
-    """
-    device = select_device(device)
-    model, info = load_source_localizer(checkpoint_dir, device)
-    cache = CacheSet(cache_paths)
-    require_same_extractor(info.extractor, cache.config, str(cache.paths[0]), f"the checkpoint {checkpoint_dir}",
+    checkpoint: Path
+    caches: tuple[Path, ...]
+    boxes: Path
+    ids: tuple[str, ...] | None = None
+    threshold: float | str = 0.5
+    split: str = "test"
+    linear_probe: bool = False
+    frame_size: tuple[int, int] | None = None
+    device: str | None = None
+
+
+def evaluate_source(options: SourceEvaluateOptions) -> SourceReport:
+    """``avepipe source evaluate``: refuses a cache made by another extractor."""
+    device = select_device(options.device)
+    checkpoint = options.checkpoint
+    model, info = load_source_localizer(checkpoint, device)
+    cache = CacheSet(options.caches)
+    require_same_extractor(info.extractor, cache.config, str(cache.paths[0]), f"the checkpoint {checkpoint}",
                            ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
-    boxes = load_boxes(boxes_json, frame_size, cache.config.fps)
-    if ids is not None:
-        return evaluate_localizer(model, cache, boxes, ids, threshold, device)
-    return score_with_baselines(model, cache, boxes, info.extra.get("splits"), split, threshold, device,
-                                linear_probe)
+    boxes = load_boxes(options.boxes, options.frame_size, cache.config.fps)
+    if options.ids is not None:
+        return evaluate_localizer(model, cache, boxes, options.ids, options.threshold, device)
+    return score_with_baselines(model, cache, boxes, info.extra.get("splits"), options.split, options.threshold,
+                                device, options.linear_probe)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avepipe.baselines import fit_linear_probe
+from avepipe.event.baselines import fit_linear_probe
 from avepipe.source.metrics import Box, evaluate_maps, point_in_box
 
 GRID = 7

@@ -1,38 +1,65 @@
 """Held-out evaluation of the sound-source task: video splits, scored seconds, baselines beside the model.
 
-A sound-source run splits the cache's videos into train/validation/test (seeded, stored in
-the checkpoint's ``extra["splits"]``): the localiser trains on ``train``, the epoch kept is
+A sound-source run splits the cache's videos into train/validation/test (seeded by
+``avepipe.data.splits.seeded_split``, stored in the checkpoint's ``extra["splits"]``): the localiser trains on ``train``, the epoch kept is
 the best on ``val`` (when boxes are given), and ``evaluate`` scores ``test`` by default,
 with the baselines of avepipe/source/baselines.py fitted on ``train`` beside it.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from avepipe.errors import UserError
+from avepipe.extract.features import VideoFeatures
+from avepipe.models.fnac import SoundSourceLocalizer
 from avepipe.source.baselines import Samples, baseline_metrics
+from avepipe.source.maps import source_maps
 from avepipe.source.metrics import evaluate_maps
+from avepipe.source.training import checked_ids
 
-SPLITS = ("train", "val", "test")
+BASELINE_NAMES = {"random_cell": "random cell", "fixed_cell": "best fixed cell (training videos)",
+                  "linear_probe": "linear probe on pool5 (supervised)"}
 
 
-def split_videos(ids: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
-    """A seeded random split of video ids; each split keeps the ids' order. Val and test get at least one
-    video each when their fraction is positive and there are three videos or more."""
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise UserError(f"--val-fraction and --test-fraction must be >= 0 and sum below 1, "
-                        f"got {val_fraction} and {test_fraction}")
-    ids = list(ids)
-    sizes = [int(round(f * len(ids))) for f in (val_fraction, test_fraction)]
-    if len(ids) >= 3:
-        sizes = [max(1, n) if f > 0 else 0 for n, f in zip(sizes, (val_fraction, test_fraction))]
-    order = np.random.default_rng(seed).permutation(len(ids))
-    val, test = set(order[:sizes[0]].tolist()), set(order[sizes[0]:sum(sizes)].tolist())
-    return {"train": [v for i, v in enumerate(ids) if i not in val | test],
-            "val": [v for i, v in enumerate(ids) if i in val],
-            "test": [v for i, v in enumerate(ids) if i in test]}
+@dataclass
+class SourceReport:
+    """All figures of one sound-source evaluation (the model's, and baselines' beside it); ``to_json`` is the
+    ``--json`` output."""
+
+    ciou: float
+    auc: float
+    mean_iou: float
+    peak_in_box: float
+    samples: int
+    threshold: float | str
+    videos: int
+    split: str | None = None                                   # None: the given videos, not a split
+    baselines: dict[str, dict] = field(default_factory=dict)   # name -> the same figures
+
+    def to_json(self) -> dict:
+        found = {k: getattr(self, k) for k in ("ciou", "auc", "mean_iou", "peak_in_box", "samples", "threshold",
+                                               "videos")}
+        if self.split is not None:
+            found["split"] = self.split
+        if self.baselines:
+            found["baselines"] = self.baselines
+        return found
+
+    def table(self) -> str:
+        """The figures of the model and its baselines as aligned text (``avepipe source evaluate``)."""
+        rows = [("model", self.to_json()), *((BASELINE_NAMES[k], v) for k, v in self.baselines.items())]
+        lines = [f"{'':<34}{'cIoU':>7}{'AUC':>7}{'mIoU':>7}{'peak-in-box':>13}"]
+        lines += [f"{name:<34}{r['ciou']:>7.3f}{r['auc']:>7.3f}{r['mean_iou']:>7.3f}{r['peak_in_box']:>13.3f}"
+                  for name, r in rows]
+        lines += ["cIoU: fraction of seconds with IoU >= 0.5; AUC: success rate over IoU 0..1; "
+                  "peak-in-box: the map's strongest cell lies in the box",
+                  f"{self.samples} seconds of {self.videos} videos ({self.split or 'given videos'}), "
+                  f"map binarised at {self.threshold}; baselines fitted on the training videos"]
+        return "\n".join(lines)
 
 
 def box_samples(cache, boxes: dict, ids: Sequence[str], keep_visual: bool = False):
@@ -57,13 +84,11 @@ def box_samples(cache, boxes: dict, ids: Sequence[str], keep_visual: bool = Fals
 
 def model_maps(model, videos, device: str = "cpu") -> np.ndarray:
     """The model's maps ``[N, 7, 7]`` of the boxed seconds of ``videos`` (``box_samples`` order)."""
-    from avepipe.source.maps import source_maps
-
     return np.concatenate([source_maps(model, features, device)[seconds] for features, seconds in videos])
 
 
 def score_with_baselines(model, cache, boxes: dict, splits: dict[str, list[str]] | None, split: str,
-                         threshold: float | str = 0.5, device: str = "cpu", linear_probe: bool = False) -> dict:
+                         threshold: float | str = 0.5, device: str = "cpu", linear_probe: bool = False) -> SourceReport:
     """The model's metrics on ``split`` and, under ``"baselines"``, those of the random cell, the best fixed
     cell and (``linear_probe``) the supervised probe, fitted on the training videos.
 
@@ -83,7 +108,16 @@ def score_with_baselines(model, cache, boxes: dict, splits: dict[str, list[str]]
     _, train = box_samples(cache, boxes, train_ids, keep_visual=linear_probe)
     if not len(train):
         raise UserError("no training video has boxes: the fixed-cell baseline cannot be fitted")
-    report = {**evaluate_maps(model_maps(model, videos, device), scored.boxes, scored.frame_sizes, threshold),
-              "videos": len(videos), "split": split}
-    report["baselines"] = baseline_metrics(train, scored, threshold, linear_probe=linear_probe)
-    return report
+    return SourceReport(**evaluate_maps(model_maps(model, videos, device), scored.boxes, scored.frame_sizes,
+                                        threshold), videos=len(videos), split=split,
+                        baselines=baseline_metrics(train, scored, threshold, linear_probe=linear_probe))
+
+
+def evaluate_localizer(model, cache, boxes: dict, ids: Sequence[str] | None = None, threshold: float | str = 0.5,
+                       device: str = "cpu") -> SourceReport:
+    """cIoU, AUC, mean IoU and peak-in-box over every (video, second) of ``ids`` (all: None) with a box and audio."""
+    videos, samples = box_samples(cache, boxes, checked_ids(cache, ids))
+    if not len(samples):
+        raise UserError("no (video, second) of the cache has a box and audio to evaluate")
+    return SourceReport(**evaluate_maps(model_maps(model, videos, device), samples.boxes, samples.frame_sizes,
+                                        threshold), videos=len(videos))

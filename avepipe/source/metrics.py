@@ -58,17 +58,6 @@ def box_mask(box: Box, frame_size: tuple[int, int], size: tuple[int, int] | None
     return inside_y[:, None] & inside_x[None, :]
 
 
-def box_to_grid(box: Box, frame_size: tuple[int, int], grid: int = 7) -> np.ndarray:
-    """Fraction of each of the ``grid x grid`` cells covered by ``box``: ``[grid, grid]`` in [0, 1]."""
-    cell_w, cell_h = frame_size[0] / grid, frame_size[1] / grid
-    edges_x = np.arange(grid + 1) * cell_w
-    edges_y = np.arange(grid + 1) * cell_h
-    x0, y0, x1, y1 = box
-    cover_x = np.clip(np.minimum(edges_x[1:], x1) - np.maximum(edges_x[:-1], x0), 0, None) / cell_w
-    cover_y = np.clip(np.minimum(edges_y[1:], y1) - np.maximum(edges_y[:-1], y0), 0, None) / cell_h
-    return cover_y[:, None] * cover_x[None, :]
-
-
 def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
     """IoU as the published code computes it: |pred & gt| / (|gt| + |pred & not gt|)."""
     intersection = np.logical_and(predicted, truth).sum()

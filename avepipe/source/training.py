@@ -4,24 +4,26 @@ A sample is one second of one video: its VGGish embedding and its 7x7 pool5 map.
 seconds of the batch are the negatives. Videos are read a chunk at a time, so a cache larger
 than RAM trains; pairs of a chunk are shuffled across videos.
 Defaults follow the authors' train.py: Adam, lr 1e-4, weight decay 1e-4, batch 128, 20
-epochs, the first 3 epochs on the contrastive term alone.
+epochs, the first 3 epochs on the contrastive term alone. The run directory, model selection
+and exact resume are the run machinery's (avepipe/run/), as for the event models.
 """
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
-from avepipe.models.checkpoint import save_checkpoint
+from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models.fnac import SoundSourceLocalizer
 from avepipe.models.fnac_losses import FNS_WEIGHT
+from avepipe.run.directory import CheckpointLabels, RunDirectory
+from avepipe.run.loop import EpochRun
 
 # Named schedules of ``avepipe source train --schedule``: the authors' train.py, and the
 # one measured to learn small objects from a few hundred short videos (docs/baselines.md: there
@@ -44,15 +46,29 @@ VAL_KEYS = ("peak_in_box", "auc", "ciou")
 VIDEOS_PER_CHUNK = 256
 
 
-def schedule_options(name: str, **overrides) -> dict:
-    """Keyword arguments of ``train_source_localizer`` for schedule ``name`` with the ``overrides`` that are
-    not None (``epochs``, ``batch_size``, ``lr``, ...), the FNS/TNE weights scaled to the batch where the
-    schedule says so."""
+@dataclass(frozen=True)
+class SourceTrainConfig:
+    """Every hyper-parameter of a sound-source run (stored in ``last`` so a resumed run keeps them)."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-4
+    seed: int = 0
+    warmup_epochs: int = 3            # the first epochs train the contrastive term alone
+    weight_decay: float = 1e-4
+    use_fns: bool = True
+    use_tne: bool = True
+    model_options: dict = field(default_factory=dict)
+
+
+def schedule_config(name: str, **overrides) -> SourceTrainConfig:
+    """Schedule ``name`` with the ``overrides`` that are not None (``epochs``, ``batch_size``, ``lr``, ``seed``,
+    ...), the FNS/TNE weights scaled to the batch where the schedule says so."""
     options = {**SCHEDULES[name], **{k: v for k, v in overrides.items() if v is not None}}
     if options.pop("batch_scaled_weights"):
         weight = FNS_WEIGHT * options["batch_size"] / AUTHORS_BATCH_SIZE
         options["model_options"] = {**options["model_options"], "fns_weight": weight, "tne_weight": weight}
-    return options
+    return SourceTrainConfig(**options)
 
 
 def checked_ids(cache, ids: Sequence[str] | None = None) -> list[str]:
@@ -93,94 +109,86 @@ def iterate_pairs(cache, ids: Sequence[str], batch_size: int, rng: np.random.Gen
         yield torch.from_numpy(audio_left), torch.from_numpy(visual_left)
 
 
-def train_source_localizer(
-    cache,
-    ids: Sequence[str] | None,
-    out_dir: str | Path,
-    epochs: int = 20,
-    batch_size: int = 128,
-    lr: float = 1e-4,
-    seed: int = 0,
-    device: str | None = None,
-    use_fns: bool = True,
-    use_tne: bool = True,
-    warmup_epochs: int = 3,
-    weight_decay: float = 1e-4,
-    model_options: dict | None = None,
-    progress: bool = True,
-    validate: Callable[[SoundSourceLocalizer], dict] | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Train on ``cache`` (a ``data.cache.FeatureCache``); returns the checkpoint directory.
+class SourceTrainer(EpochRun):
+    """One sound-source run in ``run_dir``. With ``validate`` (model -> metrics on held-out videos), ``best/``
+    is the epoch with the best validation peak-in-box (then AUC); without it, the latest epoch.
+    ``extra`` is stored in every checkpoint as well."""
 
-    Writes ``out_dir/checkpoint`` (safetensors + config.json), ``out_dir/metrics.csv`` (per
-    epoch mean of every loss term) and ``out_dir/loss.png``. With ``validate`` (model -> metrics
-    on held-out videos), the checkpoint is the epoch with the best validation peak-in-box
-    (then AUC); without it, the last epoch. ``extra`` is stored in the checkpoint as well.
-    """
-    device = select_device(device)
-    ids = checked_ids(cache, ids)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = SoundSourceLocalizer(use_fns=use_fns, use_tne=use_tne, **(model_options or {})).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    history = []
-    extra = {"train_videos": len(ids), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-             "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, **(extra or {})}
-    best = None
-    for epoch in tqdm(range(epochs), desc="source epochs", unit="epoch", disable=not progress):
-        model.train()
+    scores = tuple(f"val_{k}" for k in VAL_KEYS)
+    score_label = "validation score"
+
+    def __init__(self, cache, ids: Sequence[str] | None, run_dir: str | Path, config: SourceTrainConfig,
+                 extractor: ExtractorConfig, device: torch.device, validate: Callable[[SoundSourceLocalizer], dict]
+                 | None = None, extra: dict | None = None, progress: bool = True):
+        torch.manual_seed(config.seed)
+        model = SoundSourceLocalizer(use_fns=config.use_fns, use_tne=config.use_tne, **config.model_options).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        super().__init__(model, optimizer, run_dir, config.epochs, CheckpointLabels([], extractor, task="source"),
+                         device, progress=progress)
+        self.cache, self.ids, self.config = cache, checked_ids(cache, ids), config
+        self.validator, self.extra = validate, extra or {}
+        self.shuffle = np.random.default_rng(config.seed)
+        self.bar = None
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.net.train()
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         batches = 0
-        for audio, visual in iterate_pairs(cache, ids, batch_size, rng):
-            parts = model.fnac_loss(audio.to(device), visual.to(device), contrastive_only=epoch < warmup_epochs)
-            optimizer.zero_grad()
+        for audio, visual in iterate_pairs(self.cache, self.ids, self.config.batch_size, self.shuffle):
+            parts = self.net.fnac_loss(audio.to(self.device), visual.to(self.device),
+                                       contrastive_only=epoch <= self.config.warmup_epochs)
+            self.optimizer.zero_grad()
             parts["loss"].backward()
-            optimizer.step()
+            self.optimizer.step()
             for key in LOSS_KEYS:
                 sums[key] += float(parts[key].detach())
             batches += 1
         if batches == 0:
             raise UserError("no (video, second) pairs with audio to train the sound-source localiser on")
-        history.append({"epoch": epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
-        if validate is not None:
-            scores = validate(model.eval())
-            history[-1].update({f"val_{k}": scores[k] for k in VAL_KEYS})
-            if best is None or (scores["peak_in_box"], scores["auc"]) > best:
-                best = (scores["peak_in_box"], scores["auc"])
-                checkpoint = save_checkpoint(out_dir / "checkpoint", model, [], cache.config,
-                                             {**extra, "selected_epoch": epoch + 1}, task="source")
-    if validate is None:
-        checkpoint = save_checkpoint(out_dir / "checkpoint", model, [], cache.config,
-                                     {**extra, "selected_epoch": epochs}, task="source")
-    write_metrics_csv(history, out_dir / "metrics.csv")
-    plot_losses(history, out_dir / "loss.png")
-    return checkpoint
+        self.bar.update()
+        return {"epoch": epoch, **{f"train_{k}": v / batches for k, v in sums.items()}}
+
+    def validate(self, row: dict) -> tuple | None:
+        if self.validator is None:
+            return None
+        scores = self.validator(self.net.eval())
+        row.update({f"val_{k}": scores[k] for k in VAL_KEYS})
+        return scores["peak_in_box"], scores["auc"]
+
+    def checkpoint_extra(self) -> dict:
+        settings = {k: v for k, v in asdict(self.config).items() if k not in ("use_fns", "use_tne", "model_options")}
+        return {"train_videos": len(self.ids), **settings, **self.extra, "selected_epoch": self.epoch}
+
+    def state(self) -> dict:
+        return {"config": asdict(self.config), "shuffle": self.shuffle.bit_generator.state}
+
+    def restore(self, state: dict) -> None:
+        self.shuffle.bit_generator.state = state["shuffle"]
+
+    def fit(self) -> None:
+        with tqdm(total=self.epochs, initial=self.epoch, desc="source epochs", unit="epoch",
+                  disable=not self.progress) as self.bar:
+            super().fit()
+
+    def summary(self, row: dict) -> str:
+        shown = "".join(f" {k} {row[k]:.3f}" for k in self.scores if k in row)
+        return f"epoch {row['epoch']}: loss {row['train_loss']:.4f}{shown}"
 
 
-def write_metrics_csv(history: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
-        writer.writeheader()
-        writer.writerows(history)
+def stored_config(run_dir: str | Path) -> SourceTrainConfig:
+    """The config of the sound-source run to resume in ``run_dir``."""
+    return SourceTrainConfig(**RunDirectory(run_dir).read_state()["config"])
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
-    """Total and per-term loss curves (log scale: the terms differ by orders of magnitude)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 3.5), dpi=100)
-    axes = figure.add_subplot()
-    epochs = [row["epoch"] for row in history]
-    for key in LOSS_KEYS:
-        values = [row[key] for row in history]
-        if any(v > 0 for v in values):
-            axes.plot(epochs, values, label=key)
-    axes.set_yscale("log")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("mean loss per batch")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
+def train_source_localizer(cache, ids: Sequence[str] | None, run_dir: str | Path, config: SourceTrainConfig,
+                           device: torch.device | str = "cpu", validate: Callable[[SoundSourceLocalizer], dict]
+                           | None = None, extra: dict | None = None, resume: bool = False,
+                           progress: bool = True) -> SourceTrainer:
+    """Train (or resume) on ``cache`` (a ``data.cache`` cache) in ``run_dir``; returns the finished trainer
+    (``best_epoch``, ``best_score``, ``history``; the kept checkpoint is ``run_dir/best``)."""
+    trainer = SourceTrainer(cache, ids, run_dir, config, cache.config, torch.device(device), validate, extra,
+                            progress)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    return trainer

@@ -4,17 +4,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from avepipe.data.cache import layout
 from avepipe.data.cache.shards import shard_status
 
-if TYPE_CHECKING:
-    from avepipe.data.cache.reader import FeatureCache
 
-
-def summarise(cache: FeatureCache) -> dict[str, Any]:
-    """Counts, segment histogram, dtype, provenance, size on disk and sharded-extraction progress."""
+def summarise(cache) -> dict[str, Any]:
+    """Of an open ``FeatureCache`` (which calls this as ``info()``, hence no import of it here): counts, segment histogram, dtype, provenance, size on disk and sharded-extraction progress."""
     table, parts = cache.table, layout.parts_dir(cache.path)
     histogram = Counter(table.segments.tolist())
     part_bytes = sum(os.stat(parts / name.decode()).st_size for name in table.parts)

@@ -1,27 +1,19 @@
-"""Training orchestration: published schedules, model selection on validation, exact resume.
+"""Event-model training: published schedules, one epoch of training and validation, prediction.
 
 The loop only uses the model interface (``compute_loss``, ``predict``), so every
-PSP-family network trains through it. Resume is exact because everything that
-steers training is restored: weights, Adam moments, the torch/NumPy/Python RNG
-states, and the epoch (the learning rate and the shuffling order are pure
-functions of the epoch and the seed). Nothing is pickled: tensors go to
-safetensors, the rest to JSON.
+registered event network trains through it. The run directory, model selection and
+exact resume are the run machinery's (avepipe/run/); here the learning rate and the
+shuffling order are pure functions of the epoch and the seed, so a resumed run repeats them.
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
-import random
-import shutil
-import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
@@ -33,13 +25,12 @@ from avepipe.errors import UserError
 from avepipe.data.dataset import FeatureDataset, StorageDtypeBatches, already_batched
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import registry
-from avepipe.models.checkpoint import read_checkpoint_info, save_checkpoint, tau_as_json
+from avepipe.models.checkpoint import read_checkpoint_info, tau_as_json
 from avepipe.models.registry import AUTHORS, Recipe
+from avepipe.run.directory import CheckpointLabels, RunDirectory
+from avepipe.run.loop import EpochRun
+from avepipe.run.seeding import epoch_seed
 
-STATE_TENSORS = "training_state.safetensors"
-STATE_JSON = "training_state.json"
-METRICS_FILE = "metrics.csv"
-CURVES_FILE = "curves.png"
 PROGRESS_EVERY = 25    # steps between the running-loss updates of the progress bar (each one waits for the GPU)
 
 
@@ -176,37 +167,12 @@ def _steps_per_epoch(videos: int, batch_size: int) -> int:
     return math.ceil(videos / batch_size)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % (2 ** 63)
+class Trainer(EpochRun):
+    """One event-model run in ``run_dir``: ``fit()`` trains (or, after ``resume()``, continues) it; the best
+    validation segment accuracy picks ``best/``."""
 
-
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """Split an optimizer state_dict into tensors (safetensors) and everything else (JSON)."""
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}.{name}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for key, value in info["scalars"].items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-
-
-class Trainer:
-    """One training run in ``run_dir``: ``fit()`` trains (or resumes) and writes checkpoints and logs."""
+    scores = ("train_acc", "val_acc")
+    score_label = "segment accuracy"
 
     def __init__(self, net: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Dataset,
                  run_dir: str | Path, class_names: list[str], extractor: ExtractorConfig,
@@ -214,85 +180,59 @@ class Trainer:
                  monitor: dict[str, Dataset] | None = None, on_epoch: Callable[[dict], None] | None = None):
         """``monitor``: more splits scored every epoch (``<name>_acc`` in the history), never used for selection.
         ``on_epoch``: called with each epoch's history row, on the main rank."""
-        self.net = net
+        self.ranks = distributed.active_ranks()
+        device = select_device(device)
+        net.to(device)
+        if config.dropout is not None:
+            net.set_dropout(config.dropout)
+        super().__init__(net, _optimizer(config, net.parameters()), run_dir, config.epochs,
+                         CheckpointLabels(class_names, extractor), device, self.ranks.is_main, progress)
         self.monitor = dict(monitor or {})
         self.on_epoch = on_epoch
         self.config = config
         self.train_set, self.val_set = train_set, val_set
-        self.run_dir = Path(run_dir)
-        self.class_names = class_names
-        self.extractor = extractor
-        self.ranks = distributed.active_ranks()
-        self.device = select_device(device)
+        self.class_names, self.extractor = class_names, extractor
         self.workers = workers
-        self.progress = progress and self.ranks.is_main
-        self.net.to(self.device)
-        if config.dropout is not None:
-            self.net.set_dropout(config.dropout)
+        self._train_batches: distributed.PlannedBatches | None = None
+        self._train_loader: DataLoader | None = None    # made at the first epoch, its workers kept
         # Under torchrun the forward/backward goes through DDP (gradients averaged over ranks);
         # ``self.net`` stays the plain module that is checkpointed and used for prediction.
         self.train_net = (DistributedDataParallel(self.net, device_ids=[self.device.index]
                                                   if self.device.type == "cuda" else None)
                           if self.ranks.distributed else self.net)
-        self.optimizer = _optimizer(config, self.net.parameters())
-        self.epoch = 0
-        self.best_epoch = 0
-        self.best_val_accuracy = -1.0
-        self.history: list[dict] = []
-        self._train_batches: distributed.PlannedBatches | None = None
-        self._train_loader: DataLoader | None = None    # made at the first epoch, its workers kept
 
-    # -- state -------------------------------------------------------------------------------
-    def _save_last(self) -> None:
-        """Write ``last`` beside the old one and swap, so one complete ``last`` always exists."""
-        last, tmp, old = (self.run_dir / n for n in ("last", "last.tmp", "last.old"))
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(tmp, self.net, self.class_names, self.extractor, extra=self._extra())
-        opt_tensors, opt_info = _optimizer_state(self.optimizer)
-        rng_tensors, rng_info = rng_state.capture(self.device)
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS))
-        (tmp / STATE_JSON).write_text(json.dumps({
-            "epoch": self.epoch, "best_epoch": self.best_epoch, "best_val_accuracy": self.best_val_accuracy,
-            "train_config": self.config.to_json(), "optimizer": opt_info, "rng": rng_info,
-            "history": self.history}, indent=1) + "\n", encoding="utf-8")
-        if last.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            last.rename(old)
-        tmp.rename(last)
-        shutil.rmtree(old, ignore_errors=True)
+    @property
+    def best_val_accuracy(self) -> float:
+        return self.best_score[0] if self.best_score is not None else -1.0
 
-    def _extra(self) -> dict:
+    def checkpoint_extra(self) -> dict:
         return {"epoch": self.epoch, "train_config": self.config.to_json(),
                 "train_segments": getattr(self.train_set, "segments", None),
                 "val_segment_accuracy": self.history[-1]["val_acc"] if self.history else None}
 
-    def resume(self) -> None:
-        """Restore everything from ``run_dir/last`` (or ``last.old`` if a swap was interrupted)."""
-        last = resume_dir(self.run_dir)
-        info = json.loads((last / STATE_JSON).read_text(encoding="utf-8"))
-        tensors = load_file(str(last / STATE_TENSORS))
-        weights = load_file(str(last / "model.safetensors"))
-        self.net.load_state_dict(weights)
-        self.net.to(self.device)
-        _load_optimizer_state(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()
-                                               if k.startswith("optimizer.")}, info["optimizer"])
-        rng_state.restore(tensors, info["rng"], self.device)
-        self.epoch, self.best_epoch = info["epoch"], info["best_epoch"]
-        self.best_val_accuracy, self.history = info["best_val_accuracy"], info["history"]
+    def state(self) -> dict:
+        return {"best_val_accuracy": self.best_val_accuracy, "train_config": self.config.to_json()}
 
-    # -- loop --------------------------------------------------------------------------------
+    def restore(self, state: dict) -> None:
+        if state.get("best_score") is None and state.get("best_val_accuracy", -1.0) >= 0:   # saved before best_score
+            self.best_score = (state["best_val_accuracy"],)
+
+    def summary(self, row: dict) -> str:
+        return (f"epoch {row['epoch']}: loss {row['train_loss']:.4f} train acc {row['train_acc']:.3f} "
+                f"val acc {row['val_acc']:.3f} (best {self.best_val_accuracy:.3f} @ {self.best_epoch})")
+
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def _train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int) -> dict:
         cfg = self.config
         self.net.start_epoch(epoch)
         per_step = cfg.lr_unit == "step"
         steps_done = (epoch - 1) * _steps_per_epoch(len(self.train_set), cfg.batch_size)
         if not per_step:
             self._set_lr(cfg.lr_at(epoch))
-        shuffle = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+        shuffle = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
         # One shuffled order and one sequence of global batches for every rank; each rank trains
         # on its own chunk of each global batch (a single process: the whole batch).
         order = torch.randperm(len(self.train_set), generator=shuffle).tolist()
@@ -355,89 +295,22 @@ class Trainer:
         correct, total = distributed.all_reduce_sum([correct, total], self.device)
         return correct / total
 
+    def validate(self, row: dict) -> tuple:
+        row["val_acc"] = self._accuracy(self.val_set)
+        row.update({f"{name}_acc": self._accuracy(dataset) for name, dataset in self.monitor.items()})
+        return (row["val_acc"],)
+
     def fit(self) -> TrainResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        while self.epoch < self.config.epochs:
-            epoch = self.epoch + 1
-            started = time.perf_counter()
-            row = self._train_epoch(epoch)
-            row["val_acc"] = self._accuracy(self.val_set)
-            row.update({f"{name}_acc": self._accuracy(dataset) for name, dataset in self.monitor.items()})
-            row["time_s"] = time.perf_counter() - started
-            self.epoch = epoch
-            self.history.append(row)
-            improved = row["val_acc"] > self.best_val_accuracy
-            if improved:
-                self.best_val_accuracy, self.best_epoch = row["val_acc"], epoch
-            if not self.ranks.is_main:
-                continue    # every rank holds the same weights and history; rank 0 writes them
-            if improved:
-                save_checkpoint(self.run_dir / "best", self.net, self.class_names, self.extractor,
-                                extra=self._extra())
-            self._save_last()
-            write_metrics(self.run_dir / METRICS_FILE, self.history)
-            plot_curves(self.run_dir / CURVES_FILE, self.history)
-            if self.on_epoch:
-                self.on_epoch(row)
-            if self.progress:
-                tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} train acc {row['train_acc']:.3f} "
-                           f"val acc {row['val_acc']:.3f} (best {self.best_val_accuracy:.3f} @ {self.best_epoch})")
+        super().fit()
         return TrainResult(self.run_dir, self.best_epoch, self.best_val_accuracy, self.history)
-
-
-def resume_dir(run_dir: Path) -> Path:
-    """The complete ``last`` checkpoint of a run (``last.old`` survives an interrupted swap)."""
-    for name in ("last", "last.old"):
-        if (run_dir / name / STATE_JSON).is_file():
-            return run_dir / name
-    raise UserError(f"{run_dir}: nothing to resume (no last/{STATE_JSON}); start without --resume")
 
 
 def stored_run(run_dir: Path) -> tuple[TrainConfig, ExtractorConfig, list[str]]:
     """Train config, extractor and class names of the run to resume."""
-    last = resume_dir(run_dir)
-    info = read_checkpoint_info(last)
-    state = json.loads((last / STATE_JSON).read_text(encoding="utf-8"))
+    run = RunDirectory(run_dir)
+    info = read_checkpoint_info(run.resume_dir())
+    state = run.read_state()
     return TrainConfig.from_json(state["train_config"]), info.extractor, info.class_names
 
 
-def write_metrics(path: Path, history: list[dict]) -> None:
-    """The per-epoch table, rewritten whole each epoch so it always matches the saved state."""
-    columns = list(dict.fromkeys(k for row in history for k in row))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def plot_curves(path: Path, history: list[dict]) -> None:
-    """Loss parts (left) and train/validation segment accuracy (right) per epoch."""
-    from matplotlib.figure import Figure
-
-    epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for key in history[0]:
-        if key.startswith("train_") and key != "train_acc":
-            values = [row[key] for row in history]
-            if all(math.isfinite(v) and v > 0 for v in values):
-                ax_loss.plot(epochs, values, marker=".", label=key[len("train_"):])
-    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [row["train_acc"] for row in history], marker=".", label="train")
-    ax_acc.plot(epochs, [row["val_acc"] for row in history], marker=".", label="validation")
-    ax_acc.set(xlabel="epoch", ylabel="segment accuracy", ylim=(0, 1), title="accuracy")
-    ax_acc.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, NumPy and Python so model initialisation is reproducible."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    random.seed(seed)
-
-
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset",
-           "seed_everything", "stored_run", "resume_dir", "write_metrics", "plot_curves"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset", "stored_run"]

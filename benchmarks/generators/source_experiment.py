@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from avepipe.source.api import evaluate_localizer, load_source_localizer, parse_boxes
-from avepipe.source.training import train_source_localizer
-from tests.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
+from avepipe.source.api import load_source_localizer, parse_boxes
+from avepipe.source.evaluation import evaluate_localizer
+from avepipe.source.training import SourceTrainConfig, train_source_localizer
+from benchmarks.generators.moving_sources import InMemoryCache, MovingSourceSpec, make_moving_sources
 
 VARIANTS = {"fnac": dict(use_fns=True, use_tne=True), "baseline": dict(use_fns=False, use_tne=False)}
 
@@ -28,10 +29,10 @@ def compare_fnac_baseline(out_dir: str | Path, train: MovingSourceSpec, test_vid
     boxes = parse_boxes(test_boxes, "moving sources")
     results, checkpoints = {}, {}
     for name, switches in VARIANTS.items():
-        checkpoint = train_source_localizer(
-            train_cache, None, Path(out_dir) / name, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-            device="cpu", warmup_epochs=warmup_epochs, model_options={"dim": dim}, progress=progress, **switches)
+        config = SourceTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=warmup_epochs,
+                                   model_options={"dim": dim}, **switches)
+        checkpoint = train_source_localizer(train_cache, None, Path(out_dir) / name, config, progress=progress).best_dir
         model, _ = load_source_localizer(checkpoint)
-        results[name] = evaluate_localizer(model, test_cache, boxes, threshold=threshold)
+        results[name] = evaluate_localizer(model, test_cache, boxes, threshold=threshold).to_json()
         checkpoints[name] = str(checkpoint)
     return {**results, "checkpoints": checkpoints}

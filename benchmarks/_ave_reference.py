@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torchvggish import vggish_input
 
 from avepipe.data.video_writer import write_test_video
-from tests._backbones_helpers import KERAS_VGG19_LAYERS, POOL_AFTER
+from benchmarks._backbones_helpers import KERAS_VGG19_LAYERS, POOL_AFTER
 
 WIDTH, HEIGHT = 160, 120
 WAV_RATE = 44100

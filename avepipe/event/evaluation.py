@@ -1,16 +1,26 @@
 """Evaluate a checkpoint on a split: the paper's segment accuracy and the numbers users need beside it."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from avepipe import metrics
+from avepipe.data.annotations import load_annotations
+from avepipe.data.cache import CacheSet
+from avepipe.data.dataset import FeatureDataset
+from avepipe.data.splits import official_splits
+from avepipe.data.vggsound import VGGSoundFiles
+from avepipe.device import select_device
 from avepipe.errors import UserError
+from avepipe.event import baselines, metrics
+from avepipe.event.training import predict_dataset
+from avepipe.extract.provenance import require_same_extractor
+from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
+from avepipe.reports import write_metrics_json
 
 
 @dataclass
@@ -56,7 +66,7 @@ class EvaluationReport:
         for name, support, acc in zip(self.class_names, self.class_support, self.per_class_accuracy):
             shown = "-" if math.isnan(acc) else f"{100 * acc:7.2f}%"
             lines.append(f"{name:<{width}}  {support:>8}  {shown:>8}")
-        from avepipe.baselines import below_baseline_warning
+        from avepipe.event.baselines import below_baseline_warning
 
         warning = below_baseline_warning(self.segment_accuracy, self.baselines)
         return "\n".join(lines + ([warning] if warning else []))
@@ -88,8 +98,6 @@ def plot_confusion(path: Path, report: EvaluationReport) -> None:
     Every class keeps its named row and column: up to 40 classes at 0.35 in per class, more (VGGSound-AVEL's
     142) at 0.17 in with 5 pt names, which stays legible when the PNG is viewed at full size.
     """
-    from matplotlib.figure import Figure
-
     counts = report.confusion.astype(np.float64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     k = len(report.class_names)
@@ -107,70 +115,74 @@ def plot_confusion(path: Path, report: EvaluationReport) -> None:
     fig.savefig(path, dpi=100 if k <= 40 else 150)
 
 
-def write_report(out_dir: Path, report: EvaluationReport) -> None:
+def write_evaluation(out_dir: Path, report: EvaluationReport) -> None:
     """``metrics.json`` and ``confusion.png`` of ``report`` in ``out_dir`` (created if needed)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+    write_metrics_json(out_dir, report)
     plot_confusion(out_dir / "confusion.png", report)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, caches: Sequence[str | Path], annotations_path: str | Path,
-                        split: str = "test", splits_dir: str | Path | None = None, device: str | None = None,
-                        batch_size: int = 64, workers: int = 0, limit: int | None = None,
-                        linear_probe: bool = False) -> EvaluationReport:
-    """Load ``checkpoint``, check the caches' extractor against it, predict ``split`` and score it.
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What ``avepipe evaluate`` was asked: the checkpoint, its caches and labels, and which split to score.
 
-    Beside the model: the majority class of the training split and, with ``linear_probe``, a
-    linear classifier fitted on the training split's features (avepipe/baselines.py).
-
-    Split files are looked up in ``splits_dir``, beside the annotations, then in the
-    run directory's ``splits/`` that ``avepipe train`` wrote (its random split).
+    Split files are looked up in ``splits_dir``, beside the annotations, then in the run
+    directory's ``splits/`` that ``avepipe train`` wrote (its random split). ``linear_probe``
+    also fits a linear classifier on the training split's features (avepipe/event/baselines.py).
     """
-    from avepipe.data.annotations import load_annotations
-    from avepipe.data.cache import CacheSet
-    from avepipe.data.dataset import FeatureDataset
-    from avepipe.data.splits import annotations_folder, load_official_splits, official_split_dir
-    from avepipe.data.vggsound import VGGSoundAnnotations
-    from avepipe.device import select_device
-    from avepipe.extract.provenance import require_same_extractor
-    from avepipe.models.checkpoint import check_task, load_checkpoint, read_checkpoint_info
-    from avepipe.training import predict_dataset
 
+    checkpoint: Path
+    caches: tuple[Path, ...]
+    annotations: Path | VGGSoundFiles
+    split: str = "test"
+    splits_dir: Path | None = None
+    device: str | None = None
+    batch_size: int = 64
+    workers: int = 0
+    limit: int | None = None
+    linear_probe: bool = False
+
+
+def evaluate_checkpoint(options: EvaluateOptions) -> EvaluationReport:
+    """Load the checkpoint, check the caches' extractor against it, predict the split and score it, beside the
+    majority class of the training split (and the linear probe)."""
+    checkpoint = options.checkpoint
     info = read_checkpoint_info(checkpoint)
     check_task(info, "event", checkpoint)
-    cache_set = CacheSet(caches)
-    require_same_extractor(info.extractor, cache_set.config, str(caches[0]), f"the checkpoint {checkpoint}",
+    cache_set = CacheSet(options.caches)
+    require_same_extractor(info.extractor, cache_set.config, str(options.caches[0]), f"the checkpoint {checkpoint}",
                            ("checkpoint", "cache"), "evaluate on features of the checkpoint's extractor")
-    annotations = load_annotations(annotations_path, classes=info.class_names)
-    if isinstance(annotations, VGGSoundAnnotations) and not splits_dir:    # the metadata CSV's split column
-        splits, directory = annotations.splits, annotations.source
-    else:
-        directory = official_split_dir(splits_dir, annotations_folder(annotations_path),
-                                       Path(checkpoint).parent / "splits")
-        if directory is None:
-            raise UserError(f"no split files for {annotations_path}: pass --splits DIR (the run's splits/ directory)")
-        splits = load_official_splits(directory, annotations)
-    if split not in splits:
-        raise UserError(f"unknown split {split!r} (choose from {', '.join(splits)})")
-    ids = splits[split][:limit] if limit else splits[split]
-    if not ids:
-        raise UserError(f"{directory}: the {split} split is empty")
+    annotations = load_annotations(options.annotations, classes=info.class_names)
+    splits, ids = _split_ids(options, annotations)
     dataset = FeatureDataset(cache_set.caches, annotations, ids)      # the caches opened above, not again
-    device = select_device(device)
+    device = select_device(options.device)
     net, _ = load_checkpoint(checkpoint, device=device)
-    predicted, _, truth = predict_dataset(net, dataset, batch_size, device, workers, desc=f"evaluating {split}")
-    report = build_report(predicted, truth, info.class_names, split)
+    predicted, _, truth = predict_dataset(net, dataset, options.batch_size, device, options.workers,
+                                          desc=f"evaluating {options.split}")
+    report = build_report(predicted, truth, info.class_names, options.split)
     train_ids = [k for k in splits["train"] if annotations.source_id(k) in cache_set]
     if train_ids:
         report.baselines = training_split_baselines(FeatureDataset(cache_set.caches, annotations, train_ids), dataset,
-                                                    info.class_names, linear_probe)
+                                                    info.class_names, options.linear_probe)
     return report
+
+
+def _split_ids(options: EvaluateOptions, annotations) -> tuple[dict[str, list[str]], list[str]]:
+    """All splits, and the video keys of the one to score (its first ``limit``)."""
+    found = official_splits(annotations, options.annotations, options.splits_dir,
+                            Path(options.checkpoint).parent / "splits")
+    if found is None:
+        raise UserError(f"no split files for {options.annotations}: pass --splits DIR (the run's splits/ directory)")
+    splits, where = found
+    if options.split not in splits:
+        raise UserError(f"unknown split {options.split!r} (choose from {', '.join(splits)})")
+    ids = splits[options.split][:options.limit] if options.limit else splits[options.split]
+    if not ids:
+        raise UserError(f"{where}: the {options.split} split is empty")
+    return splits, ids
 
 
 def training_split_baselines(train_set, dataset, class_names: Sequence[str], linear_probe: bool) -> dict[str, dict]:
     """Majority class (and the linear probe) fitted on ``train_set``, scored on ``dataset``."""
-    from avepipe import baselines
-
     truth = dataset.segment_labels
     majority = baselines.majority_class(train_set.segment_labels)
     videos = len(train_set)

@@ -4,20 +4,29 @@
 stored state, resolves the splits (official or a seeded random one, written into the run
 so ``avepipe evaluate`` finds the same held-out videos), builds the datasets and the model,
 and fits it, warning when the run makes too few optimiser steps to learn or ends
-no better than always answering the majority class (avepipe/baselines.py).
+no better than always answering the majority class (avepipe/event/baselines.py). It is the
+event counterpart of avepipe/source/api.py.
 """
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from avepipe import distributed
+from avepipe.data.annotations import load_annotations
+from avepipe.data.cache import CacheSet
+from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
+from avepipe.data.events import Annotations
+from avepipe.data.splits import resolve_splits, write_splits
 from avepipe.errors import UserError
+from avepipe.event import baselines
+from avepipe.event.training import Trainer, TrainConfig, TrainResult, defaults_for, stored_run
 from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
+from avepipe.models import build_model, registry
 from avepipe.models.registry import AUTHORS
-from avepipe.training import TrainConfig, TrainResult
+from avepipe.run.seeding import seed_everything
 
 
 def _stderr(message: str) -> None:
@@ -33,8 +42,6 @@ def run_config(run_dir: Path, extractor: ExtractorConfig, cache_path: Path, mode
     directory that holds no run yet. Resumed: the stored config (``given`` may only extend
     ``epochs``), on features of the run's own extractor.
     """
-    from avepipe.training import defaults_for, stored_run
-
     if not resume:
         if (run_dir / "last").exists():
             raise UserError(f"{run_dir}: already holds a run; use --resume to continue it or another -o")
@@ -89,56 +96,23 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
     ``ranks``: the job this run belongs to (default: torchrun's environment; ``Ranks()`` trains
     in this process alone, as ``compare`` does with one run per rank).
     """
-    from avepipe import baselines
-    from avepipe.data.annotations import load_annotations
-    from avepipe.data.cache import CacheSet
-    from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
-    from avepipe.data.splits import resolve_splits, write_splits
-    from avepipe.models import build_model
-    from avepipe.training import Trainer, seed_everything
-
-    run_dir, caches, background_caches = Path(options.run_dir), list(options.caches), list(options.background_caches)
-    annotations_path, splits_dir, limit, in_memory = (options.annotations, options.splits_dir, options.limit,
-                                                      options.in_memory)
-    cache_set = CacheSet([*caches, *background_caches])      # each cache opened once: the datasets share them
-    extractor = cache_set.config
-    labelled, background = cache_set.caches[:len(caches)], cache_set.caches[len(caches):]
-    config, run_classes = run_config(run_dir, extractor, labelled[0].path, options.model, options.setting,
+    run_dir = Path(options.run_dir)
+    cache_set = CacheSet([*options.caches, *options.background_caches])    # each cache opened once: datasets share
+    labelled = cache_set.caches[:len(options.caches)]
+    config, run_classes = run_config(run_dir, cache_set.config, labelled[0].path, options.model, options.setting,
                                      dict(options.schedule), options.resume, options.recipe, options.model_options)
-
-    annotations = load_annotations(annotations_path)
+    annotations = load_annotations(options.annotations)
     if run_classes is not None and run_classes != annotations.classes:
-        raise UserError(f"{annotations_path}: class list differs from the run's checkpoint")
-    available = {vid for c in labelled for vid in c.ids}
-    splits, origin = resolve_splits(annotations, annotations_path, splits_dir, available, options.val_fraction,
-                                    options.test_fraction, config.seed)
-    train_ids, val_ids = splits["train"], splits["val"]
-    if limit:
-        train_ids, val_ids = train_ids[:limit], val_ids[:limit]
-    if not train_ids or not val_ids:
-        raise UserError(f"{annotations_path}: empty train or validation split ({origin})")
+        raise UserError(f"{options.annotations}: class list differs from the run's checkpoint")
     ranks = ranks or distributed.env_ranks()
-    if ranks.is_main:
-        log(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos")
-        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
-        write_splits(run_dir / "splits", annotations, splits)    # evaluate finds the same held-out videos here
-
-    if in_memory == "auto" and ranks.local_world_size > 1:
-        # Every rank on this machine would hold its own copy: decide for all of them together.
-        segments = labelled[0].summary(labelled[0].ids[0]).segments
-        in_memory = (estimated_bytes((len(train_ids) + len(val_ids)) * ranks.local_world_size, segments)
-                     < MEMORY_SHARE * available_memory_bytes())
-    train_set = FeatureDataset(labelled, annotations, train_ids, in_memory=in_memory, background_caches=background)
-    val_set = FeatureDataset(labelled, annotations, val_ids, in_memory=in_memory)
+    train_set, val_set, monitor = _datasets(options, cache_set, annotations, config.seed, ranks, log)
 
     seed_everything(config.seed)
     net = build_model(config.model, config.setting, num_classes=len(annotations.classes) - 1, **config.model_options)
     config = replace(config, model_options=net.options())     # recorded with the model's defaults filled in
     device = distributed.local_device(options.device, ranks) if ranks.distributed else options.device
-    monitor = ({"test": FeatureDataset(labelled, annotations, splits["test"], in_memory=in_memory)}
-               if options.monitor_test and splits.get("test") else None)
     majority_train = baselines.majority_accuracy(train_set.segment_labels, train_set.segment_labels)
-    trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
+    trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, cache_set.config,
                       device=device, workers=options.workers, monitor=monitor,
                       on_epoch=lambda row: _warn(log, baselines.not_learning_warning(
                           row["epoch"], config.epochs, row["train_acc"], majority_train)))
@@ -155,10 +129,38 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
     return result
 
 
+def _datasets(options: TrainOptions, cache_set: CacheSet, annotations: Annotations, seed: int,
+              ranks: distributed.Ranks, log: Callable[[str], None]
+              ) -> tuple[FeatureDataset, FeatureDataset, dict[str, FeatureDataset] | None]:
+    """The training and validation sets of the run's splits (written into the run, where ``evaluate`` finds
+    the same held-out videos), and the test set when ``options.monitor_test`` asks for it."""
+    labelled, background = cache_set.caches[:len(options.caches)], cache_set.caches[len(options.caches):]
+    available = {vid for c in labelled for vid in c.ids}
+    splits, origin = resolve_splits(annotations, options.annotations, options.splits_dir, available,
+                                    options.val_fraction, options.test_fraction, seed)
+    train_ids, val_ids = splits["train"], splits["val"]
+    if options.limit:
+        train_ids, val_ids = train_ids[:options.limit], val_ids[:options.limit]
+    if not train_ids or not val_ids:
+        raise UserError(f"{options.annotations}: empty train or validation split ({origin})")
+    if ranks.is_main:
+        log(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos")
+        (Path(options.run_dir) / "splits").mkdir(parents=True, exist_ok=True)
+        write_splits(Path(options.run_dir) / "splits", annotations, splits)
+    in_memory = options.in_memory
+    if in_memory == "auto" and ranks.local_world_size > 1:
+        # Every rank on this machine would hold its own copy: decide for all of them together.
+        segments = labelled[0].summary(labelled[0].ids[0]).segments
+        in_memory = (estimated_bytes((len(train_ids) + len(val_ids)) * ranks.local_world_size, segments)
+                     < MEMORY_SHARE * available_memory_bytes())
+    monitor = ({"test": FeatureDataset(labelled, annotations, splits["test"], in_memory=in_memory)}
+               if options.monitor_test and splits.get("test") else None)
+    return (FeatureDataset(labelled, annotations, train_ids, in_memory=in_memory, background_caches=background),
+            FeatureDataset(labelled, annotations, val_ids, in_memory=in_memory), monitor)
+
+
 def _small_data_measured(config: TrainConfig) -> str | None:
     """What the small-data recipe of this model and setting was measured to do (its ``source``); None: there is none."""
-    from avepipe.models import registry
-
     recipes = registry.get(config.model).recipes.get(registry.SMALL_DATA, {})
     return recipes[config.setting].source if config.setting in recipes else None
 

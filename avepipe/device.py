@@ -13,6 +13,7 @@ import os
 import torch
 
 from avepipe.errors import UserError
+from avepipe.ranks import env_ranks
 
 CPU_HINT = "use --device cpu"
 
@@ -39,8 +40,6 @@ def select_device(device: str | torch.device | None = None, ranks=None, exclusiv
     that GPU, so mapping twice gives the same device. ``exclusive`` (NCCL training: one GPU
     per rank) refuses several ranks of one machine sharing a GPU; extraction may share.
     """
-    from avepipe.distributed import env_ranks
-
     ranks = env_ranks() if ranks is None else ranks
     available = torch.cuda.is_available()
     count = torch.cuda.device_count() if available else 0

@@ -8,7 +8,6 @@ processes take exactly the optimisation steps one process would.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -17,39 +16,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from avepipe.device import select_device
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process sits in a torchrun job (a plain run is rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def env_ranks() -> Ranks:
-    """The torchrun job of this process, from its environment (no process group needed)."""
-    get = os.environ.get
-    world = int(get("WORLD_SIZE", "1"))
-    return Ranks(rank=int(get("RANK", "0")), world_size=world, local_rank=int(get("LOCAL_RANK", "0")),
-                 local_world_size=int(get("LOCAL_WORLD_SIZE", str(world))))
+from avepipe.device import select_device, use_device
+from avepipe.ranks import Ranks, env_ranks  # noqa: F401  (a job's ranks are part of this module's vocabulary)
 
 
 def local_device(device: str | None, ranks: Ranks) -> torch.device:
     """This rank's training device (``avepipe.device.select_device``, one GPU per rank), made current."""
-    from avepipe.device import select_device, use_device
-
     return use_device(select_device(device, ranks, exclusive=True))
 
 

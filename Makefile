@@ -17,8 +17,7 @@ demo: $(STAMP)
 	$(BIN)/python -m avepipe.demo
 
 test: $(STAMP)
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$AVEPIPE_CHROMIUM" ] || \
-		echo "note: no Chromium: the browser tests of 'localize --html' will fail; install it with: sudo apt-get install chromium"
+	@bash .ci/browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

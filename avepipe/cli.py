@@ -24,6 +24,7 @@ _COMMANDS = {
     "synth": ("avepipe.commands.synth", "synth"),
     "train": ("avepipe.commands.train", "train"),
     "evaluate": ("avepipe.commands.evaluate", "evaluate"),
+    "compare": ("avepipe.commands.compare", "compare"),
     "source": ("avepipe.commands.source", "source"),
     "import-checkpoint": ("avepipe.commands.import_checkpoint", "import_checkpoint"),
     "localize": ("avepipe.commands.localize", "localize"),

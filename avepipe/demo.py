@@ -60,7 +60,7 @@ def demo(out: Path) -> None:
     from avepipe.evaluation import evaluate_checkpoint, write_report
     from avepipe.extract.folder import extract_folder
     from avepipe.localize_videos import localize_videos
-    from avepipe.runs import train_event_model
+    from avepipe.runs import TrainOptions, train_event_model
 
     synth, cache, run_dir = out / "synth", out / "features.h5", out / "run"
     annotations = synth / "Annotations.txt"
@@ -80,7 +80,8 @@ def demo(out: Path) -> None:
     stage(["train", str(cache), "--annotations", str(annotations), "--setting", "fully", "--model", "psp",
            "--epochs", str(EPOCHS), "--lr-milestones", LR_MILESTONES, "--lr-gamma", "0.3", "--batch-size", "16",
            "--seed", str(SEED), "-o", str(run_dir)],
-          lambda: train_event_model([cache], annotations, run_dir, model="psp", setting="fully", hyper=hyper))
+          lambda: train_event_model(TrainOptions(caches=(cache,), annotations=annotations, run_dir=run_dir,
+                                                 model="psp", setting="fully", schedule=hyper)))
     report = stage(["evaluate", str(run_dir / "best"), str(cache), "--annotations", str(annotations),
                     "--split", "test", "-o", str(out / "evaluation")],
                    lambda: evaluate_checkpoint(run_dir / "best", [cache], annotations, "test"))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from avepipe.device import select_device
 from avepipe.errors import UserError
@@ -45,19 +44,6 @@ def train_segments(extractor, extra: dict | None) -> int:
         if extra.get(key):
             return int(extra[key])
     return int(extractor.segments or DEFAULT_TRAIN_SEGMENTS)
-
-
-def class_probabilities(net: torch.nn.Module, scores: torch.Tensor) -> torch.Tensor:
-    """``[T, C+1]`` class probabilities from averaged ``segment_scores``.
-
-    PSP's scores are logits (softmax); CPSP's are ``[P(event), P(category)...]``,
-    so P(class) = P(event) P(category) and P(background) = 1 - P(event), the
-    quantities its decision rule compares.
-    """
-    if getattr(net, "model_name", "psp") == "cpsp":
-        event, category = scores[..., :1], scores[..., 1:]
-        return torch.cat([event * category, 1.0 - event], dim=-1)
-    return F.softmax(scores, dim=-1)
 
 
 def second_thumbnails(video_path: str | Path, segments: int, size: int) -> np.ndarray:
@@ -177,7 +163,7 @@ class Localizer:
                                                         self.window_batch))
         with torch.inference_mode():
             labels, confidence = self.net.predict_from_scores(scores[None])
-            probabilities = class_probabilities(self.net, scores).numpy()
+            probabilities = self.net.class_probabilities(scores).numpy()
         labels, confidence = labels[0].numpy(), confidence[0].numpy()
         notes = list(features.notes)
         if not features.has_audio:

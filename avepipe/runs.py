@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from avepipe import distributed
 from avepipe.errors import UserError
 from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
+from avepipe.models.registry import AUTHORS
 from avepipe.training import TrainConfig, TrainResult
 
 
@@ -23,7 +25,8 @@ def _stderr(message: str) -> None:
 
 
 def run_config(run_dir: Path, extractor: ExtractorConfig, cache_path: Path, model: str, setting: str,
-               given: dict, resume: bool) -> tuple[TrainConfig, list[str] | None]:
+               given: dict, resume: bool, recipe: str = "authors",
+               model_options: dict | None = None) -> tuple[TrainConfig, list[str] | None]:
     """The run's ``TrainConfig`` and, when resuming, its class names.
 
     Fresh: the published defaults of ``model``/``setting`` with ``given`` on top, in a run
@@ -35,12 +38,14 @@ def run_config(run_dir: Path, extractor: ExtractorConfig, cache_path: Path, mode
     if not resume:
         if (run_dir / "last").exists():
             raise UserError(f"{run_dir}: already holds a run; use --resume to continue it or another -o")
-        return defaults_for(model, setting, **given), None
+        return defaults_for(model, setting, recipe, model_options, **given), None
     config, run_extractor, class_names = stored_run(run_dir)
     require_same_extractor(run_extractor, extractor, str(cache_path), f"the run in {run_dir}", ("run", "cache"),
                            "resume with the run's cache")
     changed = [f"{k}: run {getattr(config, k)!r} vs given {v!r}" for k, v in given.items()
                if k != "epochs" and getattr(config, k) != v]
+    changed += [f"{k}: run {config.model_options.get(k)!r} vs given {v!r}" for k, v in (model_options or {}).items()
+                if v is not None and config.model_options.get(k) != v]
     if changed:
         raise UserError(f"{run_dir}: --resume keeps the run's hyper-parameters; differing: {'; '.join(changed)}")
     if "epochs" in given:
@@ -48,18 +53,43 @@ def run_config(run_dir: Path, extractor: ExtractorConfig, cache_path: Path, mode
     return config, class_names
 
 
-def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: Path, *, model: str = "psp",
-                      setting: str = "fully", hyper: dict | None = None, splits_dir: Path | None = None,
-                      val_fraction: float = 0.1, test_fraction: float = 0.1, limit: int | None = None,
-                      background_caches: Sequence[Path] = (), device: str | None = None, workers: int = 0,
-                      in_memory: bool | str = "auto", resume: bool = False,
-                      log: Callable[[str], None] = _stderr) -> TrainResult:
-    """Train (or ``resume``) a PSP/CPSP model on ``caches`` into ``run_dir``; ``hyper`` overrides defaults.
+@dataclass(frozen=True)
+class TrainOptions:
+    """What ``avepipe train`` was asked: data, model, recipe changes, and where the run goes.
 
-    ``in_memory``: True, False or "auto" (hold the features in RAM when they fit). Under
-    torchrun every rank calls this; only rank 0 writes.
+    ``schedule`` overrides fields of the recipe (epochs, batch_size, lr, ...); ``model_options``
+    are the network's build options. ``in_memory``: True, False or "auto" (hold the features
+    in RAM when they fit).
     """
-    from avepipe import baselines, distributed
+
+    caches: tuple[Path, ...]
+    annotations: Path
+    run_dir: Path
+    model: str = "psp"
+    setting: str = "fully"
+    recipe: str = AUTHORS
+    schedule: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
+    splits_dir: Path | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    limit: int | None = None
+    background_caches: tuple[Path, ...] = ()
+    device: str | None = None
+    workers: int = 0
+    in_memory: bool | str = "auto"
+    resume: bool = False
+    monitor_test: bool = False        # also score the test split every epoch (reported apart, never selects)
+
+
+def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stderr,
+                      ranks: distributed.Ranks | None = None) -> TrainResult:
+    """Train (or resume) an event model as ``options`` say. Under torchrun every rank calls this; only rank 0 writes.
+
+    ``ranks``: the job this run belongs to (default: torchrun's environment; ``Ranks()`` trains
+    in this process alone, as ``compare`` does with one run per rank).
+    """
+    from avepipe import baselines
     from avepipe.data.annotations import load_annotations
     from avepipe.data.cache import CacheSet
     from avepipe.data.dataset import MEMORY_SHARE, FeatureDataset, available_memory_bytes, estimated_bytes
@@ -67,24 +97,27 @@ def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: P
     from avepipe.models import build_model
     from avepipe.training import Trainer, seed_everything
 
-    run_dir, caches, background_caches = Path(run_dir), list(caches), list(background_caches)
+    run_dir, caches, background_caches = Path(options.run_dir), list(options.caches), list(options.background_caches)
+    annotations_path, splits_dir, limit, in_memory = (options.annotations, options.splits_dir, options.limit,
+                                                      options.in_memory)
     cache_set = CacheSet([*caches, *background_caches])      # each cache opened once: the datasets share them
     extractor = cache_set.config
     labelled, background = cache_set.caches[:len(caches)], cache_set.caches[len(caches):]
-    config, run_classes = run_config(run_dir, extractor, labelled[0].path, model, setting, dict(hyper or {}), resume)
+    config, run_classes = run_config(run_dir, extractor, labelled[0].path, options.model, options.setting,
+                                     dict(options.schedule), options.resume, options.recipe, options.model_options)
 
     annotations = load_annotations(annotations_path)
     if run_classes is not None and run_classes != annotations.classes:
         raise UserError(f"{annotations_path}: class list differs from the run's checkpoint")
     available = {vid for c in labelled for vid in c.ids}
-    splits, origin = resolve_splits(annotations, annotations_path, splits_dir, available, val_fraction,
-                                    test_fraction, config.seed)
+    splits, origin = resolve_splits(annotations, annotations_path, splits_dir, available, options.val_fraction,
+                                    options.test_fraction, config.seed)
     train_ids, val_ids = splits["train"], splits["val"]
     if limit:
         train_ids, val_ids = train_ids[:limit], val_ids[:limit]
     if not train_ids or not val_ids:
         raise UserError(f"{annotations_path}: empty train or validation split ({origin})")
-    ranks = distributed.env_ranks()
+    ranks = ranks or distributed.env_ranks()
     if ranks.is_main:
         log(f"{origin}: {len(train_ids)} train, {len(val_ids)} val videos")
         (run_dir / "splits").mkdir(parents=True, exist_ok=True)
@@ -99,12 +132,14 @@ def train_event_model(caches: Sequence[Path], annotations_path: Path, run_dir: P
     val_set = FeatureDataset(labelled, annotations, val_ids, in_memory=in_memory)
 
     seed_everything(config.seed)
-    net = build_model(config.model, config.setting, tau=config.tau, num_classes=len(annotations.classes) - 1,
-                      cpsp_loss=config.cpsp_loss)
-    device = distributed.local_device(device, ranks) if ranks.distributed else device
+    net = build_model(config.model, config.setting, num_classes=len(annotations.classes) - 1, **config.model_options)
+    config = replace(config, model_options=net.options())     # recorded with the model's defaults filled in
+    device = distributed.local_device(options.device, ranks) if ranks.distributed else options.device
+    monitor = ({"test": FeatureDataset(labelled, annotations, splits["test"], in_memory=in_memory)}
+               if options.monitor_test and splits.get("test") else None)
     trainer = Trainer(net, config, train_set, val_set, run_dir, annotations.classes, extractor,
-                      device=device, workers=workers)
-    if resume:
+                      device=device, workers=options.workers, monitor=monitor)
+    if options.resume:
         trainer.resume()
     if ranks.is_main:
         _warn(log, baselines.few_steps_warning(len(train_set), config.batch_size, config.epochs))

@@ -15,7 +15,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,9 @@ from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.dataset import FeatureDataset, StorageDtypeBatches, already_batched
 from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models import registry
 from avepipe.models.checkpoint import read_checkpoint_info, save_checkpoint, tau_as_json
+from avepipe.models.registry import AUTHORS, Recipe
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -42,62 +44,76 @@ PROGRESS_EVERY = 25    # steps between the running-loss updates of the progress 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every hyper-parameter of a run; ``defaults_for`` gives the published ones."""
+    """Every hyper-parameter of a run: a registered model's recipe (``defaults_for``) with the user's changes.
+
+    ``model_options`` are the network's build options (PSP's ``tau``, CPSP's ``cpsp_loss``, ...);
+    left out, the model's defaults apply. The schedule fields mean what they mean in ``Recipe``.
+    """
 
     model: str = "psp"
     setting: str = "fully"
-    tau: float | None = None              # None = the model's published default
+    recipe: str = AUTHORS
     epochs: int = 300
     batch_size: int = 128
     lr: float = 1e-3
     lr_milestones: tuple[int, ...] = (60, 120)
     lr_gamma: float = 0.8
+    lr_period: int | None = None
+    lr_unit: str = "epoch"
     clip_grad_norm: float | None = None   # max gradient norm, None = no clipping
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
     seed: int = 0
     dropout: float | None = None          # None = the model's own dropout probabilities
-    cpsp_loss: str | None = None          # CPSP only: "released" (the authors' code) or "corrected"
+    model_options: dict = field(default_factory=dict)
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of 1-based ``epoch``: multiplied by ``lr_gamma`` after each milestone epoch."""
-        return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if epoch > m)
+    def lr_at(self, count: int) -> float:
+        """Learning rate after ``count`` ``lr_unit``s (1-based epoch, or optimiser steps taken so far)."""
+        decays = sum(1 for m in self.lr_milestones if count > m)
+        if self.lr_period:
+            decays += (count - (1 if self.lr_unit == "epoch" else 0)) // self.lr_period
+        return self.lr * self.lr_gamma ** decays
 
     def to_json(self) -> dict:
-        return {**asdict(self), "tau": tau_as_json(self.tau)}
+        """Flat JSON: the model options sit beside the schedule (as ``tau`` and ``cpsp_loss`` always have)."""
+        plain = {k: v for k, v in asdict(self).items() if k != "model_options"}
+        return {**plain, **{k: tau_as_json(v) if k == "tau" else v for k, v in self.model_options.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        # Runs saved before these options existed; a CPSP run then trained with the corrected loss.
-        data = {"dropout": None, "cpsp_loss": "corrected" if data.get("model") == "cpsp" else None, **data}
-        data["lr_milestones"] = tuple(data["lr_milestones"])
-        data["tau"] = None if data.get("tau") is None else float(data["tau"])
-        return cls(**data)
+        known = {f.name for f in fields(cls)} - {"model_options"}
+        plain = {k: v for k, v in data.items() if k in known}
+        options = {k: v for k, v in data.items() if k not in known and v is not None}
+        if plain.get("model") == "cpsp":
+            options.setdefault("cpsp_loss", "corrected")    # a CPSP run saved before the option existed
+        if "tau" in options:
+            options["tau"] = float(options["tau"])
+        plain["lr_milestones"] = tuple(plain["lr_milestones"])
+        return cls(**plain, model_options=options)
 
 
-# Published schedules (spec: models.md). Weakly PSP uses the fully supervised optimiser and schedule
-# (the spec gives no separate one); its tau default comes from the model. Weakly CPSP: the CPSP
-# authors' run_weakly_supv.sh and weakly_supv_main.py (MultiStepLR milestones 5/20/40, gamma 0.5).
-_PUBLISHED = {
-    ("psp", "fully"): TrainConfig(model="psp", setting="fully", tau=0.099),
-    ("psp", "weakly"): TrainConfig(model="psp", setting="weakly", tau=0.095),
-    ("cpsp", "fully"): TrainConfig(model="cpsp", setting="fully", tau=0.099, epochs=45, batch_size=64,
-                                   lr_milestones=(10, 20, 30), lr_gamma=0.5, clip_grad_norm=0.1,
-                                   cpsp_loss="released"),
-    ("cpsp", "weakly"): TrainConfig(model="cpsp", setting="weakly", tau=0.095, epochs=45, batch_size=64,
-                                    lr_milestones=(5, 20, 40), lr_gamma=0.5, clip_grad_norm=0.1,
-                                    cpsp_loss="released"),
-}
-
-
-def defaults_for(model: str, setting: str, **overrides) -> TrainConfig:
-    """The published configuration for ``model``/``setting`` with ``overrides`` (None values ignored)."""
+def defaults_for(model: str, setting: str, recipe: str = AUTHORS, model_options: dict | None = None,
+                 **overrides) -> TrainConfig:
+    """The ``recipe`` of ``model``/``setting`` from the registry with ``overrides`` (None values ignored)."""
     try:
-        base = _PUBLISHED[(model, setting)]
-    except KeyError:
-        raise UserError(f"no {model!r} model for the {setting!r} setting "
-                        f"(choose from {', '.join('/'.join(k) for k in _PUBLISHED)})") from None
-    if model != "cpsp" and overrides.get("cpsp_loss") is not None:
-        raise UserError(f"the CPSP loss variant applies to the cpsp model only, not {model!r}")
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        family = registry.get(model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if setting not in family.settings:
+        raise UserError(f"no {model!r} model for the {setting!r} setting (it has: {', '.join(family.settings)})")
+    try:
+        base = family.recipe(setting, recipe)
+    except KeyError as exc:
+        raise UserError(exc.args[0]) from None
+    options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    allowed = {option.name for option in family.options}
+    for name in options:
+        if name not in allowed:
+            takers = [f.name for f in registry.families().values() if name in {o.name for o in f.options}]
+            raise UserError(f"the option {name} applies to {', '.join(takers) or 'no model'} only, not {model!r}")
+    schedule = {f.name: getattr(base, f.name) for f in fields(Recipe) if f.name != "source"}
+    config = TrainConfig(model=model, setting=setting, recipe=recipe, **schedule, model_options=options)
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
@@ -145,6 +161,15 @@ def predict_dataset(net: nn.Module, dataset: Dataset, batch_size: int = 64, devi
     return np.concatenate(labels), np.concatenate(confidences), np.concatenate(truth)
 
 
+def _optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
+    """The recipe's optimiser (every recipe so far uses Adam)."""
+    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _steps_per_epoch(videos: int, batch_size: int) -> int:
+    return math.ceil(videos / batch_size)
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2 ** 63)
 
@@ -179,8 +204,11 @@ class Trainer:
 
     def __init__(self, net: nn.Module, config: TrainConfig, train_set: Dataset, val_set: Dataset,
                  run_dir: str | Path, class_names: list[str], extractor: ExtractorConfig,
-                 device: str | None = None, workers: int = 0, progress: bool = True):
+                 device: str | None = None, workers: int = 0, progress: bool = True,
+                 monitor: dict[str, Dataset] | None = None):
+        """``monitor``: more splits scored every epoch (``<name>_acc`` in the history), never used for selection."""
         self.net = net
+        self.monitor = dict(monitor or {})
         self.config = config
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
@@ -192,15 +220,13 @@ class Trainer:
         self.progress = progress and self.ranks.is_main
         self.net.to(self.device)
         if config.dropout is not None:
-            for module in self.net.modules():
-                if isinstance(module, nn.Dropout):
-                    module.p = config.dropout
+            self.net.set_dropout(config.dropout)
         # Under torchrun the forward/backward goes through DDP (gradients averaged over ranks);
         # ``self.net`` stays the plain module that is checkpointed and used for prediction.
         self.train_net = (DistributedDataParallel(self.net, device_ids=[self.device.index]
                                                   if self.device.type == "cuda" else None)
                           if self.ranks.distributed else self.net)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.optimizer = _optimizer(config, self.net.parameters())
         self.epoch = 0
         self.best_epoch = 0
         self.best_val_accuracy = -1.0
@@ -247,10 +273,17 @@ class Trainer:
         self.best_val_accuracy, self.history = info["best_val_accuracy"], info["history"]
 
     # -- loop --------------------------------------------------------------------------------
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.config
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr_at(epoch)
+        self.net.start_epoch(epoch)
+        per_step = cfg.lr_unit == "step"
+        steps_done = (epoch - 1) * _steps_per_epoch(len(self.train_set), cfg.batch_size)
+        if not per_step:
+            self._set_lr(cfg.lr_at(epoch))
         shuffle = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
         # One shuffled order and one sequence of global batches for every rank; each rank trains
         # on its own chunk of each global batch (a single process: the whole batch).
@@ -271,6 +304,9 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not self.progress)
         for step, (part, batch) in enumerate(zip(plan, bar)):
             batch = _to(batch, self.device)
+            if per_step:
+                self._set_lr(cfg.lr_at(steps_done))
+                steps_done += 1
             out = self.train_net(batch["audio"], batch["visual"])
             losses = self.net.compute_loss(out, batch["segment_labels"], batch["video_label"])
             self.optimizer.zero_grad(set_to_none=True)
@@ -295,16 +331,15 @@ class Trainer:
         host = torch.stack([sums[k] for k in names] + [correct.double()]).tolist()  # the epoch's one sync
         reduced = distributed.all_reduce_sum(host + [total, seen], self.device)
         *part_sums, correct, total, seen = reduced
-        row = {"epoch": epoch, "lr": cfg.lr_at(epoch)}
+        row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{k}": sums_k / seen for k, sums_k in zip(names, part_sums)})
         row["train_acc"] = correct / total
         return row
 
-    def _val_accuracy(self) -> float:
-        """Segment accuracy on the validation set; under torchrun each rank predicts a contiguous share."""
-        shares = np.array_split(np.arange(len(self.val_set)), self.ranks.world_size)
-        subset = self.val_set if not self.ranks.distributed else Subset(self.val_set,
-                                                                          shares[self.ranks.rank].tolist())
+    def _accuracy(self, dataset: Dataset) -> float:
+        """Segment accuracy on ``dataset``; under torchrun each rank predicts a contiguous share."""
+        shares = np.array_split(np.arange(len(dataset)), self.ranks.world_size)
+        subset = dataset if not self.ranks.distributed else Subset(dataset, shares[self.ranks.rank].tolist())
         correct = total = 0
         if len(subset):
             pred, _, truth = predict_dataset(self.net, subset, self.config.batch_size, self.device, self.workers)
@@ -318,7 +353,8 @@ class Trainer:
             epoch = self.epoch + 1
             started = time.perf_counter()
             row = self._train_epoch(epoch)
-            row["val_acc"] = self._val_accuracy()
+            row["val_acc"] = self._accuracy(self.val_set)
+            row.update({f"{name}_acc": self._accuracy(dataset) for name, dataset in self.monitor.items()})
             row["time_s"] = time.perf_counter() - started
             self.epoch = epoch
             self.history.append(row)

@@ -70,9 +70,9 @@ def train_and_test(variant: str, train_set, val_set, test_set, seed: int, args) 
 
     model, cpsp_loss, init, psa_s, psa_v = VARIANTS[variant]
     config = defaults_for(model, "fully", epochs=args.epochs, batch_size=args.batch_size, seed=seed,
-                          lr_milestones=(args.decay_after,), cpsp_loss=cpsp_loss)
+                          lr_milestones=(args.decay_after,), model_options={"cpsp_loss": cpsp_loss})
     seed_everything(seed)
-    net = build_model(model, "fully", tau=config.tau, num_classes=len(CLASSES) - 1, cpsp_loss=init)
+    net = build_model(model, "fully", num_classes=len(CLASSES) - 1, cpsp_loss=init)
     if cpsp_loss is not None:
         net.loss = cpsp_loss                     # the initialisation of ``init``, trained with ``cpsp_loss``
     if psa_s is not None:

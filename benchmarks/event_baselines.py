@@ -42,7 +42,7 @@ def psp_test_accuracy(train_set, val_set, test_set, seed: int, **schedule) -> fl
 
     seed_everything(seed)
     config = defaults_for("psp", "fully", seed=seed, **schedule)
-    net = build_model("psp", "fully", tau=config.tau, num_classes=len(CLASSES) - 1)
+    net = build_model("psp", "fully", **config.model_options, num_classes=len(CLASSES) - 1)
     with tempfile.TemporaryDirectory() as run_dir:
         Trainer(net, config, train_set, val_set, run_dir, CLASSES, ExtractorConfig(), device="cpu",
                 progress=False).fit()

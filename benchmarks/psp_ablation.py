@@ -53,9 +53,9 @@ def train_once(train_set, val_set, tau: float, seed: int, epochs: int, decay_aft
     from avepipe.models import build_model
 
     seed_everything(seed)
-    config = defaults_for("psp", "fully", tau=tau, epochs=epochs, seed=seed, lr_milestones=(decay_after,),
+    config = defaults_for("psp", "fully", model_options={"tau": tau}, epochs=epochs, seed=seed, lr_milestones=(decay_after,),
                            **SCHEDULE)
-    net = build_model("psp", "fully", tau=config.tau, num_classes=len(CLASSES) - 1)
+    net = build_model("psp", "fully", **config.model_options, num_classes=len(CLASSES) - 1)
     with tempfile.TemporaryDirectory() as run_dir:
         result = Trainer(net, config, train_set, val_set, run_dir, CLASSES, ExtractorConfig(), device="cpu",
                          progress=False).fit()

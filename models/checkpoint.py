@@ -7,8 +7,8 @@ Checkpoints written before the task field existed are event checkpoints; CPSP ch
 written before the ``cpsp_loss`` field existed were trained with the corrected loss (the only
 one avepipe had), and load as such.
 
-Also converts the PSP and CPSP authors' released ``.pth`` state-dicts (loaded with
-``weights_only=True``, which refuses code) into our networks.
+Also converts the authors' released ``.pth`` state-dicts of every registered model (loaded
+with ``weights_only=True``, which refuses code) into our networks.
 """
 from __future__ import annotations
 
@@ -25,14 +25,12 @@ from torch import nn
 from avepipe import __version__
 from avepipe.errors import UserError
 from avepipe.extract.provenance import ExtractorConfig
-from avepipe.models import build_model
+from avepipe.models import registry
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "avepipe-checkpoint/1"
 TASKS = {"event": "an event (PSP/CPSP)", "source": "a sound-source"}
-# Our name for each key of the CPSP authors' state-dict that differs; the rest are one to one.
-CPSP_AUTHORS_KEYS = {"event_classifier.0.": "event_head.", "category_classifier.0.": "category_head."}
 EVALUATE_COMMANDS = {"event": "avepipe evaluate", "source": "avepipe source evaluate"}
 
 
@@ -47,7 +45,7 @@ def build_task_model(task: str, config: dict) -> nn.Module:
         from avepipe.models.fnac import SoundSourceLocalizer
 
         return SoundSourceLocalizer(**config)
-    return build_model(**config)
+    return registry.build(**config)
 
 
 @dataclass
@@ -170,21 +168,14 @@ def _unwrap_authors_state(loaded: object, path: Path) -> dict[str, torch.Tensor]
     return state
 
 
-def _cpsp_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The CPSP authors' keys in our names: their heads are one-layer Sequentials (``.0.``)."""
-    renamed = {}
-    for key, value in state.items():
-        prefix = next((p for p in CPSP_AUTHORS_KEYS if key.startswith(p)), None)
-        renamed[CPSP_AUTHORS_KEYS[prefix] + key[len(prefix):] if prefix else key] = value
-    return renamed
+def import_authors_state_dict(path: str | Path, setting: str, model_name: str = "psp",
+                              num_classes: int = 28) -> nn.Module:
+    """A ``model_name`` network (its default options for ``setting``) holding the authors' weights in ``path``.
 
-
-def import_authors_state_dict(path: str | Path, setting: str, model_name: str = "psp") -> nn.Module:
-    """A PSP or CPSP network (published tau for ``setting``) holding the authors' released weights.
-
-    A CPSP (or SSPSP: same keys; fully and weakly supervised alike) file records ``cpsp_loss="released"``,
-    the loss it was trained with. Keys our network does not have are ignored (CPSP: ``linear_v``,
-    ``v_classify``, ``a_classify``, ``L1``, ``L2``); a missing or mis-shaped key is a UserError naming it.
+    ``num_classes`` event classes (AVE's 28 by default); a file with another count fails the shape check.
+    The family's ``import_state`` maps their keys to ours; keys our network does not have are
+    ignored (layers their code saves but never uses); a missing or mis-shaped key is a UserError
+    naming it. Weights are cast to float32.
     """
     path = Path(path)
     if not path.is_file():
@@ -193,12 +184,14 @@ def import_authors_state_dict(path: str | Path, setting: str, model_name: str = 
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-.pth or code-carrying file
         raise UserError(f"{path}: cannot be read as a weights-only PyTorch state-dict ({exc})") from None
+    family = registry.get(model_name)
     state = _unwrap_authors_state(loaded, path)
-    if model_name == "cpsp":
-        state = _cpsp_names(state)
-    elif "event_classifier.0.weight" in state and "fa.0.weight" in state:
-        raise UserError(f"{path}: holds a CPSP network (it has 'event_classifier.0.weight'); import it as CPSP (--model cpsp)")
-    model = build_model(model_name, setting, cpsp_loss="released" if model_name == "cpsp" else None)
+    if family.import_state is not None:
+        try:
+            state = family.import_state(state, setting)
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
+    model = registry.build(model_name, setting, num_classes=num_classes, **family.import_options)
     _check_state(state, model, path)
     model.load_state_dict({name: state[name].to(torch.float32) for name in model.state_dict()})
     return model.eval()

@@ -1,7 +1,7 @@
 """What every avepipe network returns, so training, evaluation and localisation share one shape contract."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from torch import Tensor
 
@@ -24,8 +24,10 @@ class ModelOutput:
     gamma_va: Tensor | None = None          # [B,T,T] pruned visual->audio connections
     gamma_av: Tensor | None = None          # [B,T,T] pruned audio->visual connections
     attention: Tensor | None = None         # [B,T,7,7] AVGA attention map
+    extras: dict[str, Tensor] = field(default_factory=dict)   # a model's own outputs (its explain() names them)
 
     def detach(self) -> "ModelOutput":
         """A copy with every tensor detached (for logging or plotting without holding the graph)."""
-        return ModelOutput(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).detach())
-                              for f in fields(self)})
+        plain = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).detach())
+                 for f in fields(self) if f.name != "extras"}
+        return ModelOutput(**plain, extras={name: value.detach() for name, value in self.extras.items()})

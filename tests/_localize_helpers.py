@@ -15,6 +15,7 @@ from torch import nn
 
 from avepipe.data.video_writer import tone, write_test_video
 from avepipe.extract.provenance import ExtractorConfig
+from avepipe.models.base import EventNetwork
 from avepipe.models.outputs import ModelOutput
 
 RED, GREY = (220, 20, 20), (90, 90, 90)
@@ -60,12 +61,13 @@ class LoudnessEncoder:
         return out
 
 
-class RedAndLoudNet(nn.Module):
+class RedAndLoudNet(EventNetwork):
     """Event (class 0) where the frame is red and the second loud; PSP-like outputs that are easy to check."""
 
     model_name = "psp"
-    num_classes = 1
-    background = 1
+
+    def __init__(self):
+        super().__init__(num_classes=1)
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor) -> ModelOutput:
         rgb = visual[..., :3].mean(dim=(2, 3))                       # [B, T, 3]
@@ -79,13 +81,6 @@ class RedAndLoudNet(nn.Module):
         redness = (visual[..., 0] - visual[..., 1]).clamp(min=0) + 1e-6  # [B, T, 7, 7]
         attention = redness / redness.sum(dim=(2, 3), keepdim=True)
         return ModelOutput(logits=logits, gamma_va=gamma, gamma_av=gamma.transpose(1, 2), attention=attention)
-
-    def segment_scores(self, out: ModelOutput) -> torch.Tensor:
-        return out.logits
-
-    def predict_from_scores(self, scores: torch.Tensor):
-        confidence, labels = torch.softmax(scores, dim=-1).max(dim=-1)
-        return labels, confidence
 
 
 def red_and_loud_localizer(segments: int = 10, extractor: ExtractorConfig = ExtractorConfig(fps=2)):

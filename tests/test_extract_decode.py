@@ -9,7 +9,8 @@ import pytest
 
 from avepipe.data.video_writer import solid_frames, tone, write_test_video
 from avepipe.extract.decode import (EmptyFileError, NotMediaError, NoVideoStreamError, TruncatedFileError, decode_audio,
-                            decode_video, display_size, probe, upright)
+                            decode_video, display_size, frame_converter, probe, upright)
+from avepipe.extract import decode as decode_module
 from avepipe.extract.sampling import frame_for_targets, target_times
 from tests._extract_helpers import LOSSLESS, decode_all, simple_clip
 
@@ -183,3 +184,21 @@ def test_no_audio_stream_gives_none(clips):
 def test_fractional_rate_header(clips):
     path = simple_clip(clips / "ntsc.mp4", seconds=1, fps=Fraction(30000, 1001), audio=False)
     assert probe(path).fps == pytest.approx(29.97, abs=0.01)
+
+
+def test_frames_are_converted_with_one_reformatter_per_video_and_the_pixels_of_a_fresh_one(tmp_path, monkeypatch):
+    """The reused swscale context gives exactly what a new one per frame (``to_ndarray(width=, height=)``) gives,
+    on a clip whose frame size changes halfway (the context must follow it)."""
+    rng = np.random.default_rng(3)
+    small = (rng.random((6, 120, 160, 3)) * 255).astype(np.uint8)
+    path = write_test_video(tmp_path / "noise.mkv", small, fps=8, video_codec="ffv1", pix_fmt="yuv444p")
+    built = []
+    original = decode_module.VideoReformatter
+    monkeypatch.setattr(decode_module, "VideoReformatter", lambda: built.append(1) or original())
+    convert = frame_converter("ffmpeg-bilinear", 224)
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    bigger = av.VideoFrame.from_ndarray((rng.random((240, 320, 3)) * 255).astype(np.uint8), format="rgb24")
+    for frame in [*frames, bigger.reformat(format="yuv420p"), frames[0]]:
+        assert np.array_equal(convert(frame), frame.to_ndarray(width=224, height=224, format="rgb24"))
+    assert len(built) == 1

@@ -149,12 +149,12 @@ def _strict_json(text: str):
 def test_infinite_tau_round_trips_through_strict_json(tmp_path, tau):
     net = models.build_model("psp", "fully", tau=tau)
     save_checkpoint(tmp_path, net, AVE_CLASSES + ["background"], AVE_RELEASED,
-                    extra={"train_config": TrainConfig(tau=tau).to_json()})
+                    extra={"train_config": TrainConfig(model_options={"tau": tau}).to_json()})
     config = _strict_json((tmp_path / "config.json").read_text())
     assert config["model"]["tau"] == str(tau) and config["extra"]["train_config"]["tau"] == str(tau)
     assert load_checkpoint(tmp_path)[0].tau == tau
-    assert TrainConfig.from_json(config["extra"]["train_config"]).tau == tau
-    assert TrainConfig.from_json(TrainConfig(tau=0.099).to_json()).tau == 0.099
+    assert TrainConfig.from_json(config["extra"]["train_config"]).model_options["tau"] == tau
+    assert TrainConfig.from_json(TrainConfig(model_options={"tau": 0.099}).to_json()).model_options["tau"] == 0.099
 
 
 def test_load_rejects_pickle_payload_without_running_it(tmp_path):

@@ -170,7 +170,7 @@ def test_released_initialisation_uses_pytorch_defaults_for_fa_fv_and_heads():
     assert released.config["cpsp_loss"] == "released"
     with pytest.raises(ValueError, match="unknown CPSP loss 'intended'"):
         models.build_model("cpsp", "fully", cpsp_loss="intended")
-    with pytest.raises(ValueError, match="cpsp_loss applies to model='cpsp' only"):
+    with pytest.raises(ValueError, match="cpsp_loss does not apply to model 'psp'"):
         models.build_model("psp", "fully", cpsp_loss="released")
 
 
@@ -183,12 +183,14 @@ def test_checkpoints_and_runs_record_the_loss_and_old_ones_mean_corrected(tmp_pa
     del config["model"]["cpsp_loss"]                                  # written before the field existed
     config_path.write_text(json.dumps(config))
     assert read_checkpoint_info(tmp_path).model_config["cpsp_loss"] == "corrected"
-    assert defaults_for("cpsp", "fully").cpsp_loss == "released"
-    old_run = {k: v for k, v in defaults_for("cpsp", "fully").to_json().items() if k != "cpsp_loss"}
-    assert TrainConfig.from_json(old_run).cpsp_loss == "corrected"
-    assert TrainConfig.from_json(defaults_for("psp", "fully").to_json()).cpsp_loss is None
-    with pytest.raises(UserError, match="the CPSP loss variant applies to the cpsp model only, not 'psp'"):
-        defaults_for("psp", "fully", cpsp_loss="corrected")
+    assert models.build_model("cpsp", "fully").loss == "released"
+    run = defaults_for("cpsp", "fully", model_options={"cpsp_loss": "released"}).to_json()
+    assert run["cpsp_loss"] == "released"                             # flat, as runs have always been written
+    old_run = {k: v for k, v in run.items() if k != "cpsp_loss"}
+    assert TrainConfig.from_json(old_run).model_options["cpsp_loss"] == "corrected"
+    assert "cpsp_loss" not in TrainConfig.from_json(defaults_for("psp", "fully").to_json()).model_options
+    with pytest.raises(UserError, match="the option cpsp_loss applies to cpsp only, not 'psp'"):
+        defaults_for("psp", "fully", model_options={"cpsp_loss": "corrected"})
 
 
 # -- the CPSP authors' state-dicts ------------------------------------------------------------------

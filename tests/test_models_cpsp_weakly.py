@@ -29,6 +29,7 @@ from avepipe.data.dataset import FeatureDataset
 from avepipe.data.splits import load_official_splits
 from avepipe.localizer import Localizer
 from avepipe.models.checkpoint import load_checkpoint, save_checkpoint
+from avepipe.models import psp_cpsp
 from avepipe.extract.provenance import AVE_RELEASED
 from avepipe.models.outputs import ModelOutput
 from avepipe.training import defaults_for, predict_dataset
@@ -153,8 +154,9 @@ def test_segments_follow_the_event_and_category_rule_on_hand_set_logits():
 
 def test_published_schedule_and_checkpoint_round_trip(tmp_path):
     config = defaults_for("cpsp", "weakly")
-    assert (config.tau, config.epochs, config.batch_size, config.lr, config.lr_milestones, config.lr_gamma,
-            config.clip_grad_norm, config.cpsp_loss) == (0.095, 45, 64, 1e-3, (5, 20, 40), 0.5, 0.1, "released")
+    assert (config.epochs, config.batch_size, config.lr, config.lr_milestones, config.lr_gamma,
+            config.clip_grad_norm) == (45, 64, 1e-3, (5, 20, 40), 0.5, 0.1)
+    assert models.build_model("cpsp", "weakly").options() == {"tau": 0.095, "cpsp_loss": "released"}
     assert [config.lr_at(e) for e in (5, 6, 20, 21, 40, 41)] == [1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4]
     for loss in ("released", "corrected"):
         net = models.build_model("cpsp", "weakly", cpsp_loss=loss).eval()
@@ -216,7 +218,7 @@ def test_cli_trains_evaluates_and_localizes_weakly_cpsp(trained, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.output.strip().splitlines()[-1])
     net, info = load_checkpoint(run / "best")
-    assert info.model_config["setting"] == "weakly" and type(net) is models.WeaklyCPSPNet
+    assert info.model_config["setting"] == "weakly" and type(net) is psp_cpsp.WeaklyCPSPNet
     labels = load_annotations(annotations, classes=info.class_names)
     test_ids = load_official_splits(run / "splits", labels)["test"]
     predicted, _, truth = predict_dataset(net, FeatureDataset([cache], labels, test_ids))
@@ -237,7 +239,7 @@ def test_authors_weakly_cpsp_file_imports_and_reproduces_their_forward(tmp_path)
                                                     "weakly", "-o", str(tmp_path / "ckpt")])
     assert result.exit_code == 0, result.output
     net, info = load_checkpoint(tmp_path / "ckpt")
-    assert type(net) is models.WeaklyCPSPNet and info.model_config == {
+    assert type(net) is psp_cpsp.WeaklyCPSPNet and info.model_config == {
         "model": "cpsp", "setting": "weakly", "tau": 0.095, "num_classes": 28, "cpsp_loss": "released"}
     audio, visual = (x.float() for x in _inputs(2, seed=4))
     with torch.no_grad():

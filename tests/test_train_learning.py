@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from avepipe.training import Trainer, defaults_for, seed_everything
 from avepipe.extract.provenance import ExtractorConfig
-from avepipe.models import TAU_FULLY, TAU_WEAKLY, build_model
+from avepipe.models import build_model
+from avepipe.models.psp_cpsp import TAU_FULLY, TAU_WEAKLY
 
 from tests._train_helpers import tensor_splits
 
@@ -44,8 +45,8 @@ ABLATION_SCHEDULE = {"epochs": 14, "lr_milestones": (10,)}
 
 def _fit(tmp_path, setting, train_set, val_set, epochs, tau=None, seed=0, **overrides):
     seed_everything(seed)
-    config = defaults_for("psp", setting, tau=tau, epochs=epochs, seed=seed, **{**SCHEDULE, **overrides})
-    net = build_model("psp", setting, tau=config.tau, num_classes=4)
+    config = defaults_for("psp", setting, model_options={"tau": tau}, epochs=epochs, seed=seed, **{**SCHEDULE, **overrides})
+    net = build_model("psp", setting, num_classes=4, **config.model_options)
     trainer = Trainer(net, config, train_set, val_set, tmp_path, CLASSES, ExtractorConfig(), device="cpu",
                       progress=False)
     return trainer.fit()

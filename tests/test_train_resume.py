@@ -38,7 +38,7 @@ class Interrupting(torch.utils.data.Dataset):
 def _trainer(run_dir, train_set, val_set, epochs=3, model="psp", setting="fully"):
     seed_everything(5)
     config = defaults_for(model, setting, epochs=epochs, batch_size=2, seed=5, lr_milestones=(1,))
-    net = build_model(model, setting, tau=config.tau, num_classes=4)
+    net = build_model(model, setting, num_classes=4, **config.model_options)
     return Trainer(net, config, train_set, val_set, run_dir, CLASSES, ExtractorConfig(), device="cpu",
                    progress=False)
 
@@ -84,12 +84,12 @@ def test_training_state_is_safetensors_and_json(tmp_path):
 
 def test_published_defaults_and_overrides():
     fully = defaults_for("psp", "fully")
-    assert (fully.lr, fully.batch_size, fully.epochs, fully.tau, fully.clip_grad_norm) == (1e-3, 128, 300, 0.099, None)
+    assert (fully.lr, fully.batch_size, fully.epochs, fully.clip_grad_norm) == (1e-3, 128, 300, None)
     assert [fully.lr_at(e) for e in (1, 60, 61, 120, 121)] == pytest.approx([1e-3, 1e-3, 8e-4, 8e-4, 6.4e-4])
-    assert defaults_for("psp", "weakly").tau == 0.095
+    assert defaults_for("psp", "weakly", model_options={"tau": 0.095}).model_options == {"tau": 0.095}
     cpsp = defaults_for("cpsp", "fully")
     assert (cpsp.batch_size, cpsp.epochs, cpsp.clip_grad_norm) == (64, 45, 0.1)
     assert [cpsp.lr_at(e) for e in (10, 11, 21, 31)] == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
-    assert defaults_for("psp", "fully", lr=0.01, tau=None).lr == 0.01
+    assert defaults_for("psp", "fully", lr=0.01, epochs=None).lr == 0.01
     with pytest.raises(UserError, match="no 'psp' model for the 'self-supervised' setting"):
         defaults_for("psp", "self-supervised")

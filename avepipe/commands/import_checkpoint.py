@@ -1,4 +1,4 @@
-"""``avepipe import-checkpoint``: turn the PSP/CPSP authors' released .pth into an avepipe checkpoint."""
+"""``avepipe import-checkpoint``: turn a model's authors' .pth state-dict into an avepipe checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +7,7 @@ import click
 
 from avepipe.data.annotations import BACKGROUND
 from avepipe.commands.base import Command
+from avepipe.commands.options import model_option
 from avepipe.errors import UserError
 
 
@@ -26,9 +27,8 @@ def read_class_file(path: Path) -> list[str]:
         raise UserError(f"{path}: cannot read class names ({exc})") from None
     if names and names[-1] == BACKGROUND:
         names = names[:-1]
-    expected = len(ave_classes())
-    if len(names) != expected:
-        raise UserError(f"{path}: {len(names)} event classes, but the released models have {expected}")
+    if not names:
+        raise UserError(f"{path}: no class names")
     return names + [BACKGROUND]
 
 
@@ -36,17 +36,16 @@ def read_class_file(path: Path) -> list[str]:
 @click.argument("state_dict", type=click.Path(path_type=Path))
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), required=True,
               help="Which released model the file holds: fully or weakly supervised.")
-@click.option("--model", "model_name", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
-              help="psp: the PSP authors' CVPR 2021 files. cpsp: the CPSP authors' CPSP or SSPSP files, fully "
-                   "or weakly supervised (recorded as trained with --cpsp-loss released).")
+@model_option(" Which authors' files: psp the PSP authors' CVPR 2021 files, cpsp the CPSP authors' CPSP files "
+              "(recorded as trained with --cpsp-loss released); docs/models.md lists every model's source.")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True,
               help="Checkpoint directory to write (model.safetensors + config.json).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), default=None,
-              help="Text file with the 28 event class names, one per line, in the model's index order "
+              help="Text file with the event class names, one per line, in the model's index order "
                    "(default: the AVE classes in Annotations.txt order).")
-def import_checkpoint(state_dict: Path, setting: str, model_name: str, output: Path,
+def import_checkpoint(state_dict: Path, setting: str, model: str, output: Path,
                       classes_file: Path | None) -> None:
-    """Convert the PSP/CPSP authors' released STATE_DICT (.pth) into an avepipe checkpoint.
+    """Convert a model's authors' STATE_DICT (.pth, as their scripts save it) into an avepipe checkpoint.
 
     The file is read with torch.load(weights_only=True) (no code is executed); layers the
     released file has but the model does not use are ignored. The checkpoint records the
@@ -56,8 +55,8 @@ def import_checkpoint(state_dict: Path, setting: str, model_name: str, output: P
     from avepipe.models.checkpoint import import_authors_state_dict, save_checkpoint
 
     class_names = read_class_file(classes_file) if classes_file else ave_classes() + [BACKGROUND]
-    model = import_authors_state_dict(state_dict, setting, model_name)
-    save_checkpoint(output, model, class_names, AVE_RELEASED,
-                    extra={"imported_from": state_dict.name,
-                           "source": f"{model_name.upper()} authors' released weights"})
-    click.echo(f"wrote {output} ({setting} {model_name.upper()}, tau={model.tau}, {len(class_names)} classes)")
+    net = import_authors_state_dict(state_dict, setting, model, num_classes=len(class_names) - 1)
+    save_checkpoint(output, net, class_names, AVE_RELEASED,
+                    extra={"imported_from": state_dict.name, "source": f"{model.upper()} authors' released weights"})
+    options = "".join(f", {name}={value}" for name, value in net.options().items())
+    click.echo(f"wrote {output} ({setting} {model.upper()}{options}, {len(class_names)} classes)")

@@ -1,4 +1,4 @@
-"""``avepipe train``: fit a PSP/CPSP model on cached features with the published schedule."""
+"""``avepipe train``: fit a registered event model on cached features with its authors' recipe."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,9 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Command
-from avepipe.commands.options import ANNOTATIONS, SPLITS
+from avepipe.commands.options import (ANNOTATIONS, SPLITS, device_option, given_model_options, model_build_options,
+                                      model_option, seed_option)
+from avepipe.models.registry import AUTHORS
 
 
 def _milestones(ctx, param, value: str | None):
@@ -28,8 +30,10 @@ def _milestones(ctx, param, value: str | None):
                    "and travel with the checkpoint.")
 @click.option("--setting", type=click.Choice(["fully", "weakly"]), default="fully", show_default=True,
               help="fully: per-segment labels; weakly: video-level labels only (MIL).")
-@click.option("--model", type=click.Choice(["psp", "cpsp"]), default="psp", show_default=True,
-              help="psp (CVPR 2021) or cpsp (TPAMI extension).")
+@model_option()
+@click.option("--recipe", default=AUTHORS, show_default=True,
+              help="Training recipe from the model registry: 'authors' is the authors' own (docs/models.md); "
+                   "the options below change single values of it.")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory: best/, last/, metrics.csv, curves.png, splits/ (the split used).")
 @click.option("--splits", "splits_dir", type=SPLITS,
@@ -45,24 +49,19 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--background-cache", "background_caches", multiple=True, type=click.Path(path_type=Path),
               help="Extra cache of background-only videos added to training (weakly AVE: the 178 noisy "
                    "videos); every video in it is labelled background. Repeatable.")
-@click.option("--seed", type=int, help="Seed of initialisation, shuffling and random splits. [default: 0]")
-@click.option("--device", help="torch device. [default: cuda if available, else cpu]")
-@click.option("--epochs", type=int, help="Total epochs (psp: 300, cpsp: 45). With --resume, may "
-                                             "extend a run.")
+@seed_option("initialisation, shuffling and random splits")
+@device_option
+@click.option("--epochs", type=int, help="Total epochs (the recipe's by default, e.g. psp 300, cpsp 45). With "
+                                             "--resume, may extend a run.")
 @click.option("--batch-size", type=int, help="Videos per batch (psp: 128, cpsp: 64); under torchrun the GLOBAL "
                                               "batch, split among the ranks.")
-@click.option("--lr", type=float, help="Adam learning rate. [default: 1e-3]")
+@click.option("--lr", type=float, help="Adam learning rate (psp, cpsp: 1e-3).")
 @click.option("--lr-milestones", callback=_milestones,
               help="Comma-separated epochs after which the lr is multiplied by --lr-gamma (psp: 60,120; "
                    "cpsp: 10,20,30; weakly cpsp: 5,20,40).")
 @click.option("--lr-gamma", type=float, help="lr decay factor at each milestone (psp: 0.8, cpsp: 0.5).")
 @click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (cpsp: 0.1; psp: no clipping).")
-@click.option("--tau", type=float, help="PSP pruning threshold (fully/cpsp: 0.099, weakly: 0.095). "
-                                        "'-inf' keeps all connections; 'inf' disables propagation ('w/o PSP').")
-@click.option("--cpsp-loss", type=click.Choice(["released", "corrected"]),
-              help="--model cpsp: released (default) trains with the loss and initialisation of the authors' "
-                   "code, which gave the published numbers; corrected computes the intended PSA_S, category "
-                   "and PSA_V terms (weakly: PSA_V) (docs/cpsp.md). Recorded in the checkpoint.")
+@model_build_options
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help="Dropout probability of every dropout layer (default: the model's own, PSP 0.1). 0 makes "
                    "torchrun training reproduce single-process losses exactly (per-rank dropout masks differ).")
@@ -73,10 +72,10 @@ def _milestones(ctx, param, value: str | None):
                    "them from disk.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where last/ left it "
                                              "(same hyper-parameters; --epochs may extend it).")
-def train(caches, annotations_path, setting, model, run_dir, splits_dir, val_fraction, test_fraction, limit,
-          background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, tau,
-          cpsp_loss, dropout, workers, in_memory, resume):
-    """Train a PSP/CPSP model on feature CACHE(s) (the sound-source model: `avepipe source train`).
+def train(caches, annotations_path, setting, model, recipe, run_dir, splits_dir, val_fraction, test_fraction, limit,
+          background_caches, seed, device, epochs, batch_size, lr, lr_milestones, lr_gamma, clip_grad_norm, dropout,
+          workers, in_memory, resume, **model_params):
+    """Train an event model on feature CACHE(s) (the sound-source model: `avepipe source train`).
 
     Model selection uses validation segment accuracy only; the test split is
     never touched. Several caches must come from the same extractor.
@@ -86,21 +85,21 @@ def train(caches, annotations_path, setting, model, run_dir, splits_dir, val_fra
     gradients, --batch-size is the global batch, only rank 0 writes RUN_DIR.
     """
     from avepipe import distributed
-    from avepipe.runs import train_event_model
+    from avepipe.runs import TrainOptions, train_event_model
 
-    given = dict(tau=tau, epochs=epochs, batch_size=batch_size, lr=lr, lr_milestones=lr_milestones,
-                 lr_gamma=lr_gamma, clip_grad_norm=clip_grad_norm, seed=seed, dropout=dropout,
-                 cpsp_loss=cpsp_loss)
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_milestones=lr_milestones, lr_gamma=lr_gamma,
+                 clip_grad_norm=clip_grad_norm, seed=seed, dropout=dropout)
+    options = TrainOptions(
+        caches=tuple(caches), annotations=annotations_path, run_dir=run_dir, model=model, setting=setting,
+        recipe=recipe, schedule={k: v for k, v in given.items() if v is not None},
+        model_options=given_model_options(model_params), splits_dir=splits_dir, val_fraction=val_fraction,
+        test_fraction=test_fraction, limit=limit, background_caches=tuple(background_caches), device=device,
+        workers=workers, in_memory={"auto": "auto", "yes": True, "no": False}[in_memory], resume=resume)
     ranks = distributed.env_ranks()
     try:
         if ranks.distributed:
             distributed.init_process_group(distributed.local_device(device, ranks))
-        result = train_event_model(
-            caches, annotations_path, run_dir, model=model, setting=setting,
-            hyper={k: v for k, v in given.items() if v is not None}, splits_dir=splits_dir,
-            val_fraction=val_fraction, test_fraction=test_fraction, limit=limit, background_caches=background_caches,
-            device=device, workers=workers, in_memory={"auto": "auto", "yes": True, "no": False}[in_memory],
-            resume=resume, log=lambda message: click.echo(message, err=True))
+        result = train_event_model(options, log=lambda message: click.echo(message, err=True))
     finally:
         distributed.shutdown()
     if ranks.is_main:

@@ -1,4 +1,4 @@
-"""The PSP family: PSP and CPSP, fully and weakly supervised.
+"""PSP (CVPR 2021) and CPSP (TPAMI 2023), fully and weakly supervised: networks, recipes, import.
 
 Attribute names equal the authors' (``fa``, ``fv``, ``attention``, ``lstm_a_v``,
 ``psp``, ``L1``, ``L2``, ``linear_v``, ``W3``) so their state-dicts load directly.
@@ -12,44 +12,27 @@ from torch import Tensor, nn
 
 from avepipe.models import losses
 from avepipe.models.avga import AVGA
+from avepipe.models.base import EventNetwork, xavier
 from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.psp import PSP
+from avepipe.models.registry import AUTHORS, ModelFamily, ModelOption, Recipe
 
 TAU_FULLY = 0.099
 TAU_WEAKLY = 0.095
 
 
-def _xavier(*layers: nn.Linear) -> None:
-    for layer in layers:
-        nn.init.xavier_uniform_(layer.weight)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
-
-
 def _two_linear(in_dim: int, mid_dim: int, out_dim: int) -> nn.Sequential:
     """Linear -> Linear, no bias, no activation (the authors' ``fa``/``fv``)."""
     stack = nn.Sequential(nn.Linear(in_dim, mid_dim, bias=False), nn.Linear(mid_dim, out_dim, bias=False))
-    _xavier(*stack)
+    xavier(*stack)
     return stack
 
 
-def _argmax_with_confidence(scores: Tensor) -> tuple[Tensor, Tensor]:
-    probabilities = F.softmax(scores, dim=-1)
-    confidence, labels = probabilities.max(dim=-1)
-    return labels, confidence
-
-
-class _PSPNetBase(nn.Module):
-    """Shared interface: config, tau, prediction from per-segment scores."""
+class _PSPNetBase(EventNetwork):
+    """PSP-family networks: tau (the PSP pruning threshold) is their build option."""
 
     model_name = "psp"
-    setting = "fully"
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-        self.background = num_classes
 
     @property
     def tau(self) -> float:
@@ -59,20 +42,8 @@ class _PSPNetBase(nn.Module):
     def tau(self, value: float) -> None:
         self.psp.tau = value
 
-    @property
-    def config(self) -> dict:
-        return {"model": self.model_name, "setting": self.setting, "tau": self.tau, "num_classes": self.num_classes}
-
-    def segment_scores(self, out: ModelOutput) -> Tensor:
-        """Per-segment class scores [B,T,C+1] (logits), averaged by localize over overlapping windows."""
-        return out.logits
-
-    def predict_from_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-segment argmax class and its softmax probability."""
-        return _argmax_with_confidence(scores)
-
-    def predict(self, out: ModelOutput) -> tuple[Tensor, Tensor]:
-        return self.predict_from_scores(self.segment_scores(out))
+    def options(self) -> dict:
+        return {"tau": self.tau}
 
 
 class _FullyEncoder(_PSPNetBase):
@@ -103,7 +74,7 @@ class FullyPSPNet(_FullyEncoder):
         super().__init__(tau, num_classes)
         self.L1 = nn.Linear(256, 64, bias=False)
         self.L2 = nn.Linear(64, num_classes + 1, bias=False)
-        _xavier(self.L1, self.L2)
+        xavier(self.L1, self.L2)
         self.avps_weight = avps_weight
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
@@ -131,7 +102,7 @@ class WeaklyPSPNet(_PSPNetBase):
         self.L1 = nn.Linear(256, 64, bias=False)
         self.L2 = nn.Linear(64, num_classes + 1, bias=False)
         self.W3 = nn.Linear(num_classes + 1, 1, bias=False)
-        _xavier(self.linear_v, self.L1, self.L2, self.W3)
+        xavier(self.linear_v, self.L1, self.L2, self.W3)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         attended, attention = self.attention(audio, visual)
@@ -177,14 +148,13 @@ class _CPSPHeads(_FullyEncoder):
             for layer in (*self.fa, *self.fv):
                 layer.reset_parameters()
         else:
-            _xavier(self.event_head, self.category_head)
+            xavier(self.event_head, self.category_head)
         self.psa_video_weight = psa_video_weight
         self.margin = margin
         self.negatives = negatives
 
-    @property
-    def config(self) -> dict:
-        return {**super().config, "cpsp_loss": self.loss}
+    def options(self) -> dict:
+        return {**super().options(), "cpsp_loss": self.loss}
 
     def psa_video(self, fusion: Tensor, categories: Tensor) -> Tensor:
         """PSA_V as this variant computes it, with this network's margin and number of negatives."""
@@ -212,6 +182,11 @@ class _CPSPHeads(_FullyEncoder):
         labels = torch.where(is_event, category_label, torch.full_like(category_label, self.background))
         confidence = torch.where(is_event, event * category_prob, 1.0 - event)
         return labels, confidence
+
+    def class_probabilities(self, scores: Tensor) -> Tensor:
+        """P(class) = P(event) P(category), P(background) = 1 - P(event): what the decision rule compares."""
+        event, category = scores[..., :1], scores[..., 1:]
+        return torch.cat([event * category, 1.0 - event], dim=-1)
 
 
 class CPSPNet(_CPSPHeads):
@@ -275,3 +250,66 @@ class WeaklyCPSPNet(_CPSPHeads):
         categories = target.argmax(dim=1) if self.loss == "released" else losses.video_categories(target)
         psa_v = self.psa_video(out.fusion, categories)
         return {"loss": video + self.psa_video_weight * psa_v, "video": video, "psa_v": psa_v}
+
+
+# -- the registry entries ---------------------------------------------------------------------
+def _tau_or_default(setting: str, tau: float | None) -> float:
+    return float(tau) if tau is not None else (TAU_WEAKLY if setting == "weakly" else TAU_FULLY)
+
+
+def build_psp(setting: str, num_classes: int = 28, tau: float | None = None) -> _PSPNetBase:
+    network = WeaklyPSPNet if setting == "weakly" else FullyPSPNet
+    return network(tau=_tau_or_default(setting, tau), num_classes=num_classes)
+
+
+def build_cpsp(setting: str, num_classes: int = 28, tau: float | None = None, cpsp_loss: str | None = None) -> _CPSPHeads:
+    network = WeaklyCPSPNet if setting == "weakly" else CPSPNet
+    return network(tau=_tau_or_default(setting, tau), num_classes=num_classes, loss=cpsp_loss or "released")
+
+
+# Our name for each key of the CPSP authors' state-dict that differs; the rest are one to one.
+CPSP_AUTHORS_KEYS = {"event_classifier.0.": "event_head.", "category_classifier.0.": "category_head."}
+
+
+def import_psp_state(state: dict[str, Tensor], setting: str) -> dict[str, Tensor]:
+    """The PSP authors' keys are ours; a CPSP file given as PSP is refused by name."""
+    if "event_classifier.0.weight" in state and "fa.0.weight" in state:
+        raise ValueError("holds a CPSP network (it has 'event_classifier.0.weight'); import it as CPSP (--model cpsp)")
+    return state
+
+
+def import_cpsp_state(state: dict[str, Tensor], setting: str) -> dict[str, Tensor]:
+    """The CPSP authors' heads are one-layer Sequentials (``.0.``); their unused ``linear_v``,
+    ``v_classify``, ``a_classify``, ``L1``, ``L2`` are left for the importer to ignore."""
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in CPSP_AUTHORS_KEYS if key.startswith(p)), None)
+        renamed[CPSP_AUTHORS_KEYS[prefix] + key[len(prefix):] if prefix else key] = value
+    return renamed
+
+
+TAU = ModelOption("tau", float, "PSP pruning threshold (fully: 0.099, weakly: 0.095). '-inf' keeps all connections; "
+                                "'inf' disables propagation ('w/o PSP').")
+CPSP_LOSS = ModelOption("cpsp_loss", str, "released (default) trains with the loss and initialisation of the "
+                                          "authors' code, which gave the published numbers; corrected computes the "
+                                          "intended PSA_S, category and PSA_V terms (weakly: PSA_V) (docs/cpsp.md).",
+                        choices=CPSP_LOSSES)
+
+# Spec (models.md) and PSP_CVPR_2021 fully_supervised_main.py: Adam 1e-3, 300 epochs, batch 128,
+# StepLR-like decay x0.8 after epochs 60 and 120. Weakly PSP uses the same optimiser and schedule.
+PSP_AUTHORS = Recipe(epochs=300, batch_size=128, lr=1e-3, lr_milestones=(60, 120), lr_gamma=0.8,
+                     source="PSP_CVPR_2021 fully_supervised_main.py (Adam, MultiStepLR [60,120] x0.8)")
+FAMILIES = (
+    ModelFamily(
+        name="psp", summary="Positive Sample Propagation (Zhou et al., CVPR 2021)", build=build_psp,
+        recipes={AUTHORS: {"fully": PSP_AUTHORS, "weakly": PSP_AUTHORS}}, options=(TAU,),
+        import_state=import_psp_state, published={"fully": 77.8, "weakly": 73.5}),    # PSP paper, Table 4
+    ModelFamily(
+        name="cpsp", summary="Contrastive PSP (Zhou et al., TPAMI 2023)", build=build_cpsp,
+        recipes={AUTHORS: {
+            "fully": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(10, 20, 30), lr_gamma=0.5,
+                            clip_grad_norm=0.1, source="CPSP run_fully_supv.sh, fully_supv_main.py"),
+            "weakly": Recipe(epochs=45, batch_size=64, lr=1e-3, lr_milestones=(5, 20, 40), lr_gamma=0.5,
+                             clip_grad_norm=0.1, source="CPSP run_weakly_supv.sh, weakly_supv_main.py")}},
+        options=(TAU, CPSP_LOSS), import_state=import_cpsp_state, import_options={"cpsp_loss": "released"}),
+)

@@ -25,36 +25,37 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
-import numpy as np
-import torch
-from av.video.reformatter import VideoReformatter
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import machine  # noqa: E402
-from benchmarks._videos import write_clip  # noqa: E402
-from avepipe.extract.backbones import build_encoders  # noqa: E402
-from avepipe.extract.folder import _extract_all  # noqa: E402
+# Only the standard library at module level: decoder workers are spawned, and a spawned process
+# imports the parent's main module first (torch here would cost every worker seconds, not avepipe).
 
 FPS, SIZE = 16, 224
 
 
-class ZeroMaps(torch.nn.Module):
+def zero_maps():
     """Stands in for VGG-19: pool5-shaped zeros for a batch of preprocessed images."""
+    import torch
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return images.new_zeros((images.shape[0], 512, 7, 7))
+    class ZeroMaps(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return images.new_zeros((images.shape[0], 512, 7, 7))
+
+    return ZeroMaps()
 
 
 class ZeroAudio:
     """Stands in for VGGish: a zero embedding per segment."""
 
-    def encode(self, waveform_16k: np.ndarray, segments: int, hop: int = 16000) -> np.ndarray:
+    def encode(self, waveform_16k, segments: int, hop: int = 16000):
+        import numpy as np
+
         return np.zeros((segments, 128), np.float32)
 
 
 def ours(clips: list[Path], visual, config, batch_size: int) -> int:
+    from avepipe.extract.folder import _extract_all
+
     todo = {path.stem: path for path in clips}
     segments = 0
     for _, _, outcome in _extract_all(todo, visual, ZeroAudio(), config, batch_size, workers=1):
@@ -65,6 +66,9 @@ def ours(clips: list[Path], visual, config, batch_size: int) -> int:
 
 
 def bare(clips: list[Path]) -> int:
+    import av
+    from av.video.reformatter import VideoReformatter
+
     converted = 0
     for path in clips:
         reformatter = VideoReformatter()
@@ -91,9 +95,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    import torch
+
+    from avepipe.extract.backbones import build_encoders
+    from benchmarks._machine import machine
+    from benchmarks._videos import write_clip
+
     torch.set_num_threads(1)
     visual, _, config = build_encoders(random_seed=0, device="cpu")
-    visual.features = ZeroMaps()
+    visual.features = zero_maps()
     ours_s, bare_s, frames = [], [], {}
     with tempfile.TemporaryDirectory() as folder:
         clips = [write_clip(Path(folder) / f"clip{i}.mp4", args.seconds, 30, seed=i) for i in range(args.videos)]

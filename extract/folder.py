@@ -110,6 +110,13 @@ def extract_folder(video_dir: Path, cache: Path, *, fps: int = 16, segments: int
         from avepipe.extract.gpu_advice import fast_setting_line
 
         log(fast_setting_line(device))
+    if device.type == "cpu" and precision == "fp32" and preset != "ave" and ranks.is_main:
+        from avepipe.extract.cpu_advice import bf16_line
+        from avepipe.machine import cpu_flags
+
+        note = bf16_line(cpu_flags())
+        if note:
+            log(note)
 
     notes: list[tuple[str, str]] = []
     errors_file = shards.errors_path(cache, shard) if shard else None

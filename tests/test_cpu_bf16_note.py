@@ -2,8 +2,7 @@
 import json
 from pathlib import Path
 
-from avepipe.commands.extract import bf16_note
-from avepipe.extract.cpu_advice import MEASURED_BF16_SPEEDUP, native_bf16_flag
+from avepipe.extract.cpu_advice import MEASURED_BF16_SPEEDUP, bf16_line, native_bf16_flag
 
 RESULT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "vgg_engines_2026-12-02.jsonl"
 
@@ -15,13 +14,13 @@ def test_native_bf16_flag_prefers_amx_and_needs_one_of_the_two():
 
 
 def test_note_on_native_bf16_cpu_names_the_flag_and_the_speed_up():
-    assert bf16_note("cpu", ["fpu", "avx512_bf16"]) == (
+    assert bf16_line(["fpu", "avx512_bf16"]) == (
         "note: this CPU computes bf16 natively (avx512_bf16): --precision bf16 ran VGG-19 2.4x faster than "
         "fp32 on an AMD EPYC with avx512_bf16 (features drift cosine >= 0.99997, max relative error 0.012)")
 
 
 def test_no_note_where_bf16_is_emulated():
-    assert bf16_note("cpu", ["avx2", "avx512f"]) is None
+    assert bf16_line(["avx2", "avx512f"]) is None
 
 
 def test_measured_speed_up_is_the_recorded_benchmark_ratio():

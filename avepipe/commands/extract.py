@@ -78,10 +78,6 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
     """
     from avepipe.extract.folder import extract_folder
 
-    if precision == "fp32" and preset != "ave":
-        note = bf16_note(device)
-        if note:
-            click.echo(note, err=True)
     try:
         result = extract_folder(video_dir, cache, fps=fps, segments=segments, preset=preset,
                                 audio_backend=audio_backend, vgg_weights=vgg_weights, vggish_weights=vggish_weights,
@@ -95,17 +91,3 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
         sys.exit(130)
     click.echo(result.summary(), err=True)
     sys.exit(2 if result.failures else 0)
-
-
-def bf16_note(device: str | None, flags: list[str] | None = None) -> str | None:
-    """For an fp32 extraction on a CPU with native bf16: one line saying that bf16 is faster, and by how much."""
-    from avepipe.device import select_device
-    from avepipe.extract.cpu_advice import MEASURED_BF16_SPEEDUP, MEASURED_ON, native_bf16_flag
-    from avepipe.extract.gpu_advice import BF16_DRIFT
-    from avepipe.machine import cpu_flags
-
-    flag = native_bf16_flag(cpu_flags() if flags is None else flags)
-    if flag is None or select_device(device).type != "cpu":
-        return None
-    return (f"note: this CPU computes bf16 natively ({flag}): --precision bf16 ran VGG-19 "
-            f"{MEASURED_BF16_SPEEDUP:.1f}x faster than fp32 on {MEASURED_ON} (features drift {BF16_DRIFT})")

@@ -1,15 +1,14 @@
 """What a result was computed on: CPU model and flags, usable CPUs, GPUs and the engines torch was built with.
 
 Shared by ``avepipe doctor`` and the benchmarks, whose figures are only comparable on
-the same CPU (model, vector extensions) and the same builds.
+the same CPU (model, vector extensions) and the same builds. torch is imported only by the
+functions that need it: decoder workers read ``usable_cpus`` and must not load torch.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import platform
-
-import torch
 
 # Vector extensions that change how fast (and, for bf16, whether natively) the CNNs run on a CPU.
 CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -38,6 +37,8 @@ def cpu_flags() -> list[str]:
 
 def gpu_lines() -> list[str]:
     """One line per visible GPU: index, name, memory, compute capability."""
+    import torch
+
     if not torch.cuda.is_available():
         return []
     lines = []
@@ -51,6 +52,7 @@ def gpu_lines() -> list[str]:
 def engines() -> dict[str, str]:
     """The libraries and backends the pipeline can use here, with their versions (or 'no')."""
     import av
+    import torch
     import torch.distributed as dist
 
     found = {

@@ -1,0 +1,132 @@
+"""The feed: avepipe's extraction path with the CNNs removed vs bare PyAV decoding, one worker each.
+
+- ``ours``: ``extract.folder._extract_all`` with one decoder worker, VGG-19 replaced by a module
+  returning zeros (the uint8 staging, preprocessing and batching stay) and VGGish by an encoder
+  returning zeros: what is left is decoding, frame selection and conversion, hashing, the queue,
+  audio decoding and the assembly of the maps - the rate at which avepipe can feed any CNN.
+- ``bare``: one process decoding the same clips with PyAV and converting, with one reused
+  ``VideoReformatter`` per clip, the same number of frames per second (16, the first frame at
+  or after each target time) to 224x224 RGB. No audio, no hashing, no queue: the floor.
+
+Clips are generated H.264 + AAC (``benchmarks/_videos.py``, 640x360 at 30 fps). Rounds alternate
+(ours, bare, ours, ...); the figure is the median of ``bare_s / ours_s`` over rounds. Prints one
+JSON line. Not run by the tests.
+
+    OMP_NUM_THREADS=1 python benchmarks/feed.py [--videos 4] [--seconds 10] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Only the standard library at module level: decoder workers are spawned, and a spawned process
+# imports the parent's main module first (torch here would cost every worker seconds, not avepipe).
+
+FPS, SIZE = 16, 224
+
+
+def zero_maps():
+    """Stands in for VGG-19: pool5-shaped zeros for a batch of preprocessed images."""
+    import torch
+
+    class ZeroMaps(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return images.new_zeros((images.shape[0], 512, 7, 7))
+
+    return ZeroMaps()
+
+
+class ZeroAudio:
+    """Stands in for VGGish: a zero embedding per segment."""
+
+    def encode(self, waveform_16k, segments: int, hop: int = 16000):
+        import numpy as np
+
+        return np.zeros((segments, 128), np.float32)
+
+
+def ours(clips: list[Path], visual, config, batch_size: int) -> int:
+    from avepipe.extract.folder import _extract_all
+
+    todo = {path.stem: path for path in clips}
+    segments = 0
+    for _, _, outcome in _extract_all(todo, visual, ZeroAudio(), config, batch_size, workers=1):
+        if isinstance(outcome, str):
+            raise SystemExit(f"extraction failed: {outcome}")
+        segments += outcome.segments
+    return segments * FPS
+
+
+def bare(clips: list[Path]) -> int:
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    converted = 0
+    for path in clips:
+        reformatter = VideoReformatter()
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            start, target, keep = None, 0, False
+            for frame in container.decode(stream):
+                time_s = float(frame.pts * stream.time_base)
+                start = time_s if start is None else start
+                while time_s - start >= target / FPS:    # skip targets this frame passed, keep it once
+                    target += 1
+                    keep = True
+                if keep:
+                    reformatter.reformat(frame, width=SIZE, height=SIZE, format="rgb24").to_ndarray()
+                    converted += 1
+                    keep = False
+    return converted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    import torch
+
+    from avepipe.extract.backbones import build_encoders
+    from benchmarks._machine import machine
+    from benchmarks._videos import write_clip
+
+    torch.set_num_threads(1)
+    visual, _, config = build_encoders(random_seed=0, device="cpu")
+    visual.features = zero_maps()
+    ours_s, bare_s, frames = [], [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        clips = [write_clip(Path(folder) / f"clip{i}.mp4", args.seconds, 30, seed=i) for i in range(args.videos)]
+        ours(clips[:1], visual, config, args.batch_size)          # warm-up of both
+        bare(clips[:1])
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            frames["ours"] = ours(clips, visual, config, args.batch_size)
+            ours_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            frames["bare"] = bare(clips)
+            bare_s.append(time.perf_counter() - started)
+    ratios = [b / o for o, b in zip(ours_s, bare_s)]
+    print(json.dumps({
+        "benchmark": "feed", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+        "videos": args.videos, "seconds": args.seconds, "source_fps": 30, "size": "640x360",
+        "frames": frames, "rounds": args.rounds, "ours_s": ours_s, "bare_s": bare_s,
+        "ours_frames_per_s": frames["ours"] / statistics.median(ours_s),
+        "bare_frames_per_s": frames["bare"] / statistics.median(bare_s),
+        "feed_over_bare": statistics.median(ratios), "feed_over_bare_rounds": ratios,
+        "load_avg_after": list(os.getloadavg()),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""VGG-19 (through pool5) on CPU, engine by engine: speed as a ratio to torch fp32 and agreement of the maps.
+
+Engines, all on the same seeded weights (``build_encoders(random_seed=0)``; the speed of a
+convolution does not depend on its weights) and the same preprocessed frames:
+
+- ``torch_fp32_contiguous``: NCHW memory, the reference;
+- ``torch_fp32_channels_last``: what ``avepipe extract`` runs today;
+- ``torch_compile``: ``torch.compile`` of the channels-last module (``--compile``; its compile time is reported);
+- ``onnxruntime_fp32`` and ``openvino_f32``: the module exported to ONNX, run by those runtimes
+  (optional: skipped with a note when not installed);
+- reduced precision: ``torch_bf16_autocast`` (``--precision bf16`` today) and ``openvino_bf16``.
+
+Exact engines report the max abs difference of their maps from the reference, also relative to
+the largest activation; reduced ones the mean and minimum cosine per frame. Timed rounds
+alternate engine by engine (A B C ... A B C ...), medians reported, all in one process with
+the same torch / runtime thread count. Prints one JSON line. Not run by the tests.
+
+    OMP_NUM_THREADS=1 python benchmarks/vgg_engines.py [--frames 8] [--rounds 3] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._machine import machine  # noqa: E402
+from avepipe.extract.backbones import build_encoders  # noqa: E402
+
+REFERENCE = "torch_fp32_contiguous"
+REDUCED = ("torch_bf16_autocast", "openvino_bf16")
+
+
+def _torch_engine(features, memory_format, bf16: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    def run(images: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(images).contiguous(memory_format=memory_format)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return features(x).float().contiguous().numpy()
+    return run
+
+
+def _onnx_file(features, images: np.ndarray, folder: Path) -> Path:
+    path = folder / "vgg19.onnx"
+    torch.onnx.export(features, (torch.from_numpy(images),), str(path), input_names=["images"],
+                      output_names=["maps"], dynamic_axes={"images": {0: "n"}, "maps": {0: "n"}}, dynamo=False)
+    return path
+
+
+def _onnxruntime(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda images: session.run(None, {"images": images})[0]
+
+
+def _openvino(path: Path, threads: int, precision: str):
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                         "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda images: request.infer({0: images})[0].copy()
+
+
+def engines(features, images: np.ndarray, threads: int, compile_: bool, folder: Path, notes: dict) -> dict:
+    contiguous = features
+    channels_last = _copy(features).to(memory_format=torch.channels_last)
+    found = {REFERENCE: _torch_engine(contiguous, torch.contiguous_format),
+             "torch_fp32_channels_last": _torch_engine(channels_last, torch.channels_last),
+             "torch_bf16_autocast": _torch_engine(channels_last, torch.channels_last, bf16=True)}
+    if compile_:
+        started = time.perf_counter()
+        try:
+            compiled = torch.compile(_copy(channels_last))
+            run = _torch_engine(compiled, torch.channels_last)
+            run(images)
+            found["torch_compile"] = run
+            notes["torch_compile_s"] = time.perf_counter() - started
+        except Exception as exc:        # a benchmark reports what failed instead of stopping
+            notes["torch_compile"] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+    onnx = _onnx_file(contiguous, images, folder)
+    for name, make in (("onnxruntime_fp32", lambda: _onnxruntime(onnx, threads)),
+                       ("openvino_f32", lambda: _openvino(onnx, threads, "f32")),
+                       ("openvino_bf16", lambda: _openvino(onnx, threads, "bf16"))):
+        try:
+            found[name] = make()
+        except ImportError as exc:
+            notes[name] = f"not installed: {exc}"
+    return found
+
+
+def _copy(module):
+    import copy
+    return copy.deepcopy(module)
+
+
+def agreement(maps: np.ndarray, reference: np.ndarray) -> dict:
+    a, b = maps.reshape(len(maps), -1).astype(np.float64), reference.reshape(len(reference), -1).astype(np.float64)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    diff = float(np.abs(a - b).max())
+    return {"max_abs_diff": diff, "max_abs_diff_over_max_activation": diff / float(np.abs(b).max()),
+            "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=8, help="frames per timed call (one batch)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    visual, _, _ = build_encoders(random_seed=0, device="cpu")
+    features = _copy(visual.features).to(memory_format=torch.contiguous_format).eval()
+    pixels = np.random.default_rng(0).integers(0, 256, (args.frames, 224, 224, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        images = visual.preprocess(torch.from_numpy(pixels)).contiguous().numpy()
+    notes: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        runs = engines(features, images, args.threads, args.compile, Path(folder), notes)
+        maps = {name: run(images) for name, run in runs.items()}     # also each engine's warm-up
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.rounds):
+            for name, run in runs.items():
+                started = time.perf_counter()
+                run(images)
+                times[name].append(time.perf_counter() - started)
+    reference = maps[REFERENCE]
+    median = {name: statistics.median(t) for name, t in times.items()}
+    figures = {name: {"frames_per_s": args.frames / median[name], "speed_over_reference": median[REFERENCE] / median[name],
+                      "seconds": times[name], **agreement(maps[name], reference)} for name in runs}
+    exact = {n: f for n, f in figures.items() if n not in REDUCED and f["max_abs_diff_over_max_activation"] < 1e-5}
+    best_exact = max(exact, key=lambda n: exact[n]["speed_over_reference"])
+    reduced = [n for n in REDUCED if n in figures]
+    best_reduced = max(reduced, key=lambda n: figures[n]["speed_over_reference"])
+    print(json.dumps({
+        "benchmark": "vgg_engines", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+        "threads": args.threads, "frames": args.frames, "rounds": args.rounds, "weights": "random:0",
+        "engines": figures, "notes": notes, "best_exact": best_exact, "best_reduced": best_reduced,
+        "default_over_best_exact": figures["torch_fp32_channels_last"]["speed_over_reference"]
+        / exact[best_exact]["speed_over_reference"],
+        "bf16_autocast_over_best_reduced": figures["torch_bf16_autocast"]["speed_over_reference"]
+        / figures[best_reduced]["speed_over_reference"],
+        "load_avg_after": list(__import__("os").getloadavg()),
+    }))
+
+
+if __name__ == "__main__":
+    main()

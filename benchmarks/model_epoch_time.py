@@ -2,9 +2,10 @@
 
 On an AVE-sized stand-in cache (4,143 videos x 10 segments of random features with the real
 dimensions, written once by benchmarks/train_throughput.py's writer), each model and setting
-runs in its own child process (so its peak RSS is its own): the features held in memory
-(`FeatureDataset`), the model's authors' recipe (batch size, optimiser, clipping), avepipe's
-`Trainer`. One warm-up pass of ``--steps`` batches, then ``--steps`` timed batches; the epoch
+runs in its own child process (so its peak RSS is its own): the videos its timed steps read
+held in memory (`FeatureDataset`; peak RSS is then the model's activations and weights plus
+those videos, not a whole epoch's data), the model's authors' recipe (batch size, optimiser,
+clipping), avepipe's `Trainer`. One warm-up pass of ``--steps`` batches, then ``--steps`` timed batches; the epoch
 time is projected to AVE's 3,339 training videos at the recipe's batch size, plus a timed
 prediction pass projected to the 402 validation videos. Prints one JSON line with each
 model's seconds per epoch and peak RSS, and both as ratios to PSP's measured in the same run.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -43,13 +45,14 @@ def measure(model: str, setting: str, cache: Path, annotations: Path, steps: int
     from avepipe.run.seeding import seed_everything
 
     labels = load_annotations(annotations)
-    dataset = FeatureDataset([cache], labels, labels.video_ids, in_memory=True)
     seed_everything(0)
     config = defaults_for(model, setting, epochs=2)
     net = build_model(model, setting, num_classes=len(labels.classes) - 1)
     batch = config.batch_size
+    # Only the videos the timed steps read are held in memory (the epoch is projected from them).
+    dataset = FeatureDataset([cache], labels, labels.video_ids[:(steps + 1) * batch], in_memory=True)
     train = Subset(dataset, range(steps * batch))
-    val = Subset(dataset, range(len(dataset) - batch, len(dataset)))
+    val = Subset(dataset, range(steps * batch, len(dataset)))
     trainer = Trainer(net, config, train, val, tempfile.mkdtemp(), labels.classes, ExtractorConfig(segments=T),
                       device="cpu", progress=False)
     trainer.train_epoch(1)                        # warm-up: allocator, oneDNN kernels
@@ -95,7 +98,8 @@ def main() -> None:
         psp = next(r for r in results if r["model"] == "psp" and r["setting"] == result["setting"])
         result["epoch_time_over_psp"] = result["epoch_s"] / psp["epoch_s"]
         result["peak_rss_over_psp"] = result["peak_rss_mb"] / psp["peak_rss_mb"]
-    print(json.dumps({"benchmark": "model_epoch_time", "videos": VIDEOS, "train_videos": TRAIN_VIDEOS,
+    print(json.dumps({"benchmark": "model_epoch_time", "videos": VIDEOS, "load_average": os.getloadavg(),
+                      "train_videos": TRAIN_VIDEOS,
                       "val_videos": VAL_VIDEOS, "timed_steps": args.steps, "machine": machine(),
                       "models": results}))
 

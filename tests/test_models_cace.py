@@ -307,4 +307,5 @@ def test_cli_trains_evaluates_and_localizes_cace(tmp_path):
     localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=10, device="cpu")
     result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
     assert result.labels == [info.class_names[k] for k in predicted[0]]
-    assert result.attention is not None and result.attention.shape == (10, 7, 7)
+    assert {name: value.shape for name, value in result.explain.items()} == {
+        "audio_guided_spatial": (10, 7, 7), "visual_self_spatial": (10, 7, 7), "visual_guided_audio": (10, 10)}

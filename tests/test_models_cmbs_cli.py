@@ -87,7 +87,7 @@ def test_cli_trains_evaluates_and_localizes_weakly_cmbs(trained):
     localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=T, device="cpu")
     result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
     assert result.labels == [info.class_names[k] for k in predicted[0]]
-    assert result.attention.shape == (T, 7, 7)
+    assert result.explain["attention"].shape == (T, 7, 7)
 
 
 def test_the_authors_noisy_files_import_with_both_modalities(tmp_path):

@@ -216,4 +216,6 @@ def test_weakly_learns_the_video_categories_of_the_synthetic_stand_in(tmp_path):
 def test_cli_trains_evaluates_and_localizes(tmp_path):
     chain = train_evaluate_localize(tmp_path, "cmran", "fully")
     assert len(chain.history) == 2 and {"train_event", "train_category"} <= set(chain.history[0])
-    assert type(chain.net) is CMRANNet and chain.localized.attention.shape == (10, 7, 7)
+    assert type(chain.net) is CMRANNet and chain.localized.explain["attention"].shape == (10, 7, 7)
+    for relation in ("audio_attends_visual", "visual_attends_audio"):     # drawn by localize --explain too
+        assert chain.localized.explain[relation].shape == (10, 10)

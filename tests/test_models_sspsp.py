@@ -160,4 +160,4 @@ def test_weakly_learns_the_video_categories_of_the_synthetic_stand_in(tmp_path):
 def test_cli_trains_evaluates_and_localizes(tmp_path):
     chain = train_evaluate_localize(tmp_path, "sspsp", "weakly")
     assert len(chain.history) == 2 and {"train_video", "train_nce"} <= set(chain.history[0])
-    assert type(chain.net) is WeaklySSPSPNet and chain.localized.gamma_va.shape == (10, 10)
+    assert type(chain.net) is WeaklySSPSPNet and chain.localized.explain["gamma_va"].shape == (10, 10)

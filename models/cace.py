@@ -16,6 +16,7 @@ from avepipe.models import losses
 from avepipe.models.base import EventNetwork
 from avepipe.models.cace_attention import CoGuidedAttention
 from avepipe.models.cace_layers import CrossModalDecoder, TemporalEncoder
+from avepipe.models.cmbs import AudioVisualRNN
 from avepipe.models.cmran import AudioVideoInter
 from avepipe.models.cace_loss import background_event_contrastive_loss
 from avepipe.models.event_category import EventCategoryRule
@@ -23,18 +24,6 @@ from avepipe.models.outputs import ModelOutput
 from avepipe.models.registry import AUTHORS, ModelFamily, ModelOption, Recipe
 
 CONTRASTIVE_FROM = 26   # 1-based; the authors' 0-based `epoch >= n_epoch / 8` with 200 epochs
-
-
-class _BiLSTMs(nn.Module):
-    """The authors' RNNEncoder: one bidirectional LSTM per modality (their dropout=0.2 is a no-op with one layer)."""
-
-    def __init__(self, audio_dim: int, video_dim: int, d_model: int):
-        super().__init__()
-        self.audio_rnn = nn.LSTM(audio_dim, d_model // 2, batch_first=True, bidirectional=True)
-        self.visual_rnn = nn.LSTM(video_dim, d_model, batch_first=True, bidirectional=True)
-
-    def forward(self, audio: Tensor, visual: Tensor) -> tuple[Tensor, Tensor]:
-        return self.audio_rnn(audio)[0], self.visual_rnn(visual)[0]
 
 
 class _LocalizeHead(nn.Module):
@@ -79,7 +68,7 @@ class CACENet(EventCategoryRule, EventNetwork):
         self.video_decoder = CrossModalDecoder(512, d_model, 512)
         self.audio_encoder = TemporalEncoder(d_model, d_model, 1024)
         self.audio_decoder = CrossModalDecoder(d_model, d_model, 512)
-        self.audio_visual_rnn_layer = _BiLSTMs(128, 512, d_model)
+        self.audio_visual_rnn_layer = AudioVisualRNN(128, 512, d_model)
         self.audio_gated = nn.Sequential(nn.Linear(d_model, 1), nn.Sigmoid())
         self.video_gated = nn.Sequential(nn.Linear(d_model, 1), nn.Sigmoid())
         self.AVInter = AudioVideoInter(4, d_model, attention_dropout=0.2, batch_first=True)

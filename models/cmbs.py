@@ -187,8 +187,9 @@ class _CMBSBase(EventNetwork):
         return {"attention": out.attention, **{name: out.extras[name] for name in names}}
 
 
-class _AudioVisualRNN(nn.Module):
-    """The authors' ``RNNEncoder``: a Bi-LSTM per modality (audio 2x128, visual 2x512)."""
+class AudioVisualRNN(nn.Module):
+    """The authors' ``RNNEncoder`` (CACE-Net's too): a Bi-LSTM per modality (audio 2x128, visual 2x512; their
+    dropout is a no-op with one layer)."""
 
     def __init__(self, audio_dim: int = 128, visual_dim: int = 512, d_model: int = D_MODEL):
         super().__init__()
@@ -222,7 +223,7 @@ class CMBSNet(EventCategoryRule, _CMBSBase):
         self.video_decoder = CrossModalRelation(512)
         self.audio_encoder = TemporalRelation(D_MODEL, 1024)
         self.audio_decoder = CrossModalRelation(D_MODEL)
-        self.audio_visual_rnn_layer = _AudioVisualRNN()
+        self.audio_visual_rnn_layer = AudioVisualRNN()
         self.localize_module = _SupervisedHead(num_classes)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:

@@ -5,7 +5,6 @@ import ipaddress
 import socket
 
 import pytest
-import torch
 
 
 def _is_local(address) -> bool:
@@ -43,13 +42,3 @@ def _isolated_weight_caches(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(var, str(home / var.lower()))
     for var in ("AVEPIPE_VGG19_WEIGHTS", "AVEPIPE_KERAS_VGG19_WEIGHTS", "AVEPIPE_VGGISH_WEIGHTS"):
         monkeypatch.delenv(var, raising=False)
-
-
-def pytest_collection_modifyitems(config, items):
-    """``cuda``-marked tests run where CUDA is (``avepipe doctor --run-tests``), and are skipped elsewhere."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (runs under pytest -m cuda or avepipe doctor --run-tests there)")
-    for item in items:
-        if item.get_closest_marker("cuda") is not None:
-            item.add_marker(skip)

@@ -1,7 +1,7 @@
 """On a machine with CUDA GPUs: every GPU (and every torchrun rank on its own GPU) extracts the CPU's features,
 and training resumes on fewer GPUs than it ran on.
 
-Marked ``cuda``: conftest skips them where CUDA is absent; ``pytest -m cuda`` or
+Marked ``cuda``: not collected by default (setup.cfg addopts); ``pytest -m cuda`` or
 ``avepipe doctor --run-tests`` runs them on a GPU machine. The tolerance is the doctor's
 (docs/scaling.md#the-tolerance).
 """

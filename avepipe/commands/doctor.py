@@ -49,7 +49,7 @@ def doctor(seconds: int, fps: int, run_tests: bool) -> None:
             report.not_checked.append("the `cuda` tests (no tests/ beside the package: run pytest -m cuda "
                                       "in a checkout)")
         elif not torch.cuda.is_available():
-            report.not_checked.append("the `cuda` tests (no GPU: they skip themselves)")
+            report.not_checked.append("the `cuda` tests (no GPU to run them on)")
         elif ranks.is_main:
             tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", str(folder)],
                                    cwd=folder.parent)

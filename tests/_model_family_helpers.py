@@ -1,65 +1,17 @@
-"""Checks every registered event model goes through: train -> evaluate -> localize by the command line on a tiny
-generated cache, and learning the synthetic stand-in."""
+"""The synthetic-stand-in fit and the event/category loss reference shared by the CMRAN and SSPSP tests (the
+CLI chain train -> evaluate -> localize every model goes through is tests/_model_learning.train_evaluate_localize)."""
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
 import torch
-from click.testing import CliRunner
 
-from avepipe.cli import main
-from avepipe.data.annotations import load_annotations
-from avepipe.data.cache import FeatureCache
-from avepipe.data.dataset import FeatureDataset
-from avepipe.data.splits import load_official_splits
-from avepipe.localizer import Localizer
-from avepipe.models.checkpoint import load_checkpoint
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
-from avepipe.event.training import Trainer, defaults_for, predict_dataset
+from avepipe.event.training import Trainer, defaults_for
 from avepipe.run.seeding import seed_everything
-from tests._train_helpers import make_videos, tensor_splits, write_annotations, write_cache
-
-
-@dataclass
-class Chain:
-    history: list[dict]        # metrics.csv rows
-    net: object                # the best checkpoint's network
-    localized: object          # LocalizationResult (with explain) of the first test video
-
-
-def train_evaluate_localize(root: Path, model: str, setting: str, videos: int = 24, epochs: int = 2) -> Chain:
-    """Trains ``model`` by the CLI, checks that ``evaluate`` reports the accuracy of the checkpoint's own
-    predictions on the test split and that ``localize`` labels a test video as those predictions do."""
-    names = [f"class {k}" for k in range(4)]
-    audio, visual, segments, _ = make_videos(videos, seed=0)
-    ids = [f"vid{i:03d}" for i in range(videos)]
-    cache = write_cache(root / "features.h5", ids, audio, visual)
-    annotations = write_annotations(root / "labels.csv", ids, segments, names)
-    run = root / "run"
-    trained = CliRunner().invoke(main, ["train", str(cache), "--annotations", str(annotations), "--model", model,
-                                        "--setting", setting, "-o", str(run), "--epochs", str(epochs),
-                                        "--batch-size", "8", "--seed", "0", "--device", "cpu"])
-    assert trained.exit_code == 0, trained.output
-    evaluated = CliRunner().invoke(main, ["evaluate", str(run / "best"), str(cache), "--annotations",
-                                          str(annotations), "--json", "--device", "cpu"])
-    assert evaluated.exit_code == 0, evaluated.output
-    report = json.loads(evaluated.output.strip().splitlines()[-1])
-    net, info = load_checkpoint(run / "best")
-    labels = load_annotations(annotations, classes=info.class_names)
-    test_ids = load_official_splits(run / "splits", labels)["test"]
-    predicted, _, truth = predict_dataset(net, FeatureDataset([cache], labels, test_ids))
-    assert report["videos"] == len(test_ids) > 0
-    assert report["segment_accuracy"] == pytest.approx(float((predicted == truth).mean()))
-    localizer = Localizer(net, None, None, info.extractor, info.class_names, segments=10, device="cpu")
-    result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
-    assert result.labels == [info.class_names[k] for k in predicted[0]]
-    return Chain(list(csv.DictReader(open(run / "metrics.csv"))), net, result)
+from tests._train_helpers import tensor_splits
 
 
 SYNTHETIC_CLASSES = ["a", "b", "c", "d", "background"]

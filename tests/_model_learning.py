@@ -2,6 +2,7 @@
 for the train -> evaluate -> localize command-line test."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -61,7 +62,8 @@ def write_labelled_cache(tmp_path, videos: int = 60):
 def train_evaluate_localize(tmp_path, model: str, setting: str, *train_args: str):
     """``avepipe train`` (few epochs) -> ``evaluate`` -> localise a held-out video with its internals, on a
     tiny generated cache; asserts what must hold for any model (evaluate scores what the checkpoint
-    predicts, localize labels what it predicts). Returns (train_config as saved, network, result)."""
+    predicts, localize labels what it predicts). Returns (train_config as saved, network, result, the
+    metrics.csv rows)."""
     root, cache, annotations = write_labelled_cache(tmp_path)
     run = root / "run"
     trained = CliRunner().invoke(main, ["train", str(cache), "--annotations", str(annotations), "--model", model,
@@ -81,4 +83,4 @@ def train_evaluate_localize(tmp_path, model: str, setting: str, *train_args: str
     result = localizer.localize_features(FeatureCache(cache).read(labels.source_id(test_ids[0])), explain=True)
     assert result.labels == [info.class_names[k] for k in predicted[0]]
     state = json.loads((run / "last" / "training_state.json").read_text())
-    return state["train_config"], net, result
+    return state["train_config"], net, result, list(csv.DictReader(open(run / "metrics.csv")))

@@ -187,7 +187,7 @@ def test_learns_the_synthetic_stand_in(setting, schedule, tmp_path):
 
 
 def test_cli_trains_evaluates_and_localizes_with_attention(tmp_path):
-    config, net, result = train_evaluate_localize(tmp_path, "avel", "fully", "--avps-weight", "100", "--epochs", "3")
+    config, net, result, _ = train_evaluate_localize(tmp_path, "avel", "fully", "--avps-weight", "100", "--epochs", "3")
     assert config["lr_unit"] == "step" and config["avps_weight"] == 100.0
     assert type(net) is avel.FullyAVELNet and net.avps_weight == 100.0
     assert result.explain["attention"].shape == (T, 7, 7) and np.allclose(result.explain["attention"].sum(axis=(1, 2)), 1.0, atol=1e-5)

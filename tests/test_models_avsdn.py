@@ -146,6 +146,6 @@ def test_weakly_learns_the_video_category(tmp_path):
 
 
 def test_cli_trains_evaluates_and_localizes(tmp_path):
-    config, net, result = train_evaluate_localize(tmp_path, "avsdn", "fully", "--epochs", "2")
+    config, net, result, _ = train_evaluate_localize(tmp_path, "avsdn", "fully", "--epochs", "2")
     assert config["clip_grad_norm"] == 0.1 and config["lr_milestones"] == [10, 20, 30]
     assert type(net) is avsdn.FullyAVSDNNet and result.explain["attention"].shape == (T, 7, 7)

@@ -24,7 +24,8 @@ from avepipe.models.cmran import CMRANNet, WeaklyCMRANNet
 from avepipe.models.outputs import ModelOutput
 from avepipe.event.training import defaults_for
 from tests._cmran_reference import authors_cmran_keys, authors_cmran_state, cmran_forward
-from tests._model_family_helpers import fit_synthetic, reference_event_category_terms, train_evaluate_localize
+from tests._model_family_helpers import fit_synthetic, reference_event_category_terms
+from tests._model_learning import train_evaluate_localize
 
 C, BG = 28, 28
 SEGMENTS = [[BG, 3, 3, BG, BG], [5, 5, 5, 5, 5], [BG] * 5, [BG, BG, 7, 9, BG]]
@@ -214,8 +215,8 @@ def test_weakly_learns_the_video_categories_of_the_synthetic_stand_in(tmp_path):
 
 # -- train -> evaluate -> localize through the CLI ------------------------------------------------------------
 def test_cli_trains_evaluates_and_localizes(tmp_path):
-    chain = train_evaluate_localize(tmp_path, "cmran", "fully")
-    assert len(chain.history) == 2 and {"train_event", "train_category"} <= set(chain.history[0])
-    assert type(chain.net) is CMRANNet and chain.localized.explain["attention"].shape == (10, 7, 7)
+    _, net, localized, history = train_evaluate_localize(tmp_path, "cmran", "fully", "--epochs", "2")
+    assert len(history) == 2 and {"train_event", "train_category"} <= set(history[0])
+    assert type(net) is CMRANNet and localized.explain["attention"].shape == (10, 7, 7)
     for relation in ("audio_attends_visual", "visual_attends_audio"):     # drawn by localize --explain too
-        assert chain.localized.explain[relation].shape == (10, 10)
+        assert localized.explain[relation].shape == (10, 10)

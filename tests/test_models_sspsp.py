@@ -21,7 +21,8 @@ from avepipe.models.checkpoint import load_checkpoint
 from avepipe.models.sspsp import SSPSPNet, WeaklySSPSPNet, label_free_nce_loss
 from avepipe.event.training import defaults_for
 from tests._authors_reference import authors_cpsp_state, ref_fully_encoder
-from tests._model_family_helpers import fit_synthetic, reference_event_category_terms, train_evaluate_localize
+from tests._model_family_helpers import fit_synthetic, reference_event_category_terms
+from tests._model_learning import train_evaluate_localize
 
 C, BG = 28, 28
 SEGMENTS = [[BG, 3, 3, BG, BG], [5, 5, 5, 5, 5], [BG] * 5, [BG, BG, 7, 9, BG]]
@@ -158,6 +159,6 @@ def test_weakly_learns_the_video_categories_of_the_synthetic_stand_in(tmp_path):
 
 
 def test_cli_trains_evaluates_and_localizes(tmp_path):
-    chain = train_evaluate_localize(tmp_path, "sspsp", "weakly")
-    assert len(chain.history) == 2 and {"train_video", "train_nce"} <= set(chain.history[0])
-    assert type(chain.net) is WeaklySSPSPNet and chain.localized.explain["gamma_va"].shape == (10, 10)
+    _, net, localized, history = train_evaluate_localize(tmp_path, "sspsp", "weakly", "--epochs", "2")
+    assert len(history) == 2 and {"train_video", "train_nce"} <= set(history[0])
+    assert type(net) is WeaklySSPSPNet and localized.explain["gamma_va"].shape == (10, 10)

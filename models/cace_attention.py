@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from avepipe.models.cmbs import GuidedAttentionLayers
+
 
 def _attend(query: nn.Linear, key: nn.Linear, value: nn.Linear, x: Tensor) -> tuple[Tensor, Tensor]:
     """Unscaled dot-product self-attention over the middle axis of ``x`` [*, L, D]: (output, weights [*, L, L])."""
@@ -22,45 +24,30 @@ def _pool(maps: Tensor, cells: Tensor) -> Tensor:
     return (maps @ cells).squeeze(1)
 
 
-class CoGuidedAttention(nn.Module):
+class CoGuidedAttention(GuidedAttentionLayers):
     """(visual [B,T,7,7,512], audio [B,T,128]) -> (guided visual [B,T,512], guided audio [B,T,128], maps).
 
     ``maps`` holds the audio-guided spatial attention [B,T,7,7], the visual self spatial attention
     [B,T,7,7] and the visual-guided audio attention over segments [B,T,T] (row t: which seconds of
     audio second t's picture draws on). ``beta`` weighs the visual self-attention gate, ``psai`` the
-    visual-guided audio gate.
+    visual-guided audio gate. The layers are CMBS's (``GuidedAttentionLayers``) plus CACE-Net's own.
     """
 
     def __init__(self, psai: float, beta: float, video_dim: int = 512, audio_dim: int = 128, hidden: int = 256):
-        super().__init__()
+        super().__init__(video_dim, audio_dim, hidden)
         self.psai, self.beta = psai, beta
-        # audio-guided channel attention
-        self.affine_video_1 = nn.Linear(video_dim, video_dim)
-        self.affine_audio_1 = nn.Linear(audio_dim, video_dim)
-        self.affine_bottleneck = nn.Linear(video_dim, hidden)
-        self.affine_v_c_att = nn.Linear(hidden, video_dim)
-        # audio-guided spatial attention
-        self.affine_video_2 = nn.Linear(video_dim, hidden)
-        self.affine_audio_2 = nn.Linear(audio_dim, hidden)
-        self.affine_v_s_att = nn.Linear(hidden, 1)
-        # two spatial self-attentions of the visual map (the second feeds the audio guidance), one LayerNorm
-        self.video_query = nn.Linear(video_dim, video_dim // 4)
-        self.video_key = nn.Linear(video_dim, video_dim // 4)
-        self.video_value = nn.Linear(video_dim, video_dim)
-        self.v_norm = nn.LayerNorm(video_dim)
-        self.video_query2 = nn.Linear(video_dim, video_dim // 4)
-        self.video_key2 = nn.Linear(video_dim, video_dim // 4)
-        self.video_value2 = nn.Linear(video_dim, video_dim)
-        # visual self spatial attention
-        self.affine_video_ave = nn.Linear(video_dim, hidden)
-        self.affine_video_3 = nn.Linear(video_dim, hidden)
-        self.ave_v_att = nn.Linear(hidden, 1)
-        self.dropout = nn.Dropout(0.2)
         # visual-guided audio attention, after a temporal self-attention of the audio
         self.v_query = nn.Linear(video_dim, audio_dim)
         self.vaudio_key, self.vaudio_value = (nn.Linear(audio_dim, audio_dim) for _ in range(2))
         self.audio_query, self.audio_key, self.audio_value = (nn.Linear(audio_dim, audio_dim) for _ in range(3))
         self.a_norm = nn.LayerNorm(audio_dim)
+
+    def declare_after_cell_attention(self, visual_dim: int) -> None:
+        """One LayerNorm for both cell self-attentions, and the second one (it feeds the audio guidance)."""
+        self.v_norm = nn.LayerNorm(visual_dim)
+        self.video_query2 = nn.Linear(visual_dim, visual_dim // 4)
+        self.video_key2 = nn.Linear(visual_dim, visual_dim // 4)
+        self.video_value2 = nn.Linear(visual_dim, visual_dim)
 
     @staticmethod
     def _spatial_map(scorer: nn.Linear, query: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avepipe.models.base import EventNetwork
-from avepipe.models.cmran import AudioVideoInter
+from avepipe.models.cmran import AudioVideoInter, LocalizeHeads
 from avepipe.models.event_category import EventCategoryRule, event_category_scores
 from avepipe.models.outputs import ModelOutput
 from avepipe.models.registry import AUTHORS, ModelFamily, ModelOption, Recipe
@@ -25,16 +25,16 @@ WEAKLY = {"alpha": 0.2, "gamma": 0.5, "beta": 0.5}
 DECISIONS = ("segment", "released-video")
 
 
-class AudioGuidedAttention(nn.Module):
-    """Visual self-attention over the 7x7 cells, then audio-guided channel and spatial attention.
-
-    The authors' ``New_Audio_Guided_Attention`` without its unused ``ave_bottleneck``. Returns the
-    attended visual feature [B,T,512] and the two spatial maps [B,T,7,7] (audio-guided, self).
+class GuidedAttentionLayers(nn.Module):
+    """The layers CMBS's audio-guided attention and CACE-Net's co-guidance attention (models/cace_attention.py)
+    share, declared once: audio-guided channel and spatial attention, a self-attention of the 7x7 cells, the
+    visual self spatial attention. A subclass adds its own layers in ``declare_after_cell_attention`` and
+    after this ``__init__``, so every layer keeps its place in the authors' order (seeded initialisation and
+    saved optimiser states follow the parameter order). No forward: each subclass computes its own.
     """
 
-    def __init__(self, beta: float, visual_dim: int = 512, audio_dim: int = 128, hidden: int = 256):
+    def __init__(self, visual_dim: int, audio_dim: int, hidden: int):
         super().__init__()
-        self.beta = beta
         self.affine_video_1 = nn.Linear(visual_dim, visual_dim)
         self.affine_audio_1 = nn.Linear(audio_dim, visual_dim)
         self.affine_bottleneck = nn.Linear(visual_dim, hidden)
@@ -45,10 +45,26 @@ class AudioGuidedAttention(nn.Module):
         self.video_query = nn.Linear(visual_dim, visual_dim // 4)
         self.video_key = nn.Linear(visual_dim, visual_dim // 4)
         self.video_value = nn.Linear(visual_dim, visual_dim)
+        self.declare_after_cell_attention(visual_dim)
         self.affine_video_ave = nn.Linear(visual_dim, hidden)
         self.affine_video_3 = nn.Linear(visual_dim, hidden)
         self.ave_v_att = nn.Linear(hidden, 1)
         self.dropout = nn.Dropout(0.2)
+
+    def declare_after_cell_attention(self, visual_dim: int) -> None:
+        """Where CACE-Net adds its cell LayerNorm and second self-attention; CMBS has nothing here."""
+
+
+class AudioGuidedAttention(GuidedAttentionLayers):
+    """Visual self-attention over the 7x7 cells, then audio-guided channel and spatial attention.
+
+    The authors' ``New_Audio_Guided_Attention`` without its unused ``ave_bottleneck``. Returns the
+    attended visual feature [B,T,512] and the two spatial maps [B,T,7,7] (audio-guided, self).
+    """
+
+    def __init__(self, beta: float, visual_dim: int = 512, audio_dim: int = 128, hidden: int = 256):
+        super().__init__(visual_dim, audio_dim, hidden)
+        self.beta = beta
         self.norm = nn.LayerNorm(visual_dim)
 
     @staticmethod
@@ -200,18 +216,6 @@ class AudioVisualRNN(nn.Module):
         return self.audio_rnn(audio)[0], self.visual_rnn(visual)[0]
 
 
-class _SupervisedHead(nn.Module):
-    """The authors' ``SupvLocalizeModule``: event logit per segment, category logits from the max over segments."""
-
-    def __init__(self, num_classes: int, d_model: int = D_MODEL):
-        super().__init__()
-        self.classifier = nn.Linear(d_model, 1)
-        self.event_classifier = nn.Linear(d_model, num_classes)
-
-    def forward(self, fused: Tensor) -> tuple[Tensor, Tensor]:
-        return self.classifier(fused).squeeze(-1), self.event_classifier(fused.max(dim=1).values)
-
-
 class CMBSNet(EventCategoryRule, _CMBSBase):
     """Fully supervised CMBS (the authors' ``supv_main_model``): event logit per segment, one category
     per video (from the max over segments, plus gamma times the CAS score), background-suppression gates."""
@@ -224,7 +228,7 @@ class CMBSNet(EventCategoryRule, _CMBSBase):
         self.audio_encoder = TemporalRelation(D_MODEL, 1024)
         self.audio_decoder = CrossModalRelation(D_MODEL)
         self.audio_visual_rnn_layer = AudioVisualRNN()
-        self.localize_module = _SupervisedHead(num_classes)
+        self.localize_module = LocalizeHeads(num_classes, batch_first=True)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         visual, maps = self.attend(audio, visual)

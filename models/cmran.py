@@ -119,16 +119,22 @@ class AudioVideoInter(nn.Module):
 
 
 class LocalizeHeads(nn.Module):
-    """``classifier``: per-segment event logit; ``event_classifier``: categories from the max over t."""
+    """``classifier``: per-segment event logit; ``event_classifier``: categories from the max over the segments.
 
-    def __init__(self, categories: int, d_model: int = D_MODEL):
+    The layers of the authors' localisation modules (CMRAN model/main_model.py:44-87), CMBS's too. ``fused`` is
+    sequence-first [T,B,D] unless ``batch_first`` (CMBS's fused output is [B,T,D])."""
+
+    def __init__(self, categories: int, d_model: int = D_MODEL, batch_first: bool = False):
         super().__init__()
         self.classifier = nn.Linear(d_model, 1)
         self.event_classifier = nn.Linear(d_model, categories)
+        self.segment_dim = 1 if batch_first else 0
 
     def forward(self, fused: Tensor) -> tuple[Tensor, Tensor]:
-        """fused [T,B,D] -> (event logits [B,T], category logits [B,K])."""
-        return self.classifier(fused).squeeze(-1).T, self.event_classifier(fused.max(dim=0).values)
+        """fused [T,B,D] or [B,T,D] -> (event logits [B,T], category logits [B,K])."""
+        events = self.classifier(fused).squeeze(-1)
+        categories = self.event_classifier(fused.max(dim=self.segment_dim).values)
+        return (events if self.segment_dim else events.T), categories
 
 
 class _CMRANBase(EventCategoryRule, EventNetwork):

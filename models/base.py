@@ -73,7 +73,7 @@ class EventNetwork(nn.Module):
 
 
 def xavier(*layers: nn.Linear) -> None:
-    """Xavier-uniform weights and zero biases (the PSP authors' initialisation of their linear layers)."""
+    """Xavier-uniform weights and zero biases (CPSP corrected's heads; the PSP authors' Xavier layers have none)."""
     for layer in layers:
         nn.init.xavier_uniform_(layer.weight)
         if layer.bias is not None:

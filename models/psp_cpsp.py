@@ -103,7 +103,7 @@ class WeaklyPSPNet(_PSPNetBase):
         self.L1 = nn.Linear(256, 64, bias=False)
         self.L2 = nn.Linear(64, num_classes + 1, bias=False)
         self.W3 = nn.Linear(num_classes + 1, 1, bias=False)
-        xavier(self.linear_v, self.L1, self.L2, self.W3)
+        xavier(self.L1, self.L2)        # linear_v and W3 keep PyTorch's defaults (PSP weakly_model.py:200-208)
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         attended, attention = self.attention(audio, visual)

@@ -169,3 +169,14 @@ def test_published_tau_defaults():
     assert models.build_model("cpsp", "fully").tau == 0.099
     assert models.build_model("psp", "weakly").tau == 0.095
     assert models.build_model("psp", "fully", tau=float("-inf")).psp.tau == float("-inf")
+
+
+def test_weakly_psp_initialises_as_the_authors_weakly_model():
+    """PSP weakly_model.py:200-208 draws Xavier for L1/L2 only; linear_v (512 -> 128) and W3 (29 -> 1) keep
+    PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which is narrower than Xavier's sqrt(6/(fan_in+fan_out))."""
+    torch.manual_seed(0)
+    net = models.build_model("psp", "weakly")
+    assert net.linear_v.weight.abs().max() <= 1 / math.sqrt(512) < math.sqrt(6 / (512 + 128))
+    assert net.linear_v.bias.abs().max() > 0
+    assert net.W3.weight.abs().max() <= 1 / math.sqrt(29)
+    assert net.L1.weight.abs().max() > 1 / math.sqrt(256)            # Xavier: bound sqrt(6/320) = 0.137

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from avepipe.errors import UserError
 from avepipe.models import losses
-from avepipe.models.avga import AVGA
+from avepipe.models.avga import AVGA, AVGA_FORMS
 from avepipe.models.base import EventNetwork
 from avepipe.models.lstm import AudioVisualLSTM
 from avepipe.models.outputs import ModelOutput
@@ -28,14 +28,17 @@ class _AVELBase(EventNetwork):
 
     model_name = "avel"
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, avga: str = "released"):
         super().__init__(num_classes)
-        self.attention = AVGA(audio_dim=128)      # raw VGGish into the attention, as theirs
+        self.attention = AVGA(audio_dim=128, form=avga)     # raw VGGish into the attention, as theirs
         self.lstm_a_v = AudioVisualLSTM(128, 512, 128)
         self.L1 = nn.Linear(512, 64)
         self.L2 = nn.Linear(64, num_classes + 1)
         for layer in (self.L1, self.L2):          # weights only: their biases keep PyTorch's default
             nn.init.xavier_uniform_(layer.weight)
+
+    def options(self) -> dict:
+        return {"avga": self.attention.form}
 
     def encode(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         attended, attention = self.attention(audio, visual)
@@ -47,12 +50,12 @@ class _AVELBase(EventNetwork):
 class FullyAVELNet(_AVELBase):
     """Fully supervised AVEL: soft margin loss on softmax(scores) per segment, optionally + PSP's AVPS."""
 
-    def __init__(self, num_classes: int = 28, avps_weight: float = 0.0):
-        super().__init__(num_classes)
+    def __init__(self, num_classes: int = 28, avps_weight: float = 0.0, avga: str = "released"):
+        super().__init__(num_classes, avga)
         self.avps_weight = float(avps_weight)
 
     def options(self) -> dict:
-        return {"avps_weight": self.avps_weight}
+        return {"avps_weight": self.avps_weight, **super().options()}
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = self.encode(audio, visual)
@@ -77,16 +80,16 @@ class WeaklyAVELNet(_AVELBase):
 
     setting = "weakly"
 
-    def __init__(self, num_classes: int = 28, weighting: str = "none"):
+    def __init__(self, num_classes: int = 28, weighting: str = "none", avga: str = "released"):
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown AVEL weighting {weighting!r} (expected one of {', '.join(WEIGHTINGS)})")
-        super().__init__(num_classes)
+        super().__init__(num_classes, avga)
         self.weighting = weighting
         if weighting == "psp":
             self.W3 = nn.Linear(num_classes + 1, 1, bias=False)     # PyTorch's default init, as PSP's code
 
     def options(self) -> dict:
-        return {"weighting": self.weighting}
+        return {"weighting": self.weighting, **super().options()}
 
     def forward(self, audio: Tensor, visual: Tensor) -> ModelOutput:
         out = self.encode(audio, visual)
@@ -101,14 +104,14 @@ class WeaklyAVELNet(_AVELBase):
 
 
 def build_avel(setting: str, num_classes: int = 28, avps_weight: float | None = None,
-               weighting: str | None = None) -> _AVELBase:
+               weighting: str | None = None, avga: str | None = None) -> _AVELBase:
     if setting == "weakly":
         if avps_weight:
             raise UserError("avps_weight applies to fully supervised AVEL only (it needs segment labels)")
-        return WeaklyAVELNet(num_classes, weighting or "none")
+        return WeaklyAVELNet(num_classes, weighting or "none", avga or "released")
     if weighting not in (None, "none"):
         raise UserError("the PSP weighting branch applies to weakly supervised AVEL only")
-    return FullyAVELNet(num_classes, avps_weight or 0.0)
+    return FullyAVELNet(num_classes, avps_weight or 0.0, avga or "released")
 
 
 def import_avel_state(state: dict[str, Tensor], setting: str) -> dict[str, Tensor]:
@@ -132,12 +135,16 @@ AVPS_WEIGHT = ModelOption("avps_weight", float, "AVEL fully: weight of PSP's aud
 WEIGHTING = ModelOption("weighting", str, "AVEL weakly: 'psp' adds the weighting branch of PSP's weakly supervised "
                                           "classifier before AVEL's max pooling; 'none' (default) is the original.",
                         choices=WEIGHTINGS)
+AVGA_FORM = ModelOption("avga", str, "AVEL's audio-guided attention: 'released' (default) adds the audio term per "
+                                     "position, as the authors' code (their weights expect it); 'paper' adds it per "
+                                     "attention unit, as the paper's equation (docs/models.md, AVEL 'Paper vs code').",
+                        choices=AVGA_FORMS)
 
 FAMILIES = (
     ModelFamily(
         name="avel", summary="AVEL, audio-guided attention + Bi-LSTMs (Tian et al., ECCV 2018)", build=build_avel,
         recipes={AUTHORS: {"fully": _avel_recipe(300, "supervised_main.py", "46-48,66-67,102-108"),
                            "weakly": _avel_recipe(250, "weak_supervised_main.py", "51-53,67-68,89-95")}},
-        options=(AVPS_WEIGHT, WEIGHTING), import_state=import_avel_state,
+        options=(AVPS_WEIGHT, WEIGHTING, AVGA_FORM), import_state=import_avel_state,
         published={"fully": 68.6, "weakly": 66.7}),    # PSP paper, Table 4
 )

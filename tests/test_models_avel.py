@@ -19,6 +19,7 @@ from avepipe.cli import main
 from avepipe.commands.import_checkpoint import import_checkpoint
 from avepipe.errors import UserError
 from avepipe.models import avel
+from avepipe.models.avga import AVGA
 from avepipe.models.checkpoint import load_checkpoint
 from avepipe.event.training import defaults_for
 from tests._avel_reference import AVEL_KEYS, authors_state, ref_avel_scores, soft_margin
@@ -142,6 +143,64 @@ def test_authors_recipe_steps_the_learning_rate_every_iteration():
         assert [config.lr_at(s) for s in (0, 14999, 15000, 29999, 30000)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
 
 
+# -- the paper's attention (--avga paper) -------------------------------------------------------------------
+
+def _attention_by_hand(attention: AVGA, audio, visual, per_unit: bool):
+    """z_j = sum_i h_i tanh((W_v U_v v_j)_i + audio_i) with audio_i = (W_a U_a a)_i per attention unit i
+    (the paper's (W_a U_a(a_t)) 1^T), or audio_j per position j (the released code), one sum at a time."""
+    w_video, b_video = attention.affine_video.weight, attention.affine_video.bias
+    w_audio, b_audio = attention.affine_audio.weight, attention.affine_audio.bias
+    w_v, w_g, w_h = attention.affine_v.weight, attention.affine_g.weight, attention.affine_h.weight[0]
+    positions = visual.reshape(-1, visual.shape[-1])
+    audio_units = w_g @ torch.relu(w_audio @ audio + b_audio)
+    z = []
+    for j, v_j in enumerate(positions):
+        visual_units = w_v @ torch.relu(w_video @ v_j + b_video)
+        z.append(sum(w_h[i] * torch.tanh(visual_units[i] + audio_units[i if per_unit else j])
+                     for i in range(len(w_h))))
+    alpha = torch.softmax(torch.stack(z), dim=0)
+    return (alpha[:, None] * positions).sum(dim=0), alpha
+
+
+@pytest.mark.parametrize("form", ["paper", "released"])
+def test_avga_forms_compute_their_equation(form):
+    torch.manual_seed(1)
+    attention = AVGA(audio_dim=3, visual_dim=4, hidden_dim=5, positions=6, form=form).double()
+    audio, visual = torch.randn(1, 1, 3, dtype=torch.float64), torch.randn(1, 1, 2, 3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        attended, alpha = attention(audio, visual)
+        expected, expected_alpha = _attention_by_hand(attention, audio[0, 0], visual, per_unit=form == "paper")
+        other, _ = _attention_by_hand(attention, audio[0, 0], visual, per_unit=form != "paper")
+    assert torch.allclose(alpha.flatten(), expected_alpha, atol=1e-12)
+    assert torch.allclose(attended.flatten(), expected, atol=1e-12)
+    assert not torch.allclose(attended.flatten(), other, atol=1e-6)      # the two forms differ here
+
+
+def test_paper_attention_cannot_prefer_a_position_by_audio_alone():
+    """Known answer: where every position holds the same visual feature, the paper's audio term (the same for
+    every position) leaves the attention uniform; the released per-position audio term does not."""
+    audio, visual = _inputs(2, segments=3, seed=5)
+    visual = visual[:, :, :1, :1].expand(-1, -1, 7, 7, -1)
+    torch.manual_seed(2)
+    paper = AVGA(form="paper").double()
+    released = AVGA().double()
+    released.load_state_dict(paper.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(paper(audio, visual)[1], torch.full((2, 3, 7, 7), 1 / 49, dtype=torch.float64))
+        assert released(audio, visual)[1].std(dim=(-2, -1)).min() > 1e-4
+
+
+@pytest.mark.parametrize("setting", ["fully", "weakly"])
+def test_avga_option_builds_rebuilds_and_keeps_the_released_default(setting):
+    assert models.build_model("avel", setting).attention.form == "released"
+    net = models.build_model("avel", setting, avga="paper")
+    assert net.attention.form == "paper" and net.config["avga"] == "paper"
+    assert models.build_model(**net.config).attention.form == "paper"
+    assert set(net.state_dict()) == set(models.build_model("avel", setting).state_dict())   # same weights, either form
+    with pytest.raises(ValueError, match="^unknown AVGA form 'intended' \\(expected one of released, paper\\)$"):
+        models.build_model("avel", setting, avga="intended")
+
+
 # -- the authors' files -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting", ["fully", "weakly"])
@@ -152,7 +211,7 @@ def test_authors_state_dict_imports_and_reproduces_their_forward(setting, tmp_pa
                                                     "--setting", setting, "-o", str(tmp_path / "ckpt")])
     assert result.exit_code == 0, result.output
     net, info = load_checkpoint(tmp_path / "ckpt")
-    assert info.model_config == {"model": "avel", "setting": setting, "num_classes": C,
+    assert info.model_config == {"model": "avel", "setting": setting, "num_classes": C, "avga": "released",
                                  **({"avps_weight": 0.0} if setting == "fully" else {"weighting": "none"})}
     audio, visual = _inputs(3, seed=4, dtype=torch.float32)
     with torch.no_grad():
@@ -191,3 +250,9 @@ def test_cli_trains_evaluates_and_localizes_with_attention(tmp_path):
     assert config["lr_unit"] == "step" and config["avps_weight"] == 100.0
     assert type(net) is avel.FullyAVELNet and net.avps_weight == 100.0
     assert result.explain["attention"].shape == (T, 7, 7) and np.allclose(result.explain["attention"].sum(axis=(1, 2)), 1.0, atol=1e-5)
+
+
+def test_cli_trains_the_paper_attention_and_the_checkpoint_keeps_it(tmp_path):
+    config, net, result, _ = train_evaluate_localize(tmp_path, "avel", "weakly", "--avga", "paper", "--epochs", "2")
+    assert config["avga"] == "paper" and net.attention.form == "paper" and net.config["avga"] == "paper"
+    assert np.allclose(result.explain["attention"].sum(axis=(1, 2)), 1.0, atol=1e-5)

@@ -1,6 +1,6 @@
 """The feed: avepipe's extraction path with the CNNs removed vs bare PyAV decoding, one worker each.
 
-- ``ours``: ``extract.folder._extract_all`` with one decoder worker, VGG-19 replaced by a module
+- ``ours``: ``avepipe.extraction._extract_all`` with one decoder worker, VGG-19 replaced by a module
   returning zeros (the uint8 staging, preprocessing and batching stay) and VGGish by an encoder
   returning zeros: what is left is decoding, frame selection and conversion, hashing, the queue,
   audio decoding and the assembly of the maps - the rate at which avepipe can feed any CNN.
@@ -21,6 +21,7 @@ import json
 import os
 import statistics
 import sys
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ class ZeroAudio:
 
 
 def ours(clips: list[Path], visual, config, batch_size: int) -> int:
-    from avepipe.extract.folder import _extract_all
+    from avepipe.extraction import _extract_all
 
     todo = {path.stem: path for path in clips}
     segments = 0
@@ -74,6 +75,7 @@ def bare(clips: list[Path]) -> int:
         reformatter = VideoReformatter()
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # as avepipe's decoder (extract/decode.py): the same decoder, frame threads
             start, target, keep = None, 0, False
             for frame in container.decode(stream):
                 time_s = float(frame.pts * stream.time_base)
@@ -86,6 +88,19 @@ def bare(clips: list[Path]) -> int:
                     converted += 1
                     keep = False
     return converted
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the decoder workers, joined by then)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(run, *args) -> tuple[int, float, float]:
+    """``(run's result, wall seconds, CPU seconds)``."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = run(*args)
+    return result, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def main() -> None:
@@ -104,26 +119,30 @@ def main() -> None:
     torch.set_num_threads(1)
     visual, _, config = build_encoders(random_seed=0, device="cpu")
     visual.features = zero_maps()
-    ours_s, bare_s, frames = [], [], {}
+    seconds = {"ours": [], "bare": []}
+    cpu = {"ours": [], "bare": []}
+    frames = {}
     with tempfile.TemporaryDirectory() as folder:
         clips = [write_clip(Path(folder) / f"clip{i}.mp4", args.seconds, 30, seed=i) for i in range(args.videos)]
         ours(clips[:1], visual, config, args.batch_size)          # warm-up of both
         bare(clips[:1])
         for _ in range(args.rounds):
-            started = time.perf_counter()
-            frames["ours"] = ours(clips, visual, config, args.batch_size)
-            ours_s.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            frames["bare"] = bare(clips)
-            bare_s.append(time.perf_counter() - started)
-    ratios = [b / o for o, b in zip(ours_s, bare_s)]
+            for name, run in (("ours", lambda: ours(clips, visual, config, args.batch_size)),
+                              ("bare", lambda: bare(clips))):
+                frames[name], wall, used = timed(run)
+                seconds[name].append(wall)
+                cpu[name].append(used)
+    ratios = [b / o for o, b in zip(seconds["ours"], seconds["bare"])]
+    cpu_ratios = [b / o for o, b in zip(cpu["ours"], cpu["bare"])]
     print(json.dumps({
         "benchmark": "feed", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "videos": args.videos, "seconds": args.seconds, "source_fps": 30, "size": "640x360",
-        "frames": frames, "rounds": args.rounds, "ours_s": ours_s, "bare_s": bare_s,
-        "ours_frames_per_s": frames["ours"] / statistics.median(ours_s),
-        "bare_frames_per_s": frames["bare"] / statistics.median(bare_s),
+        "frames": frames, "rounds": args.rounds, "ours_s": seconds["ours"], "bare_s": seconds["bare"],
+        "ours_cpu_s": cpu["ours"], "bare_cpu_s": cpu["bare"],
+        "ours_frames_per_s": frames["ours"] / statistics.median(seconds["ours"]),
+        "bare_frames_per_s": frames["bare"] / statistics.median(seconds["bare"]),
         "feed_over_bare": statistics.median(ratios), "feed_over_bare_rounds": ratios,
+        "feed_over_bare_cpu": statistics.median(cpu_ratios), "feed_over_bare_cpu_rounds": cpu_ratios,
         "load_avg_after": list(os.getloadavg()),
     }))
 

@@ -30,10 +30,29 @@ class _Stopped(Exception):
     pass
 
 
-def default_workers(local_ranks: int = 1) -> int:
-    """Decoders per rank: the usable CPUs shared among the ``local_ranks`` ranks of this machine, one CPU
-    per rank left to its main process (CNN, audio encoder, writing); at least one, no fixed cap."""
-    return max(1, (usable_cpus() - local_ranks) // local_ranks)
+# On CPU the CNN shares the cores with the decoders and is by far the slower: decoding and converting a
+# sampled frame took ~3 ms of one core here (benchmarks/feed.py), a VGG-19 fp32 pass ~1 s (~0.4 s in bf16
+# on a CPU with native bf16). One decoder per this many cores stays ahead with room for 20x costlier
+# sources (4K, HEVC) and leaves the rest of the cores to the CNN.
+CPU_CORES_PER_DECODER = 16
+
+
+def decoder_workers(cpus: int, local_ranks: int, device_type: str) -> int:
+    """Decoders per rank, from the usable ``cpus`` shared by the ``local_ranks`` ranks of this machine.
+
+    On a GPU (any device but "cpu") decoding is the bottleneck: every CPU but one per rank (its main
+    process: batching, audio encoder, writing), no cap. On CPU the CNN is: one decoder per
+    ``CPU_CORES_PER_DECODER`` CPUs of the rank's share. At least one either way.
+    """
+    share = cpus // max(1, local_ranks)
+    if device_type == "cpu":
+        return max(1, share // CPU_CORES_PER_DECODER)
+    return max(1, share - 1)
+
+
+def default_workers(device_type: str, local_ranks: int = 1) -> int:
+    """``decoder_workers`` for the CPUs this process may run on."""
+    return decoder_workers(usable_cpus(), local_ranks, device_type)
 
 
 def _worker(tasks, results, stop, config_json: str, parent: int) -> None:

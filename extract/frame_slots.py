@@ -54,7 +54,8 @@ class FrameSlots:
 
     def fits(self, part: FramePart) -> bool:
         pixels = part.pixels
-        return pixels.dtype == np.uint8 and 0 < len(pixels) <= self.chunk_frames and pixels.shape[1:] == self.frame_shape
+        return (pixels.dtype == np.uint8 and 0 < len(pixels) <= self.chunk_frames
+                and pixels.shape[1:] == self.frame_shape)
 
     def store(self, part: FramePart, wait) -> InSlot:
         """Worker side: copy ``part``'s pixels into the next slot once it is free; ``wait(semaphore)``

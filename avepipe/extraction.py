@@ -100,7 +100,7 @@ def extract_folder(video_dir: Path, cache: Path, options: ExtractOptions = Extra
     # Each rank on its own GPU (as far as there are GPUs), made current so nothing lands on GPU 0 by default.
     device = use_device(select_device(options.device, ranks))
     tune_for(device)
-    workers = default_workers(ranks.local_world_size) if options.workers is None else options.workers
+    workers = default_workers(device.type, ranks.local_world_size) if options.workers is None else options.workers
     options = replace(options, device=device, workers=workers)
     visual_encoder, audio_encoder, config = build_encoders(
         preset=options.preset, audio_backend=options.audio_backend, vgg_weights=options.vgg_weights,

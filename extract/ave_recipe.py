@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from avepipe.errors import UserError
-from avepipe.extract.logmel import SAMPLE_RATE
-from avepipe.extract.sampling import AVE_CLIP_SECONDS
+from avepipe.extract.sampling import AVE_CLIP_SECONDS, SAMPLE_RATE
 
 WAV_SAMPLE_RATE = 44100  # the AVE audio was a 16-bit WAV at 44.1 kHz
 _MISSING = ("--preset ave needs the optional 'ave' extra (opencv-python-headless, resampy): "

@@ -11,7 +11,8 @@ import librosa
 import numpy as np
 import scipy.signal
 
-SAMPLE_RATE = 16000
+from avepipe.extract.sampling import SAMPLE_RATE
+
 WINDOW_LENGTH = 400            # 25 ms
 HOP_LENGTH = 160               # 10 ms
 FFT_LENGTH = 512               # 2 ** ceil(log2(WINDOW_LENGTH))

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+SAMPLE_RATE = 16000  # Hz, the audio rate VGGish reads (kept here, not in logmel: decoder workers need no scipy)
+
 
 def segment_count(duration: float, segments: int | None = None) -> int:
     """T: the fixed ``segments`` when given, else ceil(duration) (at least 1)."""

@@ -6,7 +6,8 @@ and nothing half-done is), exit when the main process disappears (``kill -9``), 
 report a bad file as ``VideoFailed`` instead of dying. A worker that dies anyway
 (a crash inside FFmpeg) fails only the video it was decoding and is replaced.
 Each worker is given at most two videos at a time, so the queue, not the folder
-size, bounds memory: ``queue_depth`` messages of ``CHUNK_FRAMES`` frames each.
+size, bounds memory: ``queue_depth`` messages of ``CHUNK_FRAMES`` frames each. Their
+pixels travel through shared memory (``extract.frame_slots``) where there is room for it.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from avepipe.extract.frame_slots import SLOTS, FrameSlots, InSlot, shared_memory_room
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.machine import usable_cpus
-from avepipe.extract.stream import Message, VideoEnd, VideoFailed, failure_reason, video_messages
+from avepipe.extract.stream import (CHUNK_FRAMES, FramePart, Message, VideoEnd, VideoFailed, failure_reason,
+                                    video_messages)
 
 POLL_SECONDS = 0.05   # wait for a message this long before letting the CNN run a partial batch
 VIDEOS_PER_WORKER = 2  # one decoding, one ready to start: no gap between videos
@@ -30,13 +33,32 @@ class _Stopped(Exception):
     pass
 
 
-def default_workers(local_ranks: int = 1) -> int:
-    """Decoders per rank: the usable CPUs shared among the ``local_ranks`` ranks of this machine, one CPU
-    per rank left to its main process (CNN, audio encoder, writing); at least one, no fixed cap."""
-    return max(1, (usable_cpus() - local_ranks) // local_ranks)
+# On CPU the CNN shares the cores with the decoders and is by far the slower: decoding and converting a
+# sampled frame took ~3 ms of one core here (benchmarks/feed.py), a VGG-19 fp32 pass ~1 s (~0.4 s in bf16
+# on a CPU with native bf16). One decoder per this many cores stays ahead with room for 20x costlier
+# sources (4K, HEVC) and leaves the rest of the cores to the CNN.
+CPU_CORES_PER_DECODER = 16
 
 
-def _worker(tasks, results, stop, config_json: str, parent: int) -> None:
+def decoder_workers(cpus: int, local_ranks: int, device_type: str) -> int:
+    """Decoders per rank, from the usable ``cpus`` shared by the ``local_ranks`` ranks of this machine.
+
+    On a GPU (any device but "cpu") decoding is the bottleneck: every CPU but one per rank (its main
+    process: batching, audio encoder, writing), no cap. On CPU the CNN is: one decoder per
+    ``CPU_CORES_PER_DECODER`` CPUs of the rank's share. At least one either way.
+    """
+    share = cpus // max(1, local_ranks)
+    if device_type == "cpu":
+        return max(1, share // CPU_CORES_PER_DECODER)
+    return max(1, share - 1)
+
+
+def default_workers(device_type: str, local_ranks: int = 1) -> int:
+    """``decoder_workers`` for the CPUs this process may run on."""
+    return decoder_workers(usable_cpus(), local_ranks, device_type)
+
+
+def _worker(tasks, results, stop, config_json: str, parent: int, slots: FrameSlots | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     results.cancel_join_thread()  # never block exit on a full queue nobody reads any more
     config = ExtractorConfig.from_json(config_json)
@@ -44,7 +66,14 @@ def _worker(tasks, results, stop, config_json: str, parent: int) -> None:
     def alive() -> bool:
         return not stop.is_set() and os.getppid() == parent
 
+    def wait(semaphore) -> None:
+        while not semaphore.acquire(timeout=0.5):
+            if not alive():
+                raise _Stopped
+
     def put(message: Message) -> None:
+        if slots is not None and isinstance(message, FramePart) and slots.fits(message):
+            message = slots.store(message, wait)
         while True:
             if not alive():
                 raise _Stopped
@@ -82,19 +111,28 @@ class DecoderPool:
         self._config_json = config.to_json()
         self.results = self._ctx.Queue(maxsize=queue_depth or 4 * workers + 4)
         self._stop = self._ctx.Event()
+        frame_bytes = config.frame_size * config.frame_size * 3
+        self._use_slots = shared_memory_room(workers * SLOTS * CHUNK_FRAMES * frame_bytes)
+        self._slots: dict[str, FrameSlots] = {}  # every ring made, by name (a replaced worker's too)
+        self._frame_shape = (config.frame_size, config.frame_size, 3)
         self._workers = [self._start() for _ in range(workers)]
         self._assigned: list[deque[int]] = [deque() for _ in range(workers)]
         self.restarts = 0
 
     def _start(self):
         tasks = self._ctx.Queue()
+        slots = FrameSlots(self._ctx, self._frame_shape, CHUNK_FRAMES) if self._use_slots else None
+        if slots is not None:
+            self._slots[slots.name] = slots
         process = self._ctx.Process(target=_worker, daemon=True, name="avepipe-decoder",
-                                    args=(tasks, self.results, self._stop, self._config_json, os.getpid()))
+                                    args=(tasks, self.results, self._stop, self._config_json, os.getpid(), slots))
         process.start()
         return process, tasks
 
     def messages(self, videos: Iterable[tuple[int, Path]]) -> Iterator[Message | None]:
+        """The workers' messages; a ``FramePart``'s pixels are valid until the next message is asked for."""
         todo = deque(videos)
+        reading: FrameSlots | None = None  # the ring whose oldest slot the consumer was last given
         owner: dict[int, tuple[int, Path]] = {}  # key -> (worker index, path) of videos handed out
 
         def hand_out() -> None:
@@ -107,6 +145,9 @@ class DecoderPool:
 
         hand_out()
         while owner:
+            if reading is not None:
+                reading.release()
+                reading = None
             try:
                 message = self.results.get(timeout=POLL_SECONDS)
             except queue.Empty:
@@ -117,6 +158,9 @@ class DecoderPool:
             if isinstance(message, (VideoEnd, VideoFailed)) and message.key in owner:
                 self._assigned[owner.pop(message.key)[0]].remove(message.key)
                 hand_out()
+            if isinstance(message, InSlot):
+                reading = self._slots[message.ring]
+                message = reading.load(message)
             yield message
 
     def _replace_dead(self, owner: dict[int, tuple[int, Path]], todo: deque) -> Iterator[VideoFailed]:
@@ -146,6 +190,9 @@ class DecoderPool:
                 process.terminate()
                 process.join(timeout=2.0)
         self.results.cancel_join_thread()
+        for slots in self._slots.values():
+            slots.remove()
+        self._slots.clear()
 
     def __enter__(self) -> "DecoderPool":
         return self

@@ -47,8 +47,9 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
                    "(32; larger is faster on GPU, needs more memory).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decoder processes (video and audio decoding runs there while the CNN runs here). "
-                   "0 decodes in this process. Default: the CPUs this process may use, less one per "
-                   "rank, shared among the ranks of this machine (at least 1).")
+                   "0 decodes in this process. Default, per rank (the CPUs this process may use, shared "
+                   "among the ranks of this machine): on a GPU all of its CPUs but one; on CPU, where the "
+                   "CNN is the bottleneck, one per 16 CPUs (at least 1).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="VGG-19 compute precision (autocast). bf16/fp16 are faster on GPUs with tensor cores and "
                    "change the features slightly (see the README for measured drift); on CPUs without "

@@ -20,15 +20,18 @@ the 402 validation videos (every epoch: avepipe selects on validation), the ``be
 checkpoints, ``metrics.csv`` and ``curves.png``.
 
 Two figures, each the authors' median over ours: the training pass alone, and the full epoch cycle
-(ours: the whole fit epoch; the authors': training pass + (val + test) / 5). Both loops share avepipe's
-in-memory float16 arrays for training (the authors hold float32: their per-video copy here also
-converts, a few per cent of a step; holding both would take 6.3 GB). Their evaluation reads the whole
-visual file as they do, but in 128-video slabs into one reused buffer instead of one 4.2 GB array
-(the process stays under 5 GB); that skips their 4.2 GB allocation, which favours the authors' loop.
-With ``--train-videos`` below 3,339 an epoch is part of the training split while the evaluation stays
-whole, so the JSON also gives the full-epoch cycle projected from the measured training time per video.
-Each loop runs one untimed round, then timed rounds alternate (ours, authors'). Wall and process CPU
-seconds are both kept (CPU time is steadier on a shared machine). Prints one JSON line; not run by the tests.
+(ours: the whole fit epoch; the authors': training pass + (val + test) / 5). Each side runs in its own
+process, as each would for a user: avepipe's with what ``Trainer.fit`` sets up (it keeps freed memory
+for the next step: avepipe/run/allocator.py), the authors' with the C library's defaults. Both train
+from the stand-in held in memory as float16 (the authors hold float32: their per-video copy here also
+converts, a few per cent of a step; float32 would take their process past 5 GB). Their evaluation reads
+the whole visual file as they do, but in 128-video slabs into one reused buffer instead of one 4.2 GB
+array; that skips their 4.2 GB allocation, which favours the authors' loop. With ``--train-videos``
+below 3,339 an epoch is part of the training split while the evaluation stays whole, so the JSON also
+gives the full-epoch cycle projected from the measured training time per video. Each side runs one
+untimed round, then timed rounds alternate (ours, authors'), one process idle while the other runs.
+Wall and process CPU seconds are both kept (CPU time is steadier on a shared machine), and each
+process's peak RSS. Prints one JSON line; not run by the tests.
 
     OMP_NUM_THREADS=1 python benchmarks/psp_epoch.py [--rounds 3] [--train-videos 3339] [--cache PATH]
 """
@@ -39,6 +42,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +54,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._child import peak_rss_mb  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 from benchmarks.train_throughput import (CLASSES, T, TRAIN_VIDEOS, VAL_VIDEOS, VIDEOS, write_annotations,  # noqa: E402
                                          write_synthetic_cache)
@@ -224,10 +229,85 @@ def _summary(ours_train, ours_cycle, authors_train, authors_eval, train_videos: 
     return out
 
 
-def main() -> None:  # long: one benchmark run from setup to JSON line, kept in one place to be read top-down
+def _dataset(args):
+    """The stand-in (written if missing, else only read), held in memory, and its annotations."""
+    annotations = args.cache.with_suffix(".annotations.txt")
+    if not (args.cache.exists() and annotations.exists()):
+        write_synthetic_cache(args.cache, VIDEOS, "float16")
+        write_annotations(annotations, VIDEOS)
+    from avepipe.data.annotations import load_annotations
+    from avepipe.data.dataset import FeatureDataset
+
+    labels = load_annotations(annotations)
+    return FeatureDataset([args.cache], labels, labels.video_ids, in_memory=True), labels
+
+
+def _ours_round(args):
+    """avepipe's side: a ``Trainer`` over the in-memory stand-in; each round one ``fit`` epoch."""
+    from torch.utils.data import Subset
+
+    from avepipe.event.training import Trainer, defaults_for
+    from avepipe.extract.provenance import ExtractorConfig
+    from avepipe.models import build_model
+    from avepipe.run.seeding import seed_everything
+
+    dataset, labels = _dataset(args)
+    seed_everything(0)
+    config = defaults_for("psp", "fully", epochs=1, batch_size=args.batch_size)
+    trainer = Trainer(build_model("psp", "fully", num_classes=CLASSES), config, Subset(dataset, range(args.train_videos)),
+                      Subset(dataset, range(TRAIN_VIDEOS, TRAIN_VIDEOS + VAL_VIDEOS)), tempfile.mkdtemp(),
+                      labels.classes, ExtractorConfig(segments=T), device="cpu", progress=False)
+    ours = OursEpoch(trainer)
+
+    def one_round() -> dict:
+        cycle = _timed(ours)
+        return {"train": ours.train_pass, "cycle": cycle}
+    return one_round
+
+
+def _authors_round(args):
+    """The authors' side: their training pass, then their val() + test() pair (from their HDF5 files)."""
+    from avepipe.models import build_model
+
+    dataset, _ = _dataset(args)
+    folder = args.authors_dir or args.cache.with_name(args.cache.stem + "_authors_format")
+    write_authors_files(folder, dataset._audio, dataset._visual, dataset.segment_labels)
+    random.seed(123)
+    net = build_model("psp", "fully", num_classes=CLASSES)
+    authors = AuthorsLoop(net, dataset._audio, dataset._visual, dataset.segment_labels,
+                          dataset.video_labels(np.arange(len(dataset))), list(range(args.train_videos)),
+                          args.batch_size)
+    val_test = [AuthorsEvaluation(net, folder, name) for name in ("val_order.h5", "test_order.h5")]
+
+    def one_round() -> dict:
+        return {"train": _timed(authors.epoch), "eval_pair": _timed(lambda: [evaluate() for evaluate in val_test])}
+    return one_round
+
+
+def child(args) -> None:
+    """One side in its own process (its own allocator settings and peak memory): a round per line on stdin."""
+    torch.set_num_threads(args.threads)
+    one_round = {"ours": _ours_round, "authors": _authors_round}[args.child](args)
+    print(json.dumps({"ready": True}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps({**one_round(), "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+def _ask(process: subprocess.Popen) -> dict:
+    """The child's next JSON line (its other output goes to stderr)."""
+    if process.stdin is not None and process.poll() is None:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit(f"psp_epoch: the child {process.args[3]} ended early (exit {process.wait()})")
+    return json.loads(line)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "avepipe_bench_ave.h5",
-                        help="stand-in cache (written once, reused)")
+                        help="stand-in cache (written once if missing, else only read)")
     parser.add_argument("--authors-dir", type=Path, default=None,
                         help="the stand-in in the authors' HDF5 format (default: next to the cache; written once)")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs of each loop, alternating")
@@ -236,57 +316,34 @@ def main() -> None:  # long: one benchmark run from setup to JSON line, kept in 
     parser.add_argument("--train-videos", type=int, default=TRAIN_VIDEOS,
                         help="videos per training pass (default: AVE's training split); fewer times part of an "
                              "epoch (the evaluation stays whole: see projected_full_epoch)")
+    parser.add_argument("--child", choices=("ours", "authors"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    annotations = args.cache.with_suffix(".annotations.txt")
-    if not (args.cache.exists() and annotations.exists()):     # an existing stand-in is only read
-        write_synthetic_cache(args.cache, VIDEOS, "float16")
-        write_annotations(annotations, VIDEOS)
-    authors_dir = args.authors_dir or args.cache.with_name(args.cache.stem + "_authors_format")
-
-    from torch.utils.data import Subset
-
-    from avepipe.data.annotations import load_annotations
-    from avepipe.data.dataset import FeatureDataset
-    from avepipe.event.training import Trainer, defaults_for
-    from avepipe.extract.provenance import ExtractorConfig
-    from avepipe.models import build_model
-    from avepipe.run.seeding import seed_everything
-
-    labels = load_annotations(annotations)
-    dataset = FeatureDataset([args.cache], labels, labels.video_ids, in_memory=True)
-    write_authors_files(authors_dir, dataset._audio, dataset._visual, dataset.segment_labels)
-    train = Subset(dataset, range(args.train_videos))
-    val = Subset(dataset, range(TRAIN_VIDEOS, TRAIN_VIDEOS + VAL_VIDEOS))
-    seed_everything(0)
-    config = defaults_for("psp", "fully", epochs=1, batch_size=args.batch_size)
-    trainer = Trainer(build_model("psp", "fully", num_classes=CLASSES), config, train, val, tempfile.mkdtemp(),
-                      labels.classes, ExtractorConfig(segments=T), device="cpu", progress=False)
-    ours = OursEpoch(trainer)
-    random.seed(123)
-    authors_net = build_model("psp", "fully", num_classes=CLASSES)
-    authors = AuthorsLoop(authors_net, dataset._audio, dataset._visual, dataset.segment_labels,
-                          dataset.video_labels(np.arange(len(dataset))), list(range(args.train_videos)),
-                          args.batch_size)
-    val_test = [AuthorsEvaluation(authors_net, authors_dir, name) for name in ("val_order.h5", "test_order.h5")]
-    ours_train, ours_cycle, authors_train, authors_eval = [], [], [], []
-    for round_ in range(args.rounds + 1):       # round 0: untimed warm-up of each
-        cycle = _timed(ours)
-        train_pass = _timed(authors.epoch)
-        evaluation = _timed(lambda: [evaluate() for evaluate in val_test])
-        if round_:
-            ours_cycle.append(cycle)
-            ours_train.append(ours.train_pass)
-            authors_train.append(train_pass)
-            authors_eval.append(evaluation)
+    if args.child:
+        return child(args)
+    children = {name: subprocess.Popen([sys.executable, __file__, "--child", name, *sys.argv[1:]], text=True,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE) for name in ("ours", "authors")}
+    for process in children.values():       # both set up (load, write the authors' files) before any round
+        process.stdout.readline()
+    rounds = {name: [] for name in children}
+    for round_ in range(args.rounds + 1):   # round 0: untimed warm-up of each
+        for name, process in children.items():
+            result = _ask(process)
+            if round_:
+                rounds[name].append(result)
+    for process in children.values():
+        process.stdin.close()
+        process.wait()
+    ours, authors = rounds["ours"], rounds["authors"]
+    timings = {"ours_train": [r["train"] for r in ours], "ours_cycle": [r["cycle"] for r in ours],
+               "authors_train": [r["train"] for r in authors], "authors_eval_pair": [r["eval_pair"] for r in authors]}
     print(json.dumps({
         "benchmark": "psp_epoch", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "videos": VIDEOS, "train_videos": args.train_videos, "val_videos": VAL_VIDEOS, "cache_dtype": "float16",
         "batch_size": args.batch_size, "threads": args.threads, "rounds": args.rounds, "eval_every": EVAL_EVERY,
-        "command": " ".join(["python", *sys.argv]),
-        "wall_and_cpu_s": {"ours_train": ours_train, "ours_cycle": ours_cycle, "authors_train": authors_train,
-                           "authors_eval_pair": authors_eval},
-        **_summary(ours_train, ours_cycle, authors_train, authors_eval, args.train_videos, args.batch_size),
+        "command": " ".join(["python", *sys.argv]), "wall_and_cpu_s": timings,
+        **_summary(*timings.values(), args.train_videos, args.batch_size),
+        "peak_rss_mb": {"ours": max(r["peak_rss_mb"] for r in ours),
+                        "authors": max(r["peak_rss_mb"] for r in authors)},
         "load_avg_after": list(os.getloadavg()),
     }))
 

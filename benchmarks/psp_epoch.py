@@ -63,6 +63,17 @@ EVAL_EVERY = 5      # the authors' save_epoch and check_epoch
 SLAB = 128          # videos per read of their visual file
 
 
+def segment_wise_relation(label_batch: np.ndarray, avps: np.ndarray, segments: np.ndarray) -> None:
+    """AVPS targets and segment classes from one-hot labels, video by video (dataloader.py:52-69)."""
+    for row in range(len(label_batch)):
+        present = np.sum(label_batch[row].T, axis=1).nonzero()[0]
+        same = label_batch[row, :, present[0]].nonzero()[0]
+        if len(same):
+            avps[row, same] = 1 / len(same)
+        rows, classes = np.where(label_batch[row] == 1)
+        segments[row, rows] = classes
+
+
 class AuthorsLoop:
     """The authors' fully supervised epoch over in-memory arrays (``audio``/``visual`` as stored)."""
 
@@ -85,13 +96,7 @@ class AuthorsLoop:
             self.visual_batch[row] = self.visual[item]
             self.audio_batch[row] = self.audio[item]
             self.label_batch[row] = self.one_hot[item]
-        for row in range(self.batch):               # AVPS targets and segment labels, dataloader.py:52-69
-            present = np.sum(self.label_batch[row].T, axis=1).nonzero()[0]
-            same = self.label_batch[row, :, present[0]].nonzero()[0]
-            if len(same):
-                self.avps_batch[row, same] = 1 / len(same)
-            segments, classes = np.where(self.label_batch[row] == 1)
-            self.segment_batch[row, segments] = classes
+        segment_wise_relation(self.label_batch, self.avps_batch, self.segment_batch)
         return chosen
 
     def epoch(self) -> None:
@@ -107,15 +112,6 @@ class AuthorsLoop:
             _ = {k: v.detach().cpu().numpy() for k, v in losses.items()}     # read every step
             losses["loss"].backward()
             self.optimizer.step()
-
-
-def _segment_targets(label_batch: np.ndarray) -> np.ndarray:
-    """Segment classes from one-hot labels video by video, as ``get_segment_wise_relation`` (dataloader.py:65-67)."""
-    segments = np.zeros(label_batch.shape[:2], np.float32)
-    for row in range(len(label_batch)):
-        rows, classes = np.where(label_batch[row] == 1)
-        segments[row, rows] = classes
-    return segments
 
 
 def write_authors_files(folder: Path, audio: np.ndarray, visual: np.ndarray, segment_labels: np.ndarray) -> None:
@@ -172,7 +168,7 @@ class AuthorsEvaluation:
         label_batch = np.zeros((len(order), *labels.shape[1:]), np.float32)
         for row, video in enumerate(order):
             audio_batch[row], label_batch[row] = audio[video], labels[video]
-        _segment_targets(label_batch)
+        segment_wise_relation(label_batch, *np.zeros((2, len(order), T), np.float32))
         self.net.eval()
         logits = self.net(torch.from_numpy(audio_batch), torch.from_numpy(visual_batch)).logits
         scores = logits.cpu().data.numpy()

@@ -4,9 +4,9 @@ glibc returns every block above its mmap threshold (at most 32 MB by default) to
 is freed; an event model's step allocates and frees hundreds of MB of such blocks (PSP: the AVGA
 activations of a 128-video batch are 128 MB each), so every step page-faults them back in, zeroed.
 On the 2-core VM of docs/benchmarks.md that was a quarter of a PSP step's CPU time, all of it system
-time. With both thresholds raised, freed blocks stay in the heap and the next step reuses them: the
-process keeps its peak memory (a training run reaches that peak at every step anyway); the numbers
-computed do not change.
+time. With both thresholds raised, freed blocks stay in the heap and later steps reuse them (for the
+first few steps the heap still grows until its free blocks fit the new ones): the process keeps its
+peak memory (a training run reaches it at every step anyway); the numbers computed do not change.
 """
 from __future__ import annotations
 

@@ -53,6 +53,19 @@ def test_streaming_and_in_memory_batches_are_identical(caches):
     np.testing.assert_array_equal(item["video_label"].numpy(), [0, 0, 1])
 
 
+def test_in_memory_batch_is_numpys_exact_float32_of_the_stored_rows_in_any_order(caches):
+    main, _, audio, visual = caches
+    held = FeatureDataset([main], _annotations(), ["v0", "v1", "v2"], in_memory=True)
+    order = [2, 0, 2, 1]                                # unordered, one video twice
+    batch = held.batch(order)
+    stored = held.batch(order, features_dtype=None)
+    assert batch["visual"].dtype == torch.float32 and stored["visual"].dtype == torch.float16
+    np.testing.assert_array_equal(batch["visual"].numpy(), visual[order].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(batch["audio"].numpy(), audio[order].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(stored["visual"].numpy(), visual[order].astype(np.float16))
+    np.testing.assert_array_equal(batch["index"].numpy(), order)
+
+
 def test_background_cache_videos_are_background_everywhere(caches):
     main, noisy, _, _ = caches
     ds = FeatureDataset([main], _annotations(), ["v0"], in_memory=False, background_caches=[noisy])

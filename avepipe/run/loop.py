@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avepipe.run.allocator import keep_freed_memory
 from avepipe.run.directory import BEST, CheckpointLabels, RunDirectory
 
 
@@ -79,6 +80,7 @@ class EpochRun:
 
     def fit(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        keep_freed_memory()     # each step then reuses the memory the last one freed (avepipe/run/allocator.py)
         while self.epoch < self.epochs:
             epoch = self.epoch + 1
             started = time.perf_counter()

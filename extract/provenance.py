@@ -12,8 +12,10 @@ from avepipe.errors import UserError
 
 PIPELINE_VERSION = "1"
 
-# Fields that describe storage or bookkeeping, not the feature function.
-_NOT_IDENTITY: frozenset[str] = frozenset()
+# Fields that describe storage or bookkeeping, not the feature function. The engine: every exact
+# engine's maps are within 1e-5 of fp32 (tests/test_cpu_engine.py), so caches of the same
+# extractor made by different engines combine; reduced precision is ``visual_precision``, identity.
+_NOT_IDENTITY: frozenset[str] = frozenset({"visual_engine"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ExtractorConfig:
     frame_resize: str = "ffmpeg-bilinear"       # "ffmpeg-bilinear" (FFmpeg's scaler) or "opencv-linear" (cv2.resize)
     audio_framing: str = "per-second"           # "per-second" (16 kHz, one example per second) or "ave-clip"
     tf32: bool = False                          # TF32 matmuls/convolutions allowed on CUDA
+    visual_engine: str = "torch-eager"          # what ran VGG-19 (extract/cpu_engine.py); not identity
     pipeline_version: str = PIPELINE_VERSION
 
     @property
@@ -87,7 +90,7 @@ class ExtractorConfig:
         return self.visual_preset == "ave" and all(getattr(self, name) == _DEFAULTS[name] for name in AVE_RECIPE)
 
 
-_ADDED_AFTER_V1 = ("frame_sampling", "frame_resize", "audio_framing", "tf32")
+_ADDED_AFTER_V1 = ("frame_sampling", "frame_resize", "audio_framing", "tf32", "visual_engine")
 _DEFAULTS = {f.name: f.default for f in fields(ExtractorConfig)}
 
 

@@ -14,7 +14,8 @@ from torchvision.models.vgg import cfgs, make_layers
 from avepipe.data.cache import CacheSet, CacheWriter
 from avepipe.errors import UserError
 from avepipe.extract.backbones import VisualEncoder, build_encoders, build_encoders_for
-from avepipe.extract.cpu_engine import choose_engine, prepare
+from avepipe.extract import cpu_engine
+from avepipe.extract.cpu_engine import choose_engines, openvino_installed, prepare
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.extract.vgg19 import vgg19_features
 
@@ -46,8 +47,10 @@ def test_our_vgg19_layers_are_torchvisions():
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
 
 
-@pytest.mark.parametrize("engine", ["auto", "torch-jit", "torch-eager"])
+@pytest.mark.parametrize("engine", ["auto", "openvino", "torch-jit", "torch-eager"])
 def test_every_exact_engine_is_within_1e_5_of_torch_fp32(engine):
+    if engine == "openvino":
+        pytest.importorskip("openvino", reason="the optional OpenVINO engine (avepipe[cpu-engines], in the dev extra)")
     reference = _reference_maps()
     maps = _maps(engine)
     assert maps.shape == (2, 7, 7, 512)
@@ -61,13 +64,27 @@ def test_the_bf16_jit_engine_computes_bf16_autocast_maps():
     assert np.abs(jit - eager).max() / np.abs(reference).max() < 1e-3
 
 
-def test_auto_is_the_jit_engine_on_cpu_and_eager_on_a_gpu():
-    assert choose_engine("auto", torch.device("cpu")) == "torch-jit"
-    assert choose_engine("auto", torch.device("cuda", 0)) == "torch-eager"
-    with pytest.raises(UserError, match="torch-jit runs on the CPU only"):
-        choose_engine("torch-jit", torch.device("cuda", 0))
+def test_auto_prefers_openvino_for_fp32_on_cpu_then_jit_and_runs_eager_on_a_gpu(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(cpu_engine, "openvino_installed", lambda: True)
+    assert choose_engines("auto", cpu, "fp32") == ["openvino", "torch-jit", "torch-eager"]
+    assert choose_engines("auto", cpu, "bf16") == ["torch-jit", "torch-eager"]     # bf16 must be what ran
+    monkeypatch.setattr(cpu_engine, "openvino_installed", lambda: False)
+    assert choose_engines("auto", cpu, "fp32") == ["torch-jit", "torch-eager"]
+    assert choose_engines("auto", torch.device("cuda", 0), "fp32") == ["torch-eager"]
+
+
+def test_engine_choices_that_cannot_run_say_why(monkeypatch):
+    monkeypatch.setattr(cpu_engine, "openvino_installed", lambda: False)
+    cpu = torch.device("cpu")
+    with pytest.raises(UserError, match=r"--engine openvino needs the openvino package: pip install 'avepipe\[cpu-engines\]'"):
+        choose_engines("openvino", cpu, "fp32")
+    with pytest.raises(UserError, match="--engine openvino runs fp32 only"):
+        choose_engines("openvino", cpu, "bf16")
+    with pytest.raises(UserError, match="--engine torch-jit runs on the CPU only"):
+        choose_engines("torch-jit", torch.device("cuda", 0), "fp32")
     with pytest.raises(UserError, match="unknown engine 'onnx'"):
-        choose_engine("onnx", torch.device("cpu"))
+        choose_engines("onnx", cpu, "fp32")
 
 
 class _Untraceable(nn.Module):
@@ -75,10 +92,10 @@ class _Untraceable(nn.Module):
         raise RuntimeError("cannot be traced")
 
 
-def test_auto_falls_back_to_eager_when_tracing_fails_and_an_explicit_jit_says_why():
+def test_auto_falls_back_to_eager_when_no_engine_builds_and_an_explicit_one_says_why():
     module = _Untraceable()
     assert prepare(module, "auto", torch.device("cpu"), "fp32") == (module, "torch-eager")
-    with pytest.raises(UserError, match="--engine torch-jit: cannot trace VGG-19 .*cannot be traced"):
+    with pytest.raises(UserError, match="--engine torch-jit: cannot build VGG-19 with it here .*cannot be traced"):
         prepare(module, "torch-jit", torch.device("cpu"), "fp32")
 
 
@@ -108,5 +125,6 @@ def test_caches_made_by_different_engines_combine_and_bf16_still_does_not(tmp_pa
 def test_rebuilding_an_extractor_records_the_engine_that_runs_now():
     recorded = replace(CONFIG, visual_engine="torch-eager")
     visual, _, rebuilt = build_encoders_for(recorded, device="cpu")
-    assert (visual.engine, rebuilt.visual_engine) == ("torch-jit", "torch-jit")
+    now = "openvino" if openvino_installed() else "torch-jit"
+    assert (visual.engine, rebuilt.visual_engine) == (now, now)
     assert rebuilt.differences(recorded) == []

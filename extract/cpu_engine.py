@@ -1,15 +1,15 @@
 """How VGG-19 runs on the CPU: OpenVINO (optional), traced and frozen TorchScript, or the module as written.
 
 - ``openvino``: the module converted by OpenVINO (``openvino.convert_model``, in memory, from the
-  module's own weights; nothing is written) and compiled for the CPU in f32. The fastest exact
-  engine measured (docs/extraction.md "CPU engine"); used for fp32 when the ``openvino`` package is
-  installed (``pip install 'avepipe[cpu-engines]'``).
+  module's own weights; nothing is written) and compiled for the CPU in f32, or in bf16 on a CPU
+  with native bf16 whose compiled model confirms bf16. The fastest engine measured, or within the
+  noise of it, in both precisions (docs/extraction.md "CPU engine"); used when the ``openvino``
+  package is installed (``pip install 'avepipe[cpu-engines]'``).
 - ``torch-jit``: ``torch.jit.trace`` + ``freeze`` + ``optimize_for_inference``: oneDNN convolutions
   with the weights reordered once, at build time, instead of on every call. Its fp32 maps equal
   torch's NCHW fp32 maps bit for bit; no extra package, about half a second to build (against
-  minutes for ``torch.compile``, which was not faster). The CPU default without OpenVINO, and
-  for bf16/fp16 always: OpenVINO may quietly compute f32 where a CPU lacks bf16, and the
-  recorded precision must be what ran.
+  minutes for ``torch.compile``, which was not faster). The CPU default without OpenVINO, for
+  fp16, and for bf16 where OpenVINO would not confirm bf16 (the recorded precision must be what ran).
 - ``torch-eager``: the module as written, channels-last; every GPU.
 
 ``auto`` takes the first of these that builds, and the encoder records which one did.
@@ -24,8 +24,11 @@ from torch import nn
 
 from avepipe.errors import UserError
 from avepipe.extract.batching import PRECISIONS
+from avepipe.extract.cpu_advice import native_bf16_flag
+from avepipe.machine import cpu_flags
 
 ENGINES = ("auto", "openvino", "torch-jit", "torch-eager")
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}       # ours -> OpenVINO's inference precision
 OPENVINO_INSTALL = "pip install 'avepipe[cpu-engines]'"
 TRACE_SHAPE = (1, 3, 224, 224)     # any batch size runs on the traced graph; one frame traces fastest
 
@@ -38,13 +41,13 @@ def choose_engines(requested: str, device: torch.device, precision: str) -> list
         if requested not in ("auto", "torch-eager"):
             raise UserError(f"--engine {requested} runs on the CPU only (device {device}): use auto or torch-eager")
         return ["torch-eager"]
-    if requested == "openvino" and precision != "fp32":
-        raise UserError(f"--engine openvino runs fp32 only (--precision {precision}): use auto or torch-jit")
+    if requested == "openvino" and precision not in OPENVINO_PRECISIONS:
+        raise UserError(f"--engine openvino runs fp32 and bf16 only (--precision {precision}): use auto or torch-jit")
     if requested == "openvino" and not openvino_installed():
         raise UserError(f"--engine openvino needs the openvino package: {OPENVINO_INSTALL}")
     if requested != "auto":
         return [requested]
-    preferred = ["openvino"] if precision == "fp32" and openvino_installed() else []
+    preferred = ["openvino"] if precision in OPENVINO_PRECISIONS and openvino_installed() else []
     return [*preferred, "torch-jit", "torch-eager"]
 
 
@@ -83,9 +86,12 @@ def frozen(features: nn.Module, precision: str) -> torch.jit.ScriptModule:
 
 
 class OpenVINOFeatures(nn.Module):
-    """``features`` compiled by OpenVINO for the CPU in f32, any batch size, with torch's thread count."""
+    """``features`` compiled by OpenVINO for the CPU at ``precision``, any batch size, with torch's thread count.
 
-    def __init__(self, features: nn.Module) -> None:
+    ValueError when the compiled model would compute another precision than asked for.
+    """
+
+    def __init__(self, features: nn.Module, precision: str = "fp32") -> None:
         super().__init__()
         import openvino as ov
 
@@ -93,8 +99,12 @@ class OpenVINOFeatures(nn.Module):
             warnings.simplefilter("ignore")
             model = ov.convert_model(features.eval(), example_input=torch.zeros(TRACE_SHAPE),
                                      input=[ov.PartialShape([-1, *TRACE_SHAPE[1:]])])
-        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+        wanted = OPENVINO_PRECISIONS[precision]
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": wanted,
                                                           "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+        used = compiled.get_property("INFERENCE_PRECISION_HINT")
+        if used.to_string() != wanted:
+            raise ValueError(f"OpenVINO would compute {used} here, not {wanted}")
         self._request = compiled.create_infer_request()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -103,6 +113,7 @@ class OpenVINOFeatures(nn.Module):
 
 
 def openvino_module(features: nn.Module, precision: str) -> OpenVINOFeatures:
-    if precision != "fp32":
-        raise ValueError(f"OpenVINO runs fp32 here, not {precision}")
-    return OpenVINOFeatures(features)
+    """OpenVINO at ``precision``; bf16 only where the CPU computes it natively (else it may quietly run f32)."""
+    if precision == "bf16" and native_bf16_flag(cpu_flags()) is None:
+        raise ValueError("this CPU has no native bf16")
+    return OpenVINOFeatures(features, precision)

@@ -68,7 +68,8 @@ def test_auto_prefers_openvino_for_fp32_on_cpu_then_jit_and_runs_eager_on_a_gpu(
     cpu = torch.device("cpu")
     monkeypatch.setattr(cpu_engine, "openvino_installed", lambda: True)
     assert choose_engines("auto", cpu, "fp32") == ["openvino", "torch-jit", "torch-eager"]
-    assert choose_engines("auto", cpu, "bf16") == ["torch-jit", "torch-eager"]     # bf16 must be what ran
+    assert choose_engines("auto", cpu, "bf16") == ["openvino", "torch-jit", "torch-eager"]
+    assert choose_engines("auto", cpu, "fp16") == ["torch-jit", "torch-eager"]
     monkeypatch.setattr(cpu_engine, "openvino_installed", lambda: False)
     assert choose_engines("auto", cpu, "fp32") == ["torch-jit", "torch-eager"]
     assert choose_engines("auto", torch.device("cuda", 0), "fp32") == ["torch-eager"]
@@ -79,8 +80,8 @@ def test_engine_choices_that_cannot_run_say_why(monkeypatch):
     cpu = torch.device("cpu")
     with pytest.raises(UserError, match=r"--engine openvino needs the openvino package: pip install 'avepipe\[cpu-engines\]'"):
         choose_engines("openvino", cpu, "fp32")
-    with pytest.raises(UserError, match="--engine openvino runs fp32 only"):
-        choose_engines("openvino", cpu, "bf16")
+    with pytest.raises(UserError, match="--engine openvino runs fp32 and bf16 only"):
+        choose_engines("openvino", cpu, "fp16")
     with pytest.raises(UserError, match="--engine torch-jit runs on the CPU only"):
         choose_engines("torch-jit", torch.device("cuda", 0), "fp32")
     with pytest.raises(UserError, match="unknown engine 'onnx'"):
@@ -97,6 +98,14 @@ def test_auto_falls_back_to_eager_when_no_engine_builds_and_an_explicit_one_says
     assert prepare(module, "auto", torch.device("cpu"), "fp32") == (module, "torch-eager")
     with pytest.raises(UserError, match="--engine torch-jit: cannot build VGG-19 with it here .*cannot be traced"):
         prepare(module, "torch-jit", torch.device("cpu"), "fp32")
+
+
+def test_openvino_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
+    pytest.importorskip("openvino", reason="the optional OpenVINO engine (avepipe[cpu-engines], in the dev extra)")
+    monkeypatch.setattr(cpu_engine, "cpu_flags", lambda: ["avx2", "avx512f"])
+    with pytest.raises(ValueError, match="no native bf16"):
+        cpu_engine.openvino_module(vgg19_features(), "bf16")
+    assert prepare(vgg19_features(), "auto", torch.device("cpu"), "bf16")[1] == "torch-jit"
 
 
 def test_a_module_given_directly_runs_as_written():

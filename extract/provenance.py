@@ -6,7 +6,7 @@ from different functions of the video, so mixing them silently changes results.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from avepipe.errors import UserError
 
@@ -39,7 +39,8 @@ class ExtractorConfig:
     frame_resize: str = "ffmpeg-bilinear"       # "ffmpeg-bilinear" (FFmpeg's scaler) or "opencv-linear" (cv2.resize)
     audio_framing: str = "per-second"           # "per-second" (16 kHz, one example per second) or "ave-clip"
     tf32: bool = False                          # TF32 matmuls/convolutions allowed on CUDA
-    visual_engine: str = "torch-eager"          # what ran VGG-19 (extract/cpu_engine.py); not identity
+    # What ran VGG-19 (extract/cpu_engine.py): bookkeeping, so == and ``differences`` ignore it.
+    visual_engine: str = field(default="torch-eager", compare=False)
     pipeline_version: str = PIPELINE_VERSION
 
     @property

@@ -112,6 +112,8 @@ def extract_folder(video_dir: Path, cache: Path, options: ExtractOptions = Extra
         log(f"note: random backbones (seed {options.random_seed}): features are for testing only")
     if device.type == "cuda" and options.precision == "fp32" and ranks.is_main:
         log(fast_setting_line(device))
+    if device.type == "cpu" and ranks.is_main:
+        log(f"VGG-19 engine: {config.visual_engine} (recorded in the cache; docs/extraction.md \"CPU engine\")")
     if device.type == "cpu" and options.precision == "fp32" and options.preset != "ave" and ranks.is_main:
         note = bf16_line(cpu_flags())
         if note:

@@ -2,7 +2,7 @@
 
 Without native bf16 (AVX512-BF16 or AMX) oneDNN emulates it and bf16 is several times slower
 than fp32. With it, it depends on the CPU: VGG-19 ran 2.4x faster in bf16 on an AMD EPYC with
-avx512_bf16, but 0.7-0.8x (slower) on an Intel Xeon with avx512_bf16 and no AMX
+avx512_bf16, but 0.6-0.7x (slower) on an Intel Xeon with avx512_bf16 and no AMX
 (``benchmarks/vgg_engines.py``, docs/benchmarks.md). So where the flag is present one VGG-19
 convolution is timed in both precisions (about a second on a busy CPU) and the note is shown only
 when bf16 was clearly faster, with the speed-up measured on this CPU.

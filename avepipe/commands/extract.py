@@ -59,7 +59,7 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
                    "relative drift). Off by default: fp32 means fp32. Recorded in the cache's provenance.")
 @click.option("--engine", type=click.Choice(["auto", "openvino", "torch-jit", "torch-eager"]), default="auto",
               show_default=True,
-              help="How VGG-19 runs. auto, on a CPU: OpenVINO for fp32 when installed (pip install "
+              help="How VGG-19 runs. auto, on a CPU: OpenVINO when installed (pip install "
                    "'avepipe[cpu-engines]', the fastest measured), else torch-jit (traced, frozen, optimised "
                    "for inference); on a GPU the module as written (torch-eager). Every engine gives the same "
                    "fp32 features (within 1e-5); the one used is recorded in the cache (docs/extraction.md).")

@@ -82,6 +82,7 @@ class ExtractOptions:
     allow_tf32: bool = False
     extensions: str = VIDEO_EXTENSIONS
     shard_text: str | None = None
+    engine: str = "auto"            # how VGG-19 runs (extract/cpu_engine.py)
 
 
 def extract_folder(video_dir: Path, cache: Path, options: ExtractOptions = ExtractOptions(),
@@ -105,11 +106,14 @@ def extract_folder(video_dir: Path, cache: Path, options: ExtractOptions = Extra
     visual_encoder, audio_encoder, config = build_encoders(
         preset=options.preset, audio_backend=options.audio_backend, vgg_weights=options.vgg_weights,
         vggish_weights=options.vggish_weights, random_seed=options.random_seed, device=options.device,
-        fps=options.fps, segments=options.segments, precision=options.precision, allow_tf32=options.allow_tf32)
+        fps=options.fps, segments=options.segments, precision=options.precision, allow_tf32=options.allow_tf32,
+        engine=options.engine)
     if config.is_random:
         log(f"note: random backbones (seed {options.random_seed}): features are for testing only")
     if device.type == "cuda" and options.precision == "fp32" and ranks.is_main:
         log(fast_setting_line(device))
+    if device.type == "cpu" and ranks.is_main:
+        log(f"VGG-19 engine: {config.visual_engine} (recorded in the cache; docs/extraction.md \"CPU engine\")")
     if device.type == "cpu" and options.precision == "fp32" and options.preset != "ave" and ranks.is_main:
         note = bf16_line(cpu_flags())
         if note:

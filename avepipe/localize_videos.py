@@ -10,13 +10,16 @@ from tqdm import tqdm
 
 from avepipe.data.annotations import Annotations, load_annotations
 from avepipe.errors import UserError
+from avepipe.extract.cpu_advice import bf16_line
 from avepipe.extract.folder import VIDEO_EXTENSIONS, discover_videos, split_duplicate_ids
 from avepipe.extract.stream import failure_reason
 from avepipe.localize_options import THUMBNAIL_SIZE, LocalizeOptions
 from avepipe.localize_writers import LocalizedVideo, LocalizeRun, get_writers
 from avepipe.localizer import Localizer
+from avepipe.machine import cpu_flags
 
 RANDOM_NOTE = "note: this checkpoint's extractor uses random backbones: a smoke test, not real features"
+BF16_ADVICE = "a model trained on features extracted with --precision bf16 would localise faster"
 
 
 def _echo(message: str, err: bool = False) -> None:
@@ -37,6 +40,14 @@ def list_videos(arguments: Iterable[str | Path]) -> tuple[list[Path], list[dict]
     unique, duplicates = split_duplicate_ids(found)
     errors += [{"path": str(path), "reason": reason} for path, reason in duplicates]
     return list(unique.values()), errors
+
+
+def bf16_note(localizer: Localizer) -> str | None:
+    """The bf16 advice of ``extract.cpu_advice`` for fp32 VGG-19 on the CPU (``--preset ave`` stays exact fp32)."""
+    extractor = localizer.extractor
+    if str(localizer.device) != "cpu" or extractor.visual_precision != "fp32" or extractor.visual_preset == "ave":
+        return None
+    return bf16_line(cpu_flags(), advice=BF16_ADVICE)
 
 
 def truth_labels(annotations: Annotations | None, video_id: str, length: int) -> list[str] | None:
@@ -60,6 +71,9 @@ def localize_videos(videos: Iterable[str | Path], options: LocalizeOptions,
                    if options.annotations else None)
     if localizer.extractor.is_random:
         echo(RANDOM_NOTE)
+    note = bf16_note(localizer)
+    if note:
+        echo(note, err=True)
     many = len(paths) > 1
     # Several videos: text goes through tqdm so it does not break the progress bar.
     say = (lambda text, err=False: tqdm.write(text, file=sys.stderr if err else sys.stdout)) if many else echo

@@ -64,7 +64,8 @@ def engines() -> dict[str, str]:
         "gloo": "yes" if dist.is_available() and dist.is_gloo_available() else "no",
         "PyAV": av.__version__,
     }
-    for module, label in (("tensorflow", "TensorFlow (--audio-backend tfhub)"), ("cv2", "OpenCV (--preset ave)")):
+    for module, label in (("tensorflow", "TensorFlow (--audio-backend tfhub)"), ("cv2", "OpenCV (--preset ave)"),
+                          ("openvino", "OpenVINO (fp32 CPU engine)")):
         found[label] = "yes" if importlib.util.find_spec(module) is not None else "no"
     return found
 

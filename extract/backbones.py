@@ -15,6 +15,7 @@ from torch import nn
 from avepipe.device import select_device
 from avepipe.errors import ARGUMENT, UserError
 from avepipe.extract.ave_recipe import require_ave_extra
+from avepipe.extract.cpu_engine import prepare
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
@@ -44,7 +45,11 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 class VisualEncoder:
-    """uint8 RGB frames ``[N, 224, 224, 3]`` -> VGG-19 pool5 maps ``[N, 7, 7, 512]`` float32, channels-last."""
+    """uint8 RGB frames ``[N, 224, 224, 3]`` -> VGG-19 pool5 maps ``[N, 7, 7, 512]`` float32, channels-last.
+
+    ``engine`` says how ``features`` runs (``extract.cpu_engine``); ``self.engine`` is the one
+    that does. ``build_encoders`` asks for ``auto``; a module built here directly runs as written.
+    """
 
     def __init__(
         self,
@@ -52,9 +57,12 @@ class VisualEncoder:
         preprocess: Callable[[torch.Tensor], torch.Tensor],
         device: str | torch.device | None = None,
         batch_size: int = 32,
+        precision: str = "fp32",
+        engine: str = "torch-eager",
     ) -> None:
         self.device = select_device(device)
-        self.features = features.eval().to(self.device, memory_format=torch.channels_last)
+        features = features.eval().to(self.device, memory_format=torch.channels_last)
+        self.features, self.engine = prepare(features, engine, self.device, precision)
         self.preprocess = preprocess
         self.batch_size = batch_size
 
@@ -154,7 +162,8 @@ def _resolve_checked(spec: WeightsFile, explicit: str | None, expected: str | No
     return str(path), identity
 
 
-def _visual(preset: str, vgg_weights: str | None, seed: int | None, device, expected: str | None = None):
+def _visual(preset: str, vgg_weights: str | None, seed: int | None, device, precision: str, engine: str,
+            expected: str | None = None):
     preprocess = caffe_preprocess if preset == "ave" else imagenet_preprocess
     if seed is not None:
         features, identity = _seeded(vgg19_features, _he_init, seed), f"random:{seed}"
@@ -164,7 +173,7 @@ def _visual(preset: str, vgg_weights: str | None, seed: int | None, device, expe
     else:
         path, identity = _resolve_checked(TORCHVISION_VGG19, vgg_weights, expected)
         features = load_torchvision_vgg19(vgg19_features(), path)
-    return VisualEncoder(features, preprocess, device), identity
+    return VisualEncoder(features, preprocess, device, precision=precision, engine=engine), identity
 
 
 def _audio(backend: str, vggish_weights: str | None, seed: int | None, device, expected: str | None = None):
@@ -198,13 +207,15 @@ def build_encoders(
     segments: int | None = None,
     precision: str = "fp32",
     allow_tf32: bool = False,
+    engine: str = "auto",
 ) -> tuple[VisualEncoder, AudioEncoder, ExtractorConfig]:
     """Encoders for the user's options, and the ``ExtractorConfig`` that identifies them.
 
     ``random_seed`` gives both backbones seeded random weights (smoke tests,
     demos), recorded as ``random:<seed>`` so such features are never mistaken
     for real ones. ``preset="ave"`` also selects the AVE recipe (``AVE_RECIPE``).
-    ``allow_tf32`` is recorded only where it changes anything: on CUDA.
+    ``allow_tf32`` is recorded only where it changes anything: on CUDA. ``engine``
+    (``extract.cpu_engine.ENGINES``) is recorded as the engine that ran, not as identity.
     """
     _check_choices(preset, audio_backend)
     recipe = AVE_RECIPE if preset == "ave" else {}
@@ -212,7 +223,7 @@ def build_encoders(
     if random_seed is not None and (vgg_weights or vggish_weights):
         raise UserError("--random-backbones and --vgg-weights/--vggish-weights exclude each other")
     audio, audio_id = _audio(audio_backend, vggish_weights, random_seed, device)
-    visual, visual_id = _visual(preset, vgg_weights, random_seed, device)
+    visual, visual_id = _visual(preset, vgg_weights, random_seed, device, precision, engine)
     config = ExtractorConfig(
         visual_preset=preset,
         visual_weights=visual_id,
@@ -222,6 +233,7 @@ def build_encoders(
         segments=segments,
         visual_precision=precision,
         tf32=allow_tf32 and visual.device.type == "cuda",
+        visual_engine=visual.engine,
         **recipe,
     )
     return visual, audio, config
@@ -238,11 +250,13 @@ def build_encoders_for(
     vgg_weights: str | None = None,
     vggish_weights: str | None = None,
     device: str | torch.device | None = None,
+    engine: str = "auto",
 ) -> tuple[VisualEncoder, AudioEncoder, ExtractorConfig]:
     """Rebuild exactly the extractor ``config`` records; UserError if that is impossible here.
 
     Random backbones are rebuilt from their seeds; pretrained ones are resolved
-    as usual and their file identity must equal the recorded one.
+    as usual and their file identity must equal the recorded one. The engine is this
+    machine's choice (``engine``), not the recorded one: exact engines compute the same maps.
     """
     reference = ExtractorConfig()
     for name in ("visual_backbone", "sample_rate", "frame_size", "pipeline_version"):
@@ -261,7 +275,8 @@ def build_encoders_for(
         backend, vggish_weights, _parse_random(config.audio_weights), device, config.audio_weights
     )
     visual, visual_id = _visual(
-        config.visual_preset, vgg_weights, _parse_random(config.visual_weights), device, config.visual_weights
+        config.visual_preset, vgg_weights, _parse_random(config.visual_weights), device,
+        config.visual_precision, engine, config.visual_weights
     )
     rebuilt = ExtractorConfig(
         visual_preset=config.visual_preset,
@@ -272,6 +287,7 @@ def build_encoders_for(
         segments=config.segments,
         visual_precision=config.visual_precision,
         tf32=config.tf32,
+        visual_engine=visual.engine,
         **recipe,
     )
     # e.g. a tfhub config recording other weights than google/vggish/1

@@ -6,14 +6,16 @@ from different functions of the video, so mixing them silently changes results.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from avepipe.errors import UserError
 
 PIPELINE_VERSION = "1"
 
-# Fields that describe storage or bookkeeping, not the feature function.
-_NOT_IDENTITY: frozenset[str] = frozenset()
+# Fields that describe storage or bookkeeping, not the feature function. The engine: every exact
+# engine's maps are within 1e-5 of fp32 (tests/test_cpu_engine.py), so caches of the same
+# extractor made by different engines combine; reduced precision is ``visual_precision``, identity.
+_NOT_IDENTITY: frozenset[str] = frozenset({"visual_engine"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ExtractorConfig:
     frame_resize: str = "ffmpeg-bilinear"       # "ffmpeg-bilinear" (FFmpeg's scaler) or "opencv-linear" (cv2.resize)
     audio_framing: str = "per-second"           # "per-second" (16 kHz, one example per second) or "ave-clip"
     tf32: bool = False                          # TF32 matmuls/convolutions allowed on CUDA
+    # What ran VGG-19 (extract/cpu_engine.py): bookkeeping, so == and ``differences`` ignore it.
+    visual_engine: str = field(default="torch-eager", compare=False)
     pipeline_version: str = PIPELINE_VERSION
 
     @property
@@ -87,7 +91,7 @@ class ExtractorConfig:
         return self.visual_preset == "ave" and all(getattr(self, name) == _DEFAULTS[name] for name in AVE_RECIPE)
 
 
-_ADDED_AFTER_V1 = ("frame_sampling", "frame_resize", "audio_framing", "tf32")
+_ADDED_AFTER_V1 = ("frame_sampling", "frame_resize", "audio_framing", "tf32", "visual_engine")
 _DEFAULTS = {f.name: f.default for f in fields(ExtractorConfig)}
 
 

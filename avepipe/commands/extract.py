@@ -58,6 +58,12 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
 @click.option("--tf32", "allow_tf32", is_flag=True, default=False,
               help="On CUDA, let fp32 convolutions and matmuls use TF32 (faster on recent GPUs, ~1e-3 "
                    "relative drift). Off by default: fp32 means fp32. Recorded in the cache's provenance.")
+@click.option("--engine", type=click.Choice(["auto", "openvino", "torch-jit", "torch-eager"]), default="auto",
+              show_default=True,
+              help="How VGG-19 runs. auto, on a CPU: OpenVINO when installed (pip install "
+                   "'avepipe[cpu-engines]', the fastest measured), else torch-jit (traced, frozen, optimised "
+                   "for inference); on a GPU the module as written (torch-eager). Every engine gives the same "
+                   "fp32 features (within 1e-5); the one used is recorded in the cache (docs/extraction.md).")
 @click.option("--extensions", default=VIDEO_EXTENSIONS, show_default=True,
               help="Comma-separated file extensions to extract (case-insensitive), searched recursively.")
 @click.option("--shard", "shard_text", metavar="I/N", default=None,
@@ -67,7 +73,7 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
 def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset: str, audio_backend: str,
             vgg_weights: Path | None, vggish_weights: Path | None, random_seed: int | None, dtype: str,
             device: str | None, batch_size: int | None, workers: int | None, precision: str,
-            allow_tf32: bool, extensions: str, shard_text: str | None) -> None:
+            allow_tf32: bool, engine: str, extensions: str, shard_text: str | None) -> None:
     """Extract VGG-19 pool5 (visual) and VGGish (audio) features of every video in VIDEO_DIR.
 
     Video ids are file stems. Each video becomes T one-second segments with visual
@@ -80,7 +86,7 @@ def extract(video_dir: Path, cache: Path, fps: int, segments: int | None, preset
     from avepipe.extraction import ExtractOptions, extract_folder
 
     options = ExtractOptions(fps, segments, preset, audio_backend, vgg_weights, vggish_weights, random_seed, dtype,
-                             device, batch_size, workers, precision, allow_tf32, extensions, shard_text)
+                             device, batch_size, workers, precision, allow_tf32, extensions, shard_text, engine)
     try:
         result = extract_folder(video_dir, cache, options, log=lambda message: click.echo(message, err=True))
     except KeyboardInterrupt:

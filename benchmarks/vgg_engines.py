@@ -108,7 +108,10 @@ def _openvino(path: Path, threads: int, precision: str):
 
 def engines(features, images: np.ndarray, threads: int, compile_: bool, folder: Path, notes: dict) -> dict:
     contiguous = features
-    onnx = _onnx_file(contiguous, images, folder)     # first: after TorchScript freezing the exporter met mkldnn ops
+    try:        # first: after TorchScript freezing the exporter met mkldnn ops
+        onnx = _onnx_file(contiguous, images, folder)
+    except Exception as exc:        # torch's exporter needs the onnx package; the ONNX engines are then left out
+        onnx, notes["onnx_export"] = None, f"failed: {type(exc).__name__}: {str(exc)[:200]}"
     channels_last = _copy(features).to(memory_format=torch.channels_last)
     found = {REFERENCE: _torch_engine(contiguous, torch.contiguous_format),
              "torch_fp32_channels_last": _torch_engine(channels_last, torch.channels_last),
@@ -138,6 +141,9 @@ def engines(features, images: np.ndarray, threads: int, compile_: bool, folder: 
     for name, make in (("onnxruntime_fp32", lambda: _onnxruntime(onnx, threads)),
                        ("openvino_f32", lambda: _openvino(onnx, threads, "f32")),
                        ("openvino_bf16", lambda: _openvino(onnx, threads, "bf16"))):
+        if onnx is None:
+            notes[name] = "not run: no ONNX file (see onnx_export)"
+            continue
         try:
             found[name] = make()
         except ImportError as exc:

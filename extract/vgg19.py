@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
 
 from avepipe.errors import UserError
 from avepipe.extract.weights import short_reason
@@ -14,27 +15,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-# Output channels of VGG-19's 3x3 convolutions ("M": a 2x2 max-pool), configuration E of Simonyan & Zisserman.
-VGG19_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
-
-
 def vgg19_features() -> nn.Sequential:
-    """The convolutional part of VGG-19 through pool5: the layers and parameter names of
-    ``torchvision.models.vgg19().features`` (tests/test_cpu_engine.py compares them).
+    """The convolutional part of VGG-19 through pool5: exactly ``torchvision.models.vgg19().features``.
 
-    Built here rather than with torchvision's ``make_layers``: importing torchvision took
-    about half of ``avepipe localize``'s import time, for these few lines; and the unused
-    120M-parameter classifier is never allocated.
+    Built with torchvision's own ``make_layers(cfgs["E"])`` rather than
+    ``vgg19().features`` so the unused 120M-parameter classifier is never allocated.
     """
-    layers: list[nn.Module] = []
-    channels = 3
-    for width in VGG19_LAYERS:
-        if width == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-            channels = width
-    return nn.Sequential(*layers)
+    return make_layers(cfgs["E"], batch_norm=False)
 
 
 @functools.lru_cache(maxsize=None)

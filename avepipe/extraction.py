@@ -24,13 +24,12 @@ from avepipe.errors import UserError
 from avepipe.extract.background_writes import BackgroundWrites
 from avepipe.extract.backbones import build_encoders
 from avepipe.extract.batching import FrameBatcher, tune_for
-from avepipe.extract.cpu_advice import bf16_line
+from avepipe.extract.cpu_advice import bf16_note
 from avepipe.extract.gpu_advice import fast_setting_line
 from avepipe.extract.folder import VIDEO_EXTENSIONS, discover_videos, split_duplicate_ids
 from avepipe.extract.scheduler import extract_stream
 from avepipe.extract.stream import VideoFailed, in_process_messages
 from avepipe.extract.workers import DecoderPool, default_workers
-from avepipe.machine import cpu_flags
 
 
 def _stderr(message: str) -> None:
@@ -114,10 +113,9 @@ def extract_folder(video_dir: Path, cache: Path, options: ExtractOptions = Extra
         log(fast_setting_line(device))
     if device.type == "cpu" and ranks.is_main:
         log(f"VGG-19 engine: {config.visual_engine} (recorded in the cache; docs/extraction.md \"CPU engine\")")
-    if device.type == "cpu" and options.precision == "fp32" and options.preset != "ave" and ranks.is_main:
-        note = bf16_line(cpu_flags())
-        if note:
-            log(note)
+    note = bf16_note(device, options.precision, options.preset) if ranks.is_main else None
+    if note:
+        log(note)
     errors_file = shards.errors_path(cache, shard) if shard else None
     with CacheWriter(cache, config, dtype=options.dtype, errors_file=errors_file) as writer:
         if shard:

@@ -10,13 +10,12 @@ from tqdm import tqdm
 
 from avepipe.data.annotations import Annotations, load_annotations
 from avepipe.errors import UserError
-from avepipe.extract.cpu_advice import bf16_line
+from avepipe.extract.cpu_advice import bf16_note
 from avepipe.extract.folder import VIDEO_EXTENSIONS, discover_videos, split_duplicate_ids
 from avepipe.extract.stream import failure_reason
 from avepipe.localize_options import THUMBNAIL_SIZE, LocalizeOptions
 from avepipe.localize_writers import LocalizedVideo, LocalizeRun, get_writers
 from avepipe.localizer import Localizer
-from avepipe.machine import cpu_flags
 
 RANDOM_NOTE = "note: this checkpoint's extractor uses random backbones: a smoke test, not real features"
 BF16_ADVICE = "a model trained on features extracted with --precision bf16 would localise faster"
@@ -42,14 +41,6 @@ def list_videos(arguments: Iterable[str | Path]) -> tuple[list[Path], list[dict]
     return list(unique.values()), errors
 
 
-def bf16_note(localizer: Localizer) -> str | None:
-    """The bf16 advice of ``extract.cpu_advice`` for fp32 VGG-19 on the CPU (``--preset ave`` stays exact fp32)."""
-    extractor = localizer.extractor
-    if str(localizer.device) != "cpu" or extractor.visual_precision != "fp32" or extractor.visual_preset == "ave":
-        return None
-    return bf16_line(cpu_flags(), advice=BF16_ADVICE)
-
-
 def truth_labels(annotations: Annotations | None, video_id: str, length: int) -> list[str] | None:
     if annotations is None or video_id not in annotations:
         return None
@@ -71,7 +62,8 @@ def localize_videos(videos: Iterable[str | Path], options: LocalizeOptions,
                    if options.annotations else None)
     if localizer.extractor.is_random:
         echo(RANDOM_NOTE)
-    note = bf16_note(localizer)
+    extractor = localizer.extractor
+    note = bf16_note(localizer.device, extractor.visual_precision, extractor.visual_preset, advice=BF16_ADVICE)
     if note:
         echo(note, err=True)
     many = len(paths) > 1

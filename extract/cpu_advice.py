@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import torch
 
 from avepipe.extract.gpu_advice import BF16_DRIFT
+from avepipe.machine import cpu_flags
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 WORTH_SAYING = 1.1          # a smaller speed-up is within the noise of one short probe
@@ -61,3 +62,10 @@ def bf16_line(flags: Iterable[str], speedup: float | None = None, advice: str = 
         return None
     return (f"note: this CPU computes bf16 natively ({flag}) and a VGG-19 convolution ran {speedup:.1f}x faster "
             f"in bf16 than in fp32 here: {advice} (features drift {BF16_DRIFT})")
+
+
+def bf16_note(device: torch.device | str, precision: str, preset: str, advice: str = "--precision bf16") -> str | None:
+    """``bf16_line`` for this CPU where it applies: fp32 VGG-19 on the CPU, not ``--preset ave`` (exact fp32)."""
+    if torch.device(device).type != "cpu" or precision != "fp32" or preset == "ave":
+        return None
+    return bf16_line(cpu_flags(), advice=advice)

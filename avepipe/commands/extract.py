@@ -8,6 +8,7 @@ import click
 
 from avepipe.commands.base import Command
 from avepipe.commands.options import device_option
+from avepipe.extract.cpu_engine import ENGINES
 from avepipe.extract.folder import VIDEO_EXTENSIONS
 
 
@@ -58,7 +59,7 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
 @click.option("--tf32", "allow_tf32", is_flag=True, default=False,
               help="On CUDA, let fp32 convolutions and matmuls use TF32 (faster on recent GPUs, ~1e-3 "
                    "relative drift). Off by default: fp32 means fp32. Recorded in the cache's provenance.")
-@click.option("--engine", type=click.Choice(["auto", "openvino", "torch-jit", "torch-eager"]), default="auto",
+@click.option("--engine", type=click.Choice(ENGINES), default="auto",
               show_default=True,
               help="How VGG-19 runs. auto, on a CPU: OpenVINO when installed (pip install "
                    "'avepipe[cpu-engines]', the fastest measured), else torch-jit (traced, frozen, optimised "

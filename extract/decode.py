@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -139,6 +140,12 @@ def _duration(container, stream) -> float | None:
     if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+def in_seconds(ticks: int, time_base: Fraction) -> float:
+    """``float(ticks * time_base)``, the same correctly rounded float, without building a ``Fraction`` per
+    frame (integer true division rounds correctly; the decoder converts three timestamps a frame)."""
+    return ticks * time_base.numerator / time_base.denominator
 
 
 def _stream_start(stream) -> float | None:
@@ -271,15 +278,16 @@ class SelectedFrames:
                 if frame.pts is None:  # raw streams without timestamps: continue from the last frame
                     seconds = (pending[1] + fallback_step) if pending else 0.0
                 else:
+                    time_base = frame.time_base
                     if start is None:
-                        start = float(frame.pts * frame.time_base)
-                    seconds = float(frame.pts * frame.time_base) - start
+                        start = in_seconds(frame.pts, time_base)
+                    seconds = in_seconds(frame.pts, time_base) - start
                 if pending is not None and seconds < pending[1]:
                     continue  # out-of-order timestamp: the frame shown then is already known
                 if pending is None:
                     self.display_size = frame_display_size(frame)
                 decoded += 1
-                duration_of_frame = float(frame.duration * frame.time_base) if frame.duration else fallback_step
+                duration_of_frame = in_seconds(frame.duration, frame.time_base) if frame.duration else fallback_step
                 last_end = max(last_end, seconds + duration_of_frame)
                 if pending is not None and target_time(next_target, fps) < seconds:
                     self.start = start or 0.0

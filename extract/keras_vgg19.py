@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from avepipe.errors import UserError
-from avepipe.extract.vgg19 import channel_constants
+from avepipe.extract.vgg19 import per_channel, pixel_row_constants
 from avepipe.extract.weights import short_reason
 
 # Caffe/Keras means, in BGR order, on the 0-255 scale.
@@ -29,9 +29,8 @@ KERAS_CONV_LAYERS = tuple(
 
 def caffe_preprocess(frames: torch.Tensor) -> torch.Tensor:
     """uint8 RGB ``[N, H, W, 3]`` -> float BGR ``[N, 3, H, W]`` (channels-last memory), means subtracted, no scaling."""
-    mean = channel_constants(CAFFE_BGR_MEAN, frames.device)
-    bgr = frames.flip(-1).permute(0, 3, 1, 2).float()
-    return bgr.sub_(mean)
+    mean = pixel_row_constants(CAFFE_BGR_MEAN, frames.shape[2], frames.device)
+    return per_channel(frames.flip(-1), lambda rows: rows.sub_(mean))
 
 
 def _weight_names(group: h5py.Group) -> list[str]:

@@ -29,9 +29,10 @@ def target_time(index: np.ndarray | int, fps: int) -> np.ndarray | float:
     """Time of the ``index``-th target on the whole-video grid: t + k/fps with t, k = divmod(index, fps).
 
     The one formula shared by ``target_times`` and the streaming decoder, so both
-    see bit-identical targets.
+    see bit-identical targets. (The builtin ``divmod`` is NumPy's for arrays and plain integer
+    arithmetic for an int: the decoder asks for one target at a time, thousands per video.)
     """
-    t, k = np.divmod(index, fps)
+    t, k = divmod(index, fps)
     return t + k / fps
 
 

@@ -1,10 +1,13 @@
 """Sampling targets and frame selection on hand-made PTS lists (no decoding)."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
-from avepipe.extract.sampling import frame_for_targets, segment_count, target_times
+from avepipe.extract.decode import in_seconds
+from avepipe.extract.sampling import frame_for_targets, segment_count, target_time, target_times
 
 
 def test_target_times_are_slot_starts_segment_major():
@@ -12,6 +15,23 @@ def test_target_times_are_slot_starts_segment_major():
     np.testing.assert_array_equal(times, [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75])
     assert target_times(10, 16).shape == (160,)
     assert target_times(10, 16)[16 * 3 + 5] == 3 + 5 / 16
+
+
+@pytest.mark.parametrize("fps", [16, 24, 7])
+def test_one_target_at_a_time_is_bit_identical_to_the_grid(fps):
+    grid = target_times(40, fps)
+    one_by_one = [target_time(index, fps) for index in range(len(grid))]
+    assert all(type(t) is float for t in one_by_one)
+    assert np.array_equal(grid, np.asarray(one_by_one))
+
+
+def test_timestamps_in_seconds_round_as_the_exact_fraction_does():
+    rng = np.random.default_rng(0)
+    bases = [Fraction(1, 15360), Fraction(1, 90000), Fraction(1001, 30000), Fraction(1, 44100), Fraction(1, 3)]
+    bases += [Fraction(int(n), int(d)) for n, d in rng.integers(1, 10**6, (50, 2))]
+    for base in bases:
+        for ticks in [0, 1, -7, *rng.integers(-10**6, 10**12, 200).tolist()]:
+            assert in_seconds(ticks, base) == float(ticks * base)
 
 
 def test_10fps_source_repeats_frames():

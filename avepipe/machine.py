@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+from collections.abc import Iterable
 
 # Vector extensions that change how fast (and, for bf16, whether natively) the CNNs run on a CPU.
 CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")     # without one of them oneDNN emulates bf16 (slowly)
 
 
 def cpuinfo_field(name: str) -> str:
@@ -33,6 +35,12 @@ def cpu_model() -> str:
 
 def cpu_flags() -> list[str]:
     return cpuinfo_field("flags").split()
+
+
+def native_bf16_flag(flags: Iterable[str]) -> str | None:
+    """The first of ``NATIVE_BF16_FLAGS`` among the CPU's ``flags`` (None: bf16 would be emulated)."""
+    present = set(flags)
+    return next((flag for flag in NATIVE_BF16_FLAGS if flag in present), None)
 
 
 def gpu_lines() -> list[str]:

@@ -31,9 +31,11 @@ below 3,339 an epoch is part of the training split while the evaluation stays wh
 gives the full-epoch cycle projected from the measured training time per video. Each side runs one
 untimed round, then timed rounds alternate (ours, authors'), one process idle while the other runs.
 Wall and process CPU seconds are both kept (CPU time is steadier on a shared machine), and each
-process's peak RSS. Prints one JSON line; not run by the tests.
+process's peak RSS. ``--precision bf16`` trains avepipe's side as ``avepipe train --precision bf16``
+(bf16 autocast) against the authors' fp32 loop: another computation, reported as such. Prints one
+JSON line; not run by the tests.
 
-    OMP_NUM_THREADS=1 python benchmarks/psp_epoch.py [--rounds 3] [--train-videos 3339] [--cache PATH]
+    OMP_NUM_THREADS=1 python benchmarks/psp_epoch.py [--rounds 3] [--train-videos 3339] [--cache PATH] [--precision bf16]
 """
 from __future__ import annotations
 
@@ -249,7 +251,7 @@ def _ours_round(args):
 
     dataset, labels = _dataset(args)
     seed_everything(0)
-    config = defaults_for("psp", "fully", epochs=1, batch_size=args.batch_size)
+    config = defaults_for("psp", "fully", epochs=1, batch_size=args.batch_size, precision=args.precision)
     trainer = Trainer(build_model("psp", "fully", num_classes=CLASSES), config, Subset(dataset, range(args.train_videos)),
                       Subset(dataset, range(TRAIN_VIDEOS, TRAIN_VIDEOS + VAL_VIDEOS)), tempfile.mkdtemp(),
                       labels.classes, ExtractorConfig(segments=T), device="cpu", progress=False)
@@ -309,6 +311,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs of each loop, alternating")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both loops")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="avepipe's training arithmetic (`avepipe train --precision`); the authors' loop is fp32")
     parser.add_argument("--train-videos", type=int, default=TRAIN_VIDEOS,
                         help="videos per training pass (default: AVE's training split); fewer times part of an "
                              "epoch (the evaluation stays whole: see projected_full_epoch)")
@@ -335,7 +339,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "psp_epoch", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "videos": VIDEOS, "train_videos": args.train_videos, "val_videos": VAL_VIDEOS, "cache_dtype": "float16",
-        "batch_size": args.batch_size, "threads": args.threads, "rounds": args.rounds, "eval_every": EVAL_EVERY,
+        "batch_size": args.batch_size, "threads": args.threads, "precision": args.precision, "rounds": args.rounds,
+        "eval_every": EVAL_EVERY,
         "command": " ".join(["python", *sys.argv]), "wall_and_cpu_s": timings,
         **_summary(*timings.values(), args.train_videos, args.batch_size),
         "peak_rss_mb": {"ours": max(r["peak_rss_mb"] for r in ours),

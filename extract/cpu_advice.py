@@ -16,18 +16,11 @@ from collections.abc import Iterable
 import torch
 
 from avepipe.extract.gpu_advice import BF16_DRIFT
-from avepipe.machine import cpu_flags
+from avepipe.machine import cpu_flags, native_bf16_flag
 
-NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 WORTH_SAYING = 1.1          # a smaller speed-up is within the noise of one short probe
 # One of VGG-19's convolution shapes (256 -> 256 channels, 3 x 3) at 28 x 28: about 0.5 GFLOP per run.
 _PROBE_CHANNELS, _PROBE_SIZE = 256, 28
-
-
-def native_bf16_flag(flags: Iterable[str]) -> str | None:
-    """The first of ``NATIVE_BF16_FLAGS`` among the CPU's ``flags`` (None: bf16 would be emulated)."""
-    present = set(flags)
-    return next((flag for flag in NATIVE_BF16_FLAGS if flag in present), None)
 
 
 def bf16_speedup_here(rounds: int = 3) -> float:

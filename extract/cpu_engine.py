@@ -24,8 +24,7 @@ from torch import nn
 
 from avepipe.errors import UserError
 from avepipe.extract.batching import PRECISIONS
-from avepipe.extract.cpu_advice import native_bf16_flag
-from avepipe.machine import cpu_flags
+from avepipe.machine import cpu_flags, native_bf16_flag
 
 ENGINES = ("auto", "openvino", "torch-jit", "torch-eager")
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}       # ours -> OpenVINO's inference precision

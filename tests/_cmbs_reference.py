@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 D = 256
 SETTINGS = {"fully": {"alpha": 0.1, "gamma": 0.3, "beta": 0.4, "heads": 4, "ff_encoder": 1024},

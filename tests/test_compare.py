@@ -115,3 +115,14 @@ def test_unknown_models_and_empty_grids_are_one_line(data, tmp_path):
     result = runner.invoke(main, ["compare", str(cache), "--annotations", str(labels), "-o", str(tmp_path / "y"),
                                   "--models", "psp", "--settings", "semi"])
     assert result.exit_code == 2 and "nothing to compare" in result.output
+
+
+def test_precision_reaches_every_run(data, tmp_path):
+    cache, labels = data
+    out = tmp_path / "bf16"
+    result = CliRunner().invoke(main, ["compare", str(cache), "--annotations", str(labels), "-o", str(out),
+                                       "--models", "psp", "--seeds", "0", "--epochs", "1", "--precision", "bf16",
+                                       "--no-linear-probe", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "runs" / "psp-fully-seed0" / "last" / "config.json").read_text())
+    assert stored["extra"]["train_config"]["precision"] == "bf16"

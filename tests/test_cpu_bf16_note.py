@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from avepipe.extract.cpu_advice import bf16_line, bf16_note, bf16_speedup_here, native_bf16_flag
+from avepipe.extract.cpu_advice import bf16_line, bf16_note, bf16_speedup_here
+from avepipe.machine import native_bf16_flag
 
 
 def test_native_bf16_flag_prefers_amx_and_needs_one_of_the_two():

@@ -1,7 +1,6 @@
 """Annotation parsing against the real AVE metadata and hand-written CSV files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import h5py
 import numpy as np

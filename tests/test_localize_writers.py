@@ -9,7 +9,6 @@ import re
 import av
 import numpy as np
 import pytest
-import torch
 
 from avepipe.extract.pipeline import extract_video
 from avepipe.extract.provenance import ExtractorConfig

@@ -14,7 +14,6 @@ from avepipe import models
 from avepipe.commands.import_checkpoint import ave_classes, import_checkpoint
 from avepipe.errors import UserError
 from avepipe.extract.provenance import AVE_RELEASED
-from avepipe.models import cmbs
 from avepipe.models.checkpoint import load_checkpoint, save_checkpoint
 from avepipe.models.outputs import ModelOutput
 from avepipe.event.training import defaults_for

@@ -10,7 +10,6 @@ n + 1e-6.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 

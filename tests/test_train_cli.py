@@ -126,6 +126,9 @@ def test_resume_refuses_changed_hyperparameters_and_extends_epochs(ave_run):
     changed = CliRunner().invoke(main, [*common, "--lr", "0.5"])
     assert changed.exit_code == 2
     assert "--resume keeps the run's hyper-parameters; differing: lr: run 0.001 vs given 0.5" in changed.output
+    other_arithmetic = CliRunner().invoke(main, [*common, "--precision", "bf16"])
+    assert other_arithmetic.exit_code == 2
+    assert "differing: precision: run 'fp32' vs given 'bf16'" in other_arithmetic.output
     extended = CliRunner().invoke(main, [*common, "--epochs", "3"])
     assert extended.exit_code == 0, extended.output
     rows = (run / "metrics.csv").read_text().splitlines()

@@ -59,10 +59,11 @@ def _background_share(dataset) -> float:
     return float((dataset.segment_labels == len(CLASSES) - 1).float().mean())
 
 
-def test_fully_psp_reaches_95_percent(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fully_psp_reaches_95_percent(tmp_path, precision):
     train_set, val_set = tensor_splits(64, 40, distractors=DISTRACTORS)
     assert _background_share(val_set) < 0.65
-    result = _fit(tmp_path, "fully", train_set, val_set, epochs=FULLY_EPOCHS)
+    result = _fit(tmp_path, "fully", train_set, val_set, epochs=FULLY_EPOCHS, precision=precision)
     assert result.history[-1]["val_acc"] >= 0.95, result.history     # the last epoch: none picked on this set
 
 

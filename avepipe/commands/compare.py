@@ -36,6 +36,8 @@ def _seeds(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--recipe", default=AUTHORS, show_default=True, help="Training recipe of every model.")
 @click.option("--epochs", type=int, help="Override every recipe's epochs (e.g. for a quick look).")
 @click.option("--batch-size", type=int, help="Override every recipe's batch size.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+              help="Training arithmetic of every run, as for `avepipe train` (default fp32).")
 @click.option("--splits", "splits_dir", type=SPLITS,
               help="train/val/test_order.h5 directory ('ave': official AVE splits); default: beside the "
                    "annotations, else a random split (seed 0) written to OUTPUT/splits.")
@@ -48,7 +50,7 @@ def _seeds(ctx, param, value: str) -> tuple[int, ...]:
               help="Also score the test split every epoch and report the best (what most papers report; "
                    "optimistic, labelled as such, never used for selection).")
 @device_option
-def compare(caches, annotations_path, output, models, settings, seeds, recipe, epochs, batch_size, splits_dir,
+def compare(caches, annotations_path, output, models, settings, seeds, recipe, epochs, batch_size, precision, splits_dir,
             val_fraction, test_fraction, background_caches, no_linear_probe, test_selected, device):
     """Train MODELS x SETTINGS x SEEDS on CACHE(s); one table of test accuracy.
 
@@ -60,7 +62,8 @@ def compare(caches, annotations_path, output, models, settings, seeds, recipe, e
     """
     from avepipe.compare import CompareOptions, compare as run_compare, table_lines
 
-    schedule = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v is not None}
+    given = (("epochs", epochs), ("batch_size", batch_size), ("precision", precision))
+    schedule = {k: v for k, v in given if v is not None}
     options = CompareOptions(
         caches=tuple(caches), annotations=annotations_path, output=output, models=models, settings=settings,
         seeds=seeds, recipe=recipe, schedule=schedule, splits_dir=splits_dir, val_fraction=val_fraction,

@@ -22,8 +22,9 @@ from avepipe.data.events import Annotations
 from avepipe.data.splits import resolve_splits, write_splits
 from avepipe.errors import UserError
 from avepipe.event import baselines
-from avepipe.event.training import Trainer, TrainConfig, TrainResult, defaults_for, stored_run
+from avepipe.event.training import Trainer, TrainConfig, TrainResult, defaults_for, emulated_bf16_warning, stored_run
 from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
+from avepipe.machine import cpu_flags
 from avepipe.models import build_model, registry
 from avepipe.models.registry import AUTHORS
 from avepipe.run.seeding import seed_everything
@@ -122,6 +123,7 @@ def train_event_model(options: TrainOptions, log: Callable[[str], None] = _stder
         _warn(log, baselines.small_data_note(len(train_set), config.recipe, _small_data_measured(config)))
         _warn(log, baselines.few_steps_warning(len(train_set), config.batch_size, config.epochs))
         _warn(log, baselines.small_validation_warning(len(val_set), int(val_set.segment_labels.size)))
+        _warn(log, emulated_bf16_warning(config.precision, trainer.device, cpu_flags()))
     result = trainer.fit()
     if ranks.is_main:
         majority = baselines.majority_accuracy(train_set.segment_labels, val_set.segment_labels)

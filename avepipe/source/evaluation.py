@@ -11,11 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from avepipe.errors import UserError
-from avepipe.extract.features import VideoFeatures
-from avepipe.models.fnac import SoundSourceLocalizer
 from avepipe.source.baselines import Samples, baseline_metrics
 from avepipe.source.maps import source_maps
 from avepipe.source.metrics import evaluate_maps

@@ -172,7 +172,9 @@ def _visual(preset: str, vgg_weights: str | None, seed: int | None, device, prec
         features = load_keras_vgg19_notop(vgg19_features(), path)
     else:
         path, identity = _resolve_checked(TORCHVISION_VGG19, vgg_weights, expected)
-        features = load_torchvision_vgg19(vgg19_features(), path)
+        with torch.device("meta"):
+            architecture = vgg19_features()
+        features = load_torchvision_vgg19(architecture, path)
     return VisualEncoder(features, preprocess, device, precision=precision, engine=engine), identity
 
 

@@ -56,9 +56,15 @@ def imagenet_preprocess(frames: torch.Tensor) -> torch.Tensor:
 
 
 def load_torchvision_vgg19(features: nn.Sequential, path: str | Path) -> nn.Sequential:
-    """Load the ``features.*`` tensors of a torchvision VGG-19 state dict (e.g. ``vgg19-dcbb9e9d.pth``)."""
+    """Load the ``features.*`` tensors of a torchvision VGG-19 state dict (e.g. ``vgg19-dcbb9e9d.pth``).
+
+    The file is memory-mapped, so the classifier's 480 MB of the 548 MB are never read, and the
+    tensors are assigned rather than copied: ``features`` may be built on the meta device
+    (``vgg19_features()`` under ``torch.device("meta")``), skipping a random initialisation that
+    would be overwritten.
+    """
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
         raise UserError(f"{path}: cannot read VGG-19 weights ({short_reason(exc)})") from exc
     if not isinstance(state_dict, dict):
@@ -69,5 +75,5 @@ def load_torchvision_vgg19(features: nn.Sequential, path: str | Path) -> nn.Sequ
     if found != expected:
         wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         raise UserError(f"{path}: not torchvision VGG-19 weights (features.{wrong[0]} missing or mis-shaped)")
-    features.load_state_dict(conv_part, strict=True)
+    features.load_state_dict(conv_part, strict=True, assign=True)
     return features

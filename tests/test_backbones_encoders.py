@@ -161,3 +161,31 @@ def test_bad_choices_are_user_errors():
         build_encoders(audio_backend="tfhub", random_seed=0)
     with pytest.raises(UserError, match="unknown audio backbone"):
         build_encoders_for(dataclasses.replace(ExtractorConfig(), audio_backbone="panns"))
+
+
+def test_torchvision_weights_file_gives_the_maps_of_those_weights(tmp_path):
+    """A torchvision-layout VGG-19 file (features.* and classifier.*): only the convolutional part is
+    used, memory-mapped into a network built without initialising it, with the maps of a plainly
+    loaded torchvision VGG-19 features module."""
+    import torchvision
+
+    from avepipe.extract.vggish import VGGish
+
+    reference = torchvision.models.vgg19().features.eval()
+    state = {f"features.{k}": v for k, v in reference.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(8, 4)      # ignored: never read into the network
+    path, vggish = tmp_path / "vgg19-user.pth", tmp_path / "vggish-user.pth"
+    torch.save(state, path)
+    torch.save(VGGish().state_dict(), vggish)
+    visual, _, config = build_encoders(vgg_weights=str(path), vggish_weights=str(vggish), device="cpu",
+                                       engine="torch-eager")
+    assert config.visual_weights == f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    assert {p.device.type for p in visual.features.parameters()} == {"cpu"}
+    ours = visual.encode(FRAME)
+    with torch.no_grad():
+        expected = reference(visual.preprocess(torch.from_numpy(FRAME)).contiguous()).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    broken = tmp_path / "not-vgg.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, broken)
+    with pytest.raises(UserError, match="not-vgg.pth: not torchvision VGG-19 weights"):
+        build_encoders(vgg_weights=str(broken), vggish_weights=str(vggish), device="cpu", engine="torch-eager")

@@ -35,7 +35,8 @@ process's peak RSS. ``--precision bf16`` trains avepipe's side as ``avepipe trai
 (bf16 autocast) against the authors' fp32 loop: another computation, reported as such. Prints one
 JSON line; not run by the tests.
 
-    OMP_NUM_THREADS=1 python benchmarks/psp_epoch.py [--rounds 3] [--train-videos 3339] [--cache PATH] [--precision bf16]
+    OMP_NUM_THREADS=1 python benchmarks/psp_epoch.py [--rounds 3] [--train-videos 3339] [--cache PATH]
+        [--precision bf16]
 """
 from __future__ import annotations
 

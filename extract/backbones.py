@@ -15,7 +15,7 @@ from torch import nn
 from avepipe.device import select_device
 from avepipe.errors import ARGUMENT, UserError
 from avepipe.extract.ave_recipe import require_ave_extra
-from avepipe.extract.cpu_engine import prepare
+from avepipe.extract.cpu_engine import batch_size_for, prepare
 from avepipe.extract.features import AUDIO_SHAPE, VISUAL_SHAPE
 from avepipe.extract.keras_vgg19 import caffe_preprocess, load_keras_vgg19_notop
 from avepipe.extract.logmel import SAMPLE_RATE, log_mel_examples
@@ -49,6 +49,7 @@ class VisualEncoder:
 
     ``engine`` says how ``features`` runs (``extract.cpu_engine``); ``self.engine`` is the one
     that does. ``build_encoders`` asks for ``auto``; a module built here directly runs as written.
+    ``batch_size``: frames per forward pass, by default the engine's (``cpu_engine.batch_size_for``).
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class VisualEncoder:
         features: nn.Module,
         preprocess: Callable[[torch.Tensor], torch.Tensor],
         device: str | torch.device | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         precision: str = "fp32",
         engine: str = "torch-eager",
     ) -> None:
@@ -64,7 +65,7 @@ class VisualEncoder:
         features = features.eval().to(self.device, memory_format=torch.channels_last)
         self.features, self.engine = prepare(features, engine, self.device, precision)
         self.preprocess = preprocess
-        self.batch_size = batch_size
+        self.batch_size = batch_size or batch_size_for(self.engine)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:

@@ -30,6 +30,16 @@ ENGINES = ("auto", "openvino", "torch-jit", "torch-eager")
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}       # ours -> OpenVINO's inference precision
 OPENVINO_INSTALL = "pip install 'avepipe[cpu-engines]'"
 TRACE_SHAPE = (1, 3, 224, 224)     # any batch size runs on the traced graph; one frame traces fastest
+# Frames per VGG-19 batch by engine. OpenVINO's maps do not depend on the batch size (tested), and a
+# batch of 32 first-touches about 0.9 GB of its buffers (3.4 s of page faults in a cold `localize` on
+# the 2-core VM of docs/benchmarks.md) where 8 runs as fast per frame with a quarter of the memory.
+BATCH_SIZES = {"openvino": 8}
+DEFAULT_BATCH_SIZE = 32
+
+
+def batch_size_for(engine: str) -> int:
+    """The default VGG-19 batch size on ``engine`` (``--batch-size`` overrides it)."""
+    return BATCH_SIZES.get(engine, DEFAULT_BATCH_SIZE)
 
 
 def choose_engines(requested: str, device: torch.device, precision: str) -> list[str]:

@@ -102,7 +102,21 @@ def test_openvino_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
 
 
 def test_a_module_given_directly_runs_as_written():
-    assert VisualEncoder(vgg19_features(), lambda x: x, "cpu").engine == "torch-eager"
+    encoder = VisualEncoder(vgg19_features(), lambda x: x, "cpu")
+    assert encoder.engine == "torch-eager" and encoder.batch_size == 32
+    assert VisualEncoder(vgg19_features(), lambda x: x, "cpu", batch_size=5).batch_size == 5
+
+
+def test_openvino_batches_of_8_give_the_maps_of_any_other_batch_size():
+    pytest.importorskip("openvino", reason="the optional OpenVINO engine (avepipe[cpu-engines], in the dev extra)")
+    visual, _, _ = build_encoders(random_seed=0, device="cpu", engine="openvino")
+    assert visual.batch_size == 8
+    frames = np.random.default_rng(4).integers(0, 256, (10, 224, 224, 3), dtype=np.uint8)
+    in_eights = visual.encode(frames)                   # batches of 8 and 2
+    visual.batch_size = 10
+    assert np.array_equal(in_eights, visual.encode(frames))
+    visual.batch_size = 3
+    assert np.array_equal(in_eights, visual.encode(frames))
 
 
 def test_engine_is_recorded_but_not_identity():

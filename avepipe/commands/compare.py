@@ -50,8 +50,8 @@ def _seeds(ctx, param, value: str) -> tuple[int, ...]:
               help="Also score the test split every epoch and report the best (what most papers report; "
                    "optimistic, labelled as such, never used for selection).")
 @device_option
-def compare(caches, annotations_path, output, models, settings, seeds, recipe, epochs, batch_size, precision, splits_dir,
-            val_fraction, test_fraction, background_caches, no_linear_probe, test_selected, device):
+def compare(caches, annotations_path, output, models, settings, seeds, recipe, epochs, batch_size, precision,
+            splits_dir, val_fraction, test_fraction, background_caches, no_linear_probe, test_selected, device):
     """Train MODELS x SETTINGS x SEEDS on CACHE(s); one table of test accuracy.
 
     Each run selects its epoch on the validation split and is scored once on the test split;

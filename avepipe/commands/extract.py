@@ -44,8 +44,9 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
               help="Storage dtype of the features in the cache (float16 halves the disk, ~1e-3 rounding).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Frames per VGG-19 forward pass, filled from several videos. Default: the encoder's own "
-                   "(32; larger is faster on GPU, needs more memory).")
+              help="Frames per VGG-19 forward pass, filled from several videos. Default: the engine's own "
+                   "(8 on OpenVINO, same maps at any size; 32 otherwise; larger is faster on GPU, needs more "
+                   "memory).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decoder processes (video and audio decoding runs there while the CNN runs here). "
                    "0 decodes in this process. Default, per rank (the CPUs this process may use, shared "

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from avepipe import doctor
 from avepipe.commands.doctor import doctor as doctor_command
+from avepipe.extract.cpu_engine import batch_size_for, openvino_installed
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU machine: the cuda tests check the doctor there")
@@ -21,8 +22,9 @@ def test_doctor_runs_on_a_cpu_and_says_what_it_could_not_check():
     assert lines[1].startswith("engines: torch ") and "PyAV" in lines[1]
     assert lines[2] == "GPUs: none visible to this process"
     assert lines[3] == "clip: 1 s generated video, 1 frames/s sampled, random backbones (seed 0)"
-    assert lines[4].startswith("cpu fp32 batch 32: ") and lines[4].endswith(" frames/s")
-    assert lines[5] == ("cpu fp32 batch 3 vs cpu fp32 batch 32: cosine 1.000000, max relative error 0.00e+00, "
+    batch = batch_size_for("openvino" if openvino_installed() else "torch-jit")    # the CPU engine's own
+    assert lines[4].startswith(f"cpu fp32 batch {batch}: ") and lines[4].endswith(" frames/s")
+    assert lines[5] == (f"cpu fp32 batch 3 vs cpu fp32 batch {batch}: cosine 1.000000, max relative error 0.00e+00, "
                         "decoded frames byte-identical: ok")
     assert lines[6:] == [
         "not checked: GPU features against the CPU's, and GPU frames/s (no GPU visible)",

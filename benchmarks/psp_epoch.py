@@ -57,6 +57,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from avepipe.event.precision import TRAIN_PRECISIONS  # noqa: E402
 from benchmarks._child import peak_rss_mb  # noqa: E402
 from benchmarks._machine import machine  # noqa: E402
 from benchmarks.train_throughput import (CLASSES, T, TRAIN_VIDEOS, VAL_VIDEOS, VIDEOS, write_annotations,  # noqa: E402
@@ -312,7 +313,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs of each loop, alternating")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both loops")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=TRAIN_PRECISIONS, default="fp32",
                         help="avepipe's training arithmetic (`avepipe train --precision`); the authors' loop is fp32")
     parser.add_argument("--train-videos", type=int, default=TRAIN_VIDEOS,
                         help="videos per training pass (default: AVE's training split); fewer times part of an "

@@ -447,7 +447,7 @@ def decode_audio_with_notes(
         first_time = None
         for frame in _decoded_frames(container, stream, corrupt):
             if first_time is None and frame.pts is not None:
-                first_time = float(frame.pts * frame.time_base)
+                first_time = in_seconds(frame.pts, frame.time_base)
             if to_planar is None:
                 to_planar = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
                 source_rate = frame.sample_rate

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from avepipe.errors import UserError
-from avepipe.event.training import TrainConfig, Trainer, defaults_for, emulated_bf16_warning, require_bf16_gpu
+from avepipe.event.precision import emulated_bf16_warning, require_bf16_gpu
+from avepipe.event.training import TrainConfig, Trainer, defaults_for
 from avepipe.extract.provenance import ExtractorConfig
 from avepipe.models import build_model
 from avepipe.run.seeding import seed_everything

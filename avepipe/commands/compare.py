@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Command
-from avepipe.commands.options import ANNOTATIONS, SPLITS, device_option
+from avepipe.commands.options import ANNOTATIONS, SPLITS, TRAIN_PRECISION, device_option
 from avepipe.models.registry import AUTHORS
 
 
@@ -36,7 +36,7 @@ def _seeds(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--recipe", default=AUTHORS, show_default=True, help="Training recipe of every model.")
 @click.option("--epochs", type=int, help="Override every recipe's epochs (e.g. for a quick look).")
 @click.option("--batch-size", type=int, help="Override every recipe's batch size.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+@click.option("--precision", type=TRAIN_PRECISION,
               help="Training arithmetic of every run, as for `avepipe train` (default fp32).")
 @click.option("--splits", "splits_dir", type=SPLITS,
               help="train/val/test_order.h5 directory ('ave': official AVE splits); default: beside the "

@@ -8,6 +8,7 @@ import click
 
 from avepipe.commands.base import Command
 from avepipe.commands.options import device_option
+from avepipe.extract.batching import PRECISIONS
 from avepipe.extract.cpu_engine import ENGINES
 from avepipe.extract.folder import VIDEO_EXTENSIONS
 
@@ -52,7 +53,7 @@ from avepipe.extract.folder import VIDEO_EXTENSIONS
                    "0 decodes in this process. Default, per rank (the CPUs this process may use, shared "
                    "among the ranks of this machine): on a GPU all of its CPUs but one; on CPU, where the "
                    "CNN is the bottleneck, one per 16 CPUs (at least 1).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
               help="VGG-19 compute precision (autocast). bf16/fp16 are faster on GPUs with tensor cores and "
                    "change the features slightly (see the README for measured drift); on CPUs without "
                    "native bf16 they are much slower. Recorded in the cache's provenance, so caches of "

@@ -8,6 +8,7 @@ import click
 from avepipe.data.ave_metadata import BUNDLED, resolve_annotations, resolve_splits_dir
 from avepipe.data.vggsound import PREFIX, VGGSoundFiles
 from avepipe.errors import UserError
+from avepipe.event.precision import TRAIN_PRECISIONS
 from avepipe.models import registry
 
 
@@ -40,6 +41,7 @@ class _AnnotationsPath(_MetadataPath):
 
 ANNOTATIONS = _AnnotationsPath(resolve_annotations, dir_okay=False)
 SPLITS = _MetadataPath(resolve_splits_dir, file_okay=False)
+TRAIN_PRECISION = click.Choice(TRAIN_PRECISIONS)     # `train` and `compare --precision`
 
 device_option = click.option("--device", help="torch device, e.g. cpu, cuda, cuda:1. [default: cuda if available, "
                                               "else cpu]")

@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from avepipe.commands.base import Command
-from avepipe.commands.options import (ANNOTATIONS, SPLITS, device_option, given_model_options, model_build_options,
-                                      model_option, seed_option)
+from avepipe.commands.options import (ANNOTATIONS, SPLITS, TRAIN_PRECISION, device_option, given_model_options,
+                                      model_build_options, model_option, seed_option)
 from avepipe.models.registry import AUTHORS
 
 
@@ -66,7 +66,7 @@ def _milestones(ctx, param, value: str | None):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help="Dropout probability of every dropout layer (default: the model's own, PSP 0.1). 0 makes "
                    "torchrun training reproduce single-process losses exactly (per-rank dropout masks differ).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+@click.option("--precision", type=TRAIN_PRECISION,
               help="Training arithmetic. fp32 (default): as the authors' code. bf16: autocast for the forward "
                    "pass and the loss, weights and predictions fp32; about 3x faster on CPUs with native bf16 "
                    "and on recent GPUs, with slightly different numbers (docs/training.md).")

@@ -22,7 +22,8 @@ from avepipe.data.events import Annotations
 from avepipe.data.splits import resolve_splits, write_splits
 from avepipe.errors import UserError
 from avepipe.event import baselines
-from avepipe.event.training import Trainer, TrainConfig, TrainResult, defaults_for, emulated_bf16_warning, stored_run
+from avepipe.event.precision import emulated_bf16_warning
+from avepipe.event.training import Trainer, TrainConfig, TrainResult, defaults_for, stored_run
 from avepipe.extract.provenance import ExtractorConfig, require_same_extractor
 from avepipe.machine import cpu_flags
 from avepipe.models import build_model, registry

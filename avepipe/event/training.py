@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,8 @@ from avepipe import distributed
 from avepipe.device import select_device
 from avepipe.errors import UserError
 from avepipe.data.dataset import FeatureDataset, StorageDtypeBatches, already_batched
+from avepipe.event.precision import check_precision, require_bf16_gpu
 from avepipe.extract.provenance import ExtractorConfig
-from avepipe.machine import NATIVE_BF16_FLAGS, native_bf16_flag
 from avepipe.models import registry
 from avepipe.models.checkpoint import read_checkpoint_info, tau_as_json
 from avepipe.models.registry import AUTHORS, Recipe
@@ -33,9 +33,6 @@ from avepipe.run.loop import EpochRun
 from avepipe.run.seeding import epoch_seed
 
 PROGRESS_EVERY = 25    # steps between the running-loss updates of the progress bar (each one waits for the GPU)
-# Training arithmetic: fp32 as the authors' code; bf16 autocast for forward and loss (weights, optimiser
-# and every prediction stay fp32), about 3x faster on CPUs with native bf16 (docs/training.md "Precision").
-TRAIN_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -61,12 +58,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     dropout: float | None = None          # None = the model's own dropout probabilities
-    precision: str = "fp32"               # one of TRAIN_PRECISIONS
+    precision: str = "fp32"               # one of event.precision.TRAIN_PRECISIONS
     model_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.precision not in TRAIN_PRECISIONS:
-            raise UserError(f"unknown training precision {self.precision!r} (expected {' or '.join(TRAIN_PRECISIONS)})")
+        check_precision(self.precision)
 
     def lr_at(self, count: int) -> float:
         """Learning rate after ``count`` ``lr_unit``s (1-based epoch, or optimiser steps taken so far)."""
@@ -120,22 +116,6 @@ def defaults_for(model: str, setting: str, recipe: str = AUTHORS, model_options:
     schedule = {f.name: getattr(base, f.name) for f in fields(Recipe) if f.name not in ("source", "model_options")}
     config = TrainConfig(model=model, setting=setting, recipe=recipe, **schedule, model_options=options)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def require_bf16_gpu(device: torch.device) -> None:
-    """``--precision bf16`` on a GPU older than Ampere (compute capability 8.0): one clear error, not a slow
-    emulation (``torch.cuda.is_bf16_supported()`` also says yes to emulated bf16)."""
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
-        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 arithmetic "
-                        "(compute capability < 8.0); train in fp32")
-
-
-def emulated_bf16_warning(precision: str, device: torch.device, flags: Iterable[str]) -> str | None:
-    """A warning for ``--precision bf16`` on a CPU (its ``flags``) that would emulate bf16: slower, not faster."""
-    if precision != "bf16" or device.type != "cpu" or native_bf16_flag(flags):
-        return None
-    return (f"warning: this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)}): --precision bf16 is "
-            "emulated here and trains slower than fp32")
 
 
 @dataclass
@@ -341,4 +321,4 @@ def stored_run(run_dir: Path) -> tuple[TrainConfig, ExtractorConfig, list[str]]:
     return TrainConfig.from_json(state["train_config"]), info.extractor, info.class_names
 
 
-__all__ = ["TRAIN_PRECISIONS", "TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset", "stored_run"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "defaults_for", "predict_dataset", "stored_run"]
